@@ -1,0 +1,41 @@
+# Two commands: `make run` opens the console on the bundled sample model and data,
+# `make test` runs the whole suite. Both bootstrap .venv when it is missing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv run test lint bench sample clean-venv
+
+venv: $(STAMP)
+
+# The CPU build of torch goes in first when no torch is installed: a plain `torch`
+# requirement would otherwise pull a multi-GB CUDA build. On a GPU box, install
+# your CUDA torch into .venv first and this step leaves it alone.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/dpo-tui
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/data_lint.py
+	$(BIN)/python bench/trainer_overhead.py
+
+# Rebuild sample_data/ from scratch (seeded; a few minutes on 2 CPU cores).
+sample: $(STAMP)
+	$(BIN)/python scripts/build_sample_prefs.py
+	$(BIN)/python scripts/build_sample_model.py
+
+clean-venv:
+	rm -rf $(VENV)

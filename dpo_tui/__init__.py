@@ -1,0 +1,3 @@
+"""dpo-tui: a terminal experiment console for DPO. Imports nothing on purpose (start-up budget)."""
+
+__version__ = "0.1.0"

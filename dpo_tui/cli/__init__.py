@@ -1,0 +1,96 @@
+"""The ``dpo-tui`` command. With no subcommand it opens the console.
+
+Every console action is also a plain subcommand, so what works in the TUI works in a script:
+``train runs attach stop resume data estimate chat export compare ladder``. Each subcommand
+lives in its own module with a ``register(subparsers)`` function; modules import only the
+light core at import time so ``dpo-tui --help`` stays instant.
+
+Errors an operator can fix are printed as one paragraph with exit code 2; tracebacks never
+reach the terminal (set ``DPO_TUI_DEBUG=1`` to see them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from ..core.errors import EXIT_USAGE, UserError
+
+# Subcommand modules, in help order. Each has register(subparsers).
+SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with a one-paragraph message (its default) but never a traceback."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"dpo-tui: error: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def add_runs_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", metavar="DIR", help="runs root (default: $DPO_TUI_HOME/runs or ~/.local/share/dpo-tui/runs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = _Parser(prog="dpo-tui", description="A terminal experiment console for DPO fine-tuning.")
+    parser.add_argument("--version", action="version", version=f"dpo-tui {__version__}")
+    add_runs_dir(parser)
+    parser.add_argument("--model", help="preselect a model in the console (path, hub id, or 'sample')")
+    parser.add_argument("--dataset", help="preselect a dataset in the console")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    ui = sub.add_parser("ui", help="open the console (the default)")
+    add_runs_dir(ui)
+    ui.add_argument("--model")
+    ui.add_argument("--dataset")
+    ui.set_defaults(func=_run_ui)
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # not built yet
+            raise
+        module.register(sub)
+    parser.set_defaults(func=_run_ui)
+    return parser
+
+
+def _run_ui(args: argparse.Namespace) -> int:
+    from ..ui.app import run_app
+
+    return run_app(runs_dir=args.runs_dir, model=getattr(args, "model", None), dataset=getattr(args, "dataset", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except UserError as exc:
+        sys.stderr.write(f"dpo-tui: {exc.render()}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("dpo-tui: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - last line of defence: no raw traceback for operators
+        if os.environ.get("DPO_TUI_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"dpo-tui: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug in dpo-tui. Re-run with DPO_TUI_DEBUG=1 to see the traceback, and report it.\n"
+        )
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""Run commands: ``train``, ``runs``, ``attach``, ``stop``, ``resume``, ``delete``.
+
+``train`` validates, creates the run folder, starts it detached and returns at once (``--follow``
+watches it; Ctrl-C or a hung-up terminal only detaches). Every RunConfig field is also a flag
+(``--lora-dropout 0.1``), generated from the model so the two never drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from ..core import events as ev
+from ..core import paths
+from ..core import runs as runs_mod
+from ..core.config import SAMPLE_PRESET, RunConfig, build_config, load_config
+from ..core.errors import UserError
+from . import add_runs_dir
+
+# Short aliases operators expect, beside the generated --field-name flags.
+ALIASES = {
+    "per_device_batch_size": ["--batch-size"],
+    "gradient_accumulation": ["--grad-accum"],
+    "learning_rate": ["--lr"],
+    "num_epochs": ["--epochs"],
+    "lora_target_modules": ["--lora-targets"],
+}
+
+
+def _flag_type(annotation: Any) -> tuple[Any, str | None]:
+    """(argparse type, kind) for a RunConfig annotation; kind is 'list', 'bool' or None."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _flag_type(args[0])
+    if origin is list:
+        inner = args[0] if args else str
+        return inner, "list"
+    if origin is typing.Literal:
+        return str, None
+    if annotation is bool:
+        return None, "bool"
+    if annotation in (int, float, str):
+        return annotation, None
+    return None, "skip"
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per RunConfig field (plus aliases), all defaulting to 'not given'."""
+    group = parser.add_argument_group("run settings (override the config file; see docs/config.md)")
+    group.add_argument("--config", metavar="FILE.toml", help="load settings from a TOML or JSON file")
+    group.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN", help="dataset column mapping, e.g. prompt=question")
+    for name, info in RunConfig.model_fields.items():
+        if name == "column_map":
+            continue
+        kind_type, kind = _flag_type(info.annotation)
+        if kind == "skip":
+            continue
+        flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, [])]
+        help_text = (info.description or "").split(". ")[0]
+        choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is typing.Literal else None
+        if kind == "bool":
+            group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind == "list":
+            group.add_argument(*flags, dest=name, default=None, metavar="A,B", help=help_text + " (comma-separated)")
+        else:
+            group.add_argument(*flags, dest=name, type=kind_type, default=None, choices=choices, help=help_text)
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    overrides: dict[str, Any] = {}
+    for name, info in RunConfig.model_fields.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        _, kind = _flag_type(info.annotation)
+        if kind == "list":
+            inner, _ = _flag_type(info.annotation)
+            items = [v.strip() for v in str(value).split(",") if v.strip()]
+            try:
+                value = [inner(v) for v in items]
+            except ValueError:
+                raise UserError(f"--{name.replace('_', '-')}: expected a comma-separated list of {inner.__name__}") from None
+        overrides[name] = value
+    if args.map:
+        mapping = {}
+        for item in args.map:
+            key, sep, column = item.partition("=")
+            if not sep or not key.strip() or not column.strip():
+                raise UserError(f"--map {item!r}: expected FIELD=COLUMN, e.g. --map prompt=question")
+            mapping[key.strip()] = column.strip()
+        overrides["column_map"] = mapping
+    if args.config:
+        return load_config(args.config, overrides)
+    # No config file: the sample experiment's settings when training the sample model.
+    base: dict[str, Any] = {}
+    if overrides.get("model", "sample") == "sample":
+        base = dict(SAMPLE_PRESET)
+        if "dataset" in overrides and "model" not in overrides:
+            base.pop("dataset")
+    base.update(overrides)
+    return build_config(base)
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Pre-flight checks that need no ML library: model and dataset exist and are usable."""
+    model = config.resolved_model()
+    if config.is_sample() and not Path(model).is_dir():
+        raise UserError(f"The bundled sample model is missing at {model}", hint="run `make sample` to rebuild sample_data/")
+    if Path(model).exists() and Path(model).is_dir() and not (Path(model) / "config.json").exists():
+        raise UserError(f"Model folder {model} has no config.json", hint="point --model at a Hugging Face model folder")
+    from ..core.config import looks_like_hub_id
+
+    dataset = config.resolved_dataset()
+    if not Path(dataset).exists() and not looks_like_hub_id(dataset):
+        raise UserError(f"Dataset not found: {config.dataset}", hint="give a .jsonl/.json/.csv/.parquet file, a folder, or a hub id")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check_inputs(config)
+    root = paths.runs_root(args.runs_dir)
+    run = runs_mod.create_run(root, config)
+    try:
+        runs_mod.launch(run)
+    except OSError as exc:
+        run.update_status(state="failed", kind="crash", message=f"could not start the supervisor: {exc}")
+        raise UserError(f"Could not start run {run.id}: {exc}") from None
+    print(run.id)
+    sys.stdout.flush()
+    if args.follow:
+        return follow(run)
+    print(f"Started in the background. Follow it with: dpo-tui attach {run.id}", file=sys.stderr)
+    return 0
+
+
+# --- following a run ---------------------------------------------------------------------------
+def _fmt(value: float | None, spec: str = ".3f") -> str:
+    return "—" if value is None else format(value, spec)
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def progress_line(history: ev.RunHistory, status: runs_mod.RunStatus, width: int = 24) -> str:
+    total = history.max_steps or status.max_steps or 0
+    step = history.step
+    frac = min(1.0, step / total) if total else 0.0
+    bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
+    phase = status.phase if status.state in ("queued", "starting") or not history.started else ""
+    return (
+        f"{status.state:<8} [{bar}] {step}/{total or '?'}  ETA {_eta(history.eta_seconds())}  "
+        f"loss {_fmt(history.latest('loss'))}  margin {_fmt(history.latest('rewards/margins'))}  "
+        f"acc {_fmt(history.latest('rewards/accuracies'), '.2f')}" + (f"  ({phase})" if phase else "")
+    )
+
+
+def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
+    """Show progress until the run ends. Ctrl-C or a hang-up detaches; the run keeps going."""
+    detached = False
+
+    def detach(signum: int, _frame: Any) -> None:
+        nonlocal detached
+        detached = True
+
+    old_int = signal.signal(signal.SIGINT, detach)
+    old_hup = signal.signal(signal.SIGHUP, detach)
+    reader = ev.EventReader(run.events_path)
+    history = ev.RunHistory()
+    tty = sys.stdout.isatty()
+    last_printed = ""
+    last_time = 0.0
+    try:
+        while not detached:
+            history.apply(reader.read_new())
+            status = run.status()
+            line = progress_line(history, status)
+            if tty:
+                sys.stdout.write("\r" + line[:200].ljust(120))
+                sys.stdout.flush()
+            elif line != last_printed and time.time() - last_time > 2 or status.state in runs_mod.TERMINAL_STATES:
+                print(line, flush=True)
+                last_printed, last_time = line, time.time()
+            if status.state in runs_mod.TERMINAL_STATES:
+                history.apply(reader.read_new())
+                if tty:
+                    print()
+                print(outcome_line(run, status, history), flush=True)
+                return {"finished": 0, "stopped": 3}.get(status.state, 1)
+            time.sleep(poll)
+        if tty:
+            print()
+        print(f"Detached; the run continues. Reattach with: dpo-tui attach {run.id}", file=sys.stderr)
+        return 0
+    except BrokenPipeError:
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGHUP, old_hup)
+
+
+def outcome_line(run: runs_mod.Run, status: runs_mod.RunStatus, history: ev.RunHistory) -> str:
+    term = history.terminal or {}
+    if status.state == "finished":
+        return f"Finished {run.id} at step {history.step}: adapter in {run.final_weights_dir() or run.adapter_dir}"
+    if status.state == "stopped":
+        return f"Stopped {run.id} at step {status.step}. {status.hint or term.get('hint') or ''}".strip()
+    kind = status.kind or term.get("kind") or "crash"
+    message = status.message or term.get("message") or ""
+    hint = status.hint or term.get("hint") or ""
+    return f"{status.state.capitalize()} ({kind}) {run.id}: {message}" + (f"\nHint: {hint}" if hint else "")
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    return follow(run)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    root = paths.runs_root(args.runs_dir)
+    summaries = runs_mod.list_runs(root)
+    if args.json:
+        print(json.dumps([s.as_json() for s in summaries], indent=2, allow_nan=False, default=str))
+        return 0
+    if not summaries:
+        print(f"No runs in {root}. Start one with: dpo-tui train")
+        return 0
+    print(f"{'ID':<44} {'STATE':<10} {'STEP':>9} {'β':>6} {'RANK':>4} {'LOSS':>7} {'MARGIN':>7}  STARTED")
+    for s in summaries:
+        progress = f"{s.step}/{s.max_steps or '?'}"
+        started = time.strftime("%m-%d %H:%M", time.localtime(s.started_at or s.created_at)) if (s.started_at or s.created_at) else "—"
+        state = s.state + ("!" if s.stalled else "")
+        print(
+            f"{s.id:<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
+            f"{_fmt(s.loss):>7} {_fmt(s.margin):>7}  {started}"
+        )
+        if s.state == "unreadable":
+            print(f"    unreadable: {s.error}")
+        elif s.state in ("failed", "crashed") and (s.message or s.kind):
+            print(f"    {s.kind}: {s.message or ''}")
+    print(f"\n{len(summaries)} run(s) in {root}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    status = runs_mod.stop(run, now=args.now, wait=args.wait, escalate_after=args.timeout if args.wait else None)
+    if status.state in runs_mod.TERMINAL_STATES:
+        print(f"{run.id}: {status.state}" + (f" ({status.hint})" if status.hint else ""))
+    else:
+        print(f"{run.id}: stop requested; it saves a checkpoint at the next step and ends 'stopped'. `dpo-tui stop --now {run.id}` kills it.")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    ckpt = runs_mod.resume(run)
+    print(f"Resuming {run.id} from {ckpt.path.name} (step {ckpt.step})")
+    if args.follow:
+        return follow(run)
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    if not args.yes:
+        raise UserError(f"Deleting {run.id} removes its checkpoints and adapter for good", hint="add --yes to confirm")
+    runs_mod.delete(run)
+    print(f"Deleted {run.id}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="start a DPO run in the background", description=cmd_train.__doc__)
+    add_runs_dir(train)
+    add_config_flags(train)
+    train.add_argument("--follow", "-f", action="store_true", help="show progress until the run ends (Ctrl-C detaches)")
+    train.set_defaults(func=cmd_train)
+
+    runs = sub.add_parser("runs", help="list runs, newest first")
+    add_runs_dir(runs)
+    runs.add_argument("--json", action="store_true")
+    runs.set_defaults(func=cmd_runs)
+
+    attach = sub.add_parser("attach", help="follow a run (Ctrl-C detaches)")
+    add_runs_dir(attach)
+    attach.add_argument("run_id", metavar="ID")
+    attach.set_defaults(func=cmd_attach)
+
+    stop = sub.add_parser("stop", help="stop a run gracefully (checkpoint, then 'stopped')")
+    add_runs_dir(stop)
+    stop.add_argument("run_id", metavar="ID")
+    stop.add_argument("--now", action="store_true", help="kill at once (SIGKILL); no final checkpoint")
+    stop.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for the run to end (default 60)")
+    stop.add_argument("--timeout", type=float, default=50.0, metavar="S", help="escalate to SIGKILL after S seconds of waiting")
+    stop.set_defaults(func=cmd_stop)
+
+    resume = sub.add_parser("resume", help="resume a stopped/failed/crashed run from its newest complete checkpoint")
+    add_runs_dir(resume)
+    resume.add_argument("run_id", metavar="ID")
+    resume.add_argument("--follow", "-f", action="store_true")
+    resume.set_defaults(func=cmd_resume)
+
+    delete = sub.add_parser("delete", help="delete a run folder (never a running run)")
+    add_runs_dir(delete)
+    delete.add_argument("run_id", metavar="ID")
+    delete.add_argument("--yes", action="store_true")
+    delete.set_defaults(func=cmd_delete)

@@ -1,0 +1,244 @@
+"""The supervisor: ``python -m dpo_tui.worker.supervise RUN_DIR [--resume-from CHECKPOINT]``.
+
+Started detached by ``core.runs.launch`` (new session, stdin /dev/null, output to a file), so it
+and the trainer survive logout. It
+
+1. waits its turn for the run's devices (one trainer per GPU, or one on CPU): runs queue in the
+   order they were created, and a lock file per device, held with ``flock``, guards the device.
+   Locks die with their holder, so a crashed run never leaves a device blocked;
+2. starts the trainer as its child in the same process group (so Stop's SIGTERM to the group
+   reaches both), with output appended to ``trainer.log``;
+3. records the exit code and a terminal status even when the trainer is SIGKILLed, e.g. by the
+   host's OOM killer.
+
+It imports no ML library: it stays small while the trainer holds the memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+from ..core import events as ev
+from ..core.runs import (
+    EXIT_FAILED,
+    LOCKS_DIR,
+    TERMINAL_STATES,
+    Run,
+    host_name,
+    list_run_dirs,
+    process_start_time,
+)
+
+POLL_S = 0.5
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use: NVML's count, narrowed by CUDA_VISIBLE_DEVICES. 0 without NVML."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, no library: CPU only
+        return 0
+
+
+def device_keys(gpus: list[int], nproc: int) -> list[str]:
+    """The lock names a run needs: its GPUs, or ``cpu``."""
+    if gpus:
+        return [f"gpu{g}" for g in sorted(gpus)]
+    count = visible_gpu_count()
+    if count:
+        return [f"gpu{i}" for i in range(min(nproc, count))]
+    return ["cpu"]
+
+
+class DeviceLocks:
+    """flock-held lock files under ``<runs root>/.locks/``; released by closing (or by dying)."""
+
+    def __init__(self, root: Path, keys: list[str]) -> None:
+        self.dir = root / LOCKS_DIR
+        self.keys = keys
+        self.handles: list[IO[str]] = []
+
+    def try_acquire(self, run_id: str) -> bool:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for key in self.keys:  # sorted keys: no two supervisors deadlock on each other
+            fh = open(self.dir / f"{key}.lock", "a+")  # noqa: SIM115 - held for the run's lifetime
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                self.release()
+                return False
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{run_id} {os.getpid()}\n")
+            fh.flush()
+            self.handles.append(fh)
+        return True
+
+    def release(self) -> None:
+        for fh in self.handles:
+            with contextlib.suppress(OSError):
+                fh.close()
+        self.handles = []
+
+
+def holder(root: Path, key: str) -> str | None:
+    """The run id written into a lock file (informational; the flock is what counts)."""
+    try:
+        text = (root / LOCKS_DIR / f"{key}.lock").read_text().split()
+    except OSError:
+        return None
+    return text[0] if text else None
+
+
+def queue_ahead(run: Run, keys: list[str]) -> list[Run]:
+    """Queued runs created before this one that want one of the same devices (FIFO order)."""
+    mine = run.raw_status()
+    ahead = []
+    for path in list_run_dirs(run.path.parent):
+        if path == run.path:
+            continue
+        other = Run(path)
+        try:
+            status = other.status()
+        except Exception:  # noqa: BLE001 - an unreadable neighbour must not block the queue
+            continue
+        if status.state != "queued" or not status.supervisor_pid:
+            continue
+        if set(status.devices or []) & set(keys) and (status.created_at, other.id) < (mine.created_at, run.id):
+            ahead.append(other)
+    return ahead
+
+
+class Supervisor:
+    def __init__(self, run: Run, resume_from: Path | None) -> None:
+        self.run = run
+        self.resume_from = resume_from
+        self.child: subprocess.Popen[bytes] | None = None
+        self.cancelled = False
+
+    def _on_term(self, signum: int, _frame: object) -> None:
+        # While queued, Stop cancels the run. While training, the trainer (same group) got the
+        # same signal and stops gracefully; the supervisor waits to record the outcome.
+        if self.child is None:
+            self.cancelled = True
+
+    def wait_turn(self, keys: list[str], locks: DeviceLocks) -> bool:
+        announced = None
+        while not self.cancelled:
+            ahead = queue_ahead(self.run, keys)
+            if not ahead and locks.try_acquire(self.run.id):
+                return True
+            busy_by = next((h for h in (holder(self.run.path.parent, k) for k in keys) if h and h != self.run.id), None)
+            phase = f"queued: position {len(ahead) + 1}" + (f", {'/'.join(keys)} busy with {busy_by}" if busy_by else "")
+            if phase != announced:
+                self.run.update_status(phase=phase)
+                announced = phase
+            time.sleep(POLL_S)
+        return False
+
+    def trainer_command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "dpo_tui.worker.train", str(self.run.path)]
+        if self.resume_from is not None:
+            cmd += ["--resume-from", str(self.resume_from)]
+        return cmd
+
+    def run_trainer(self, keys: list[str]) -> int:
+        env = dict(os.environ)
+        gpu_ids = [k[3:] for k in keys if k.startswith("gpu")]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids) if gpu_ids else ""
+        env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(self.run.log_path, "ab") as log:
+            log.write(f"\n=== dpo-tui trainer start {time.strftime('%Y-%m-%d %H:%M:%S')} on {host_name()} ({'/'.join(keys)}) ===\n".encode())
+            log.flush()
+            self.child = subprocess.Popen(  # noqa: S603 - our own module
+                self.trainer_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                close_fds=True, env=env, cwd=str(self.run.path),
+            )
+        # Record the trainer pid at once, so a Stop right after launch can reach it.
+        self.run.update_status(pid=self.child.pid, pid_start=process_start_time(self.child.pid))
+        while True:
+            try:
+                return self.child.wait()
+            except InterruptedError:
+                continue
+
+    def record_outcome(self, rc: int) -> None:
+        """If the trainer died without its terminal event, write one, so a run never silently disappears."""
+        status = self.run.raw_status()
+        if status.state in TERMINAL_STATES and status.attempt and status.exit_code is not None:
+            return
+        if rc < 0:
+            sig = signal.Signals(-rc).name
+            kind = "killed"
+            message = f"the trainer was killed by {sig}"
+            hint = "SIGKILL without a Stop usually means the host OOM killer (check `dmesg`)" if sig == "SIGKILL" else ""
+        else:
+            kind = "crash"
+            message = f"the trainer exited with code {rc} before reporting an outcome"
+            hint = f"see {self.run.log_path.name}"
+        ckpt = self.run.newest_complete_checkpoint()
+        if ckpt:
+            hint = (hint + "; " if hint else "") + f"`dpo-tui resume {self.run.id}` continues from {ckpt.path.name}"
+        with contextlib.suppress(OSError), ev.EventWriter(self.run.events_path, attempt=max(1, status.attempt)) as writer:
+            writer.emit(ev.FAILED, step=status.step, kind=kind, message=message, hint=hint, exit_code=rc)
+        status.state = "crashed" if rc < 0 else "failed"
+        status.kind, status.message, status.hint = kind, message, hint
+        status.exit_code = rc if rc >= 0 else 128 - rc
+        status.ended_at = time.time()
+        self.run.write_status(status)
+
+    def main(self) -> int:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+        config = self.run.config()
+        keys = device_keys(config.gpus, config.nproc)
+        self.run.update_status(state="queued", supervisor_pid=os.getpid(), supervisor_start=process_start_time(os.getpid()),
+                               pgid=os.getpgid(0), host=host_name(), devices=keys)
+        locks = DeviceLocks(self.run.path.parent, keys)
+        if not self.wait_turn(keys, locks):
+            with ev.EventWriter(self.run.events_path, attempt=max(1, self.run.raw_status().attempt)) as writer:
+                writer.emit(ev.STOPPED, step=self.run.raw_status().step, reason="cancelled", hint="cancelled while queued")
+            self.run.update_status(state="stopped", kind="cancelled", message="cancelled while queued", ended_at=time.time(), phase="done")
+            return 0
+        try:
+            self.run.update_status(state="starting", phase="starting")
+            rc = self.run_trainer(keys)
+            self.record_outcome(rc)
+            return 0 if rc in (0, 3) else EXIT_FAILED
+        finally:
+            locks.release()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dpo_tui.worker.supervise")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--resume-from", type=Path)
+    args = parser.parse_args(argv)
+    run = Run(args.run_dir.resolve())
+    return Supervisor(run, args.resume_from).main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

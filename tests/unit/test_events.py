@@ -1,0 +1,111 @@
+"""The event wire format: writer, offset reader (torn and garbage lines), and the history fold."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.core import events as ev
+
+
+def test_writer_sanitizes_non_finite_and_numbers_seq(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with ev.EventWriter(path, attempt=1) as w:
+        w.emit(ev.STARTED, max_steps=3)
+        w.emit(ev.LOG, step=1, metrics={"loss": float("nan"), "rewards/margins": 0.5, "grad_norm": math.inf})
+    lines = path.read_text().splitlines()
+    assert "NaN" not in lines[1] and "Infinity" not in lines[1]
+    log = json.loads(lines[1])
+    assert log["metrics"] == {"loss": None, "rewards/margins": 0.5, "grad_norm": None}
+    assert log["nonfinite"] == ["loss", "grad_norm"]
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2]
+    assert log["v"] == ev.EVENT_VERSION and log["attempt"] == 1
+
+
+def test_second_writer_continues_seq_and_repairs_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    with ev.EventWriter(path) as w:
+        w.emit(ev.STARTED)
+    with open(path, "a") as fh:
+        fh.write('{"v":1,"seq":2,"type":"lo')  # killed mid-write
+    with ev.EventWriter(path, attempt=2) as w:
+        w.emit(ev.RESUMED, step=0)
+    events = ev.read_events(path)
+    assert [e["type"] for e in events] == ["started", "resumed"]
+    assert events[-1]["seq"] == 2 and events[-1]["attempt"] == 2
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected_types", "bad"),
+    [
+        (['{"type":"log","step":1}\n'], ["log"], 0),
+        (['{"type":"log","st', 'ep":1}\n'], ["log"], 0),  # torn write completed later
+        (['{"type":"log","step":1}\n', "garbage\n", '{"type":"x"}\n'], ["log", "x"], 1),  # unknown types pass through
+        (['[1,2]\n', '{"no_type":1}\n'], [], 2),
+        (["\n\n"], [], 0),
+        (['{"type":"log"}\r\n'], ["log"], 0),
+    ],
+)
+def test_reader_reads_whole_lines_only(tmp_path: Path, chunks: list[str], expected_types: list[str], bad: int) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text("")
+    reader = ev.EventReader(path)
+    got = []
+    for chunk in chunks:
+        with open(path, "a") as fh:
+            fh.write(chunk)
+        got += reader.read_new()
+    assert [e["type"] for e in got] == expected_types
+    assert reader.bad_lines == bad
+
+
+def test_reader_holds_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"type":"log","step":1}\n{"type":"log","step":2')
+    reader = ev.EventReader(path)
+    assert [e["step"] for e in reader.read_new()] == [1]
+    assert reader.read_new() == []
+    with open(path, "a") as fh:
+        fh.write("}\n")
+    assert [e["step"] for e in reader.read_new()] == [2]
+
+
+def test_reader_restarts_when_the_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"type":"a"}\n{"type":"b"}\n')
+    reader = ev.EventReader(path)
+    assert len(reader.read_new()) == 2
+    path.write_text('{"type":"c"}\n')
+    assert [e["type"] for e in reader.read_new()] == ["c"]
+
+
+def _log(step: int, loss: float | None, attempt: int = 1) -> dict:
+    return {"type": "log", "step": step, "t": 100.0 + step, "attempt": attempt, "metrics": {"loss": loss}}
+
+
+def test_history_drops_superseded_steps_after_resume() -> None:
+    history = ev.RunHistory()
+    history.apply([{"type": "started", "max_steps": 6, "attempt": 1}, *[_log(s, 1.0 / s) for s in range(1, 6)]])
+    # Killed at step 5; the newest checkpoint was step 3. The next attempt re-logs 4..6.
+    history.apply([{"type": "resumed", "step": 3}, {"type": "started", "max_steps": 6, "attempt": 2}])
+    assert [s for s, _ in history.series["loss"]] == [1, 2, 3]
+    history.apply([_log(s, 0.5, attempt=2) for s in (4, 5, 6)])
+    assert [s for s, _ in history.series["loss"]] == [1, 2, 3, 4, 5, 6]
+    assert history.latest("loss") == 0.5 and history.attempt == 2
+
+
+def test_history_rate_and_eta() -> None:
+    history = ev.RunHistory()
+    history.apply([{"type": "started", "max_steps": 100}])
+    history.apply([{"type": "log", "step": s, "t": 10.0 + s * 0.5, "metrics": {"loss": 0.6}} for s in range(1, 11)])
+    assert history.steps_per_second() == pytest.approx(2.0)
+    assert history.eta_seconds() == pytest.approx(45.0)
+
+
+def test_history_terminal_and_resources() -> None:
+    history = ev.RunHistory()
+    history.apply([{"type": "resource", "rss": 1}, {"type": "checkpoint", "step": 2}, {"type": "failed", "kind": "nan"}])
+    assert history.terminal["kind"] == "nan" and history.last_checkpoint["step"] == 2 and history.last_resource["rss"] == 1

@@ -1,0 +1,167 @@
+"""The real trainer on the tiny sample model, in real detached subprocesses.
+
+Covers issue 2 §5: a run to the end; stop then resume with a continuous step sequence; SIGKILL
+of the process group → crashed → resume → finished; an incomplete checkpoint is skipped; the
+run outlives its launcher's session (SIGHUP); --follow detaches on SIGINT; NaN → failed/nan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.core.events import read_events
+from dpo_tui.core.runs import Run
+from tests.conftest import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
+
+pytestmark = pytest.mark.slow
+
+# Slow the tiny model's steps down so a test can act mid-run (the sample model does ~10 steps/s).
+SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.4"}
+
+
+def test_run_to_the_end(trained_run: Run) -> None:
+    events = read_events(trained_run.events_path)
+    types = [e["type"] for e in events]
+    assert types.count("started") == 1
+    started = next(e for e in events if e["type"] == "started")
+    assert started["max_steps"] == 30 and started["examples"] >= 300
+    assert started["world_size"] == 1 and started["device"] == "cpu"
+    assert set(started["versions"]) >= {"torch", "transformers", "trl", "peft"}
+    assert [t for t in types if t in ("finished", "stopped", "failed")] == ["finished"]
+    assert types[-1] == "finished"
+    assert log_steps(trained_run.path) == list(range(1, 31))
+    logs = [e for e in events if e["type"] == "log" and not e.get("summary")]
+    for key in ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "logps/chosen", "learning_rate", "grad_norm"):
+        assert key in logs[-1]["metrics"], key
+    assert all(e["nonfinite"] == [] for e in logs)
+    assert [e["step"] for e in events if e["type"] == "checkpoint"] == [6, 12, 18, 24]
+    adapter = trained_run.adapter_dir
+    assert (adapter / "adapter_config.json").exists() and (adapter / "adapter_model.safetensors").exists()
+    assert (adapter / "COMPLETE").exists()
+    assert not (trained_run.path / "adapter.partial").exists()
+    status = trained_run.status()
+    assert status.state == "finished" and status.exit_code == 0 and status.step == 30
+    # The margin grows: the sample data's lesson is learnable.
+    margins = [e["metrics"]["rewards/margins"] for e in logs]
+    assert sum(margins[-5:]) / 5 > sum(margins[:5]) / 5
+
+
+def test_runs_json_lists_the_run(trained_run: Run, session_runs_root: Path) -> None:
+    proc = run_cli("runs", "--runs-dir", str(session_runs_root), "--json", check=True)
+    rows = {r["id"]: r for r in json.loads(proc.stdout)}
+    row = rows[trained_run.id]
+    assert row["state"] == "finished" and row["step"] == 30 and row["max_steps"] == 30
+    assert row["beta"] == 0.1 and row["path"] == str(trained_run.path)
+
+
+def test_stop_then_resume_continues_without_gaps(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "14", env=SLOW)
+    wait_for_step(path, 4)
+    t0 = time.time()
+    proc = run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    stop_latency = time.time() - t0
+    status = wait_for_state(path, {"stopped"}, timeout=60)
+    stopped_at = status["step"]
+    assert 4 <= stopped_at < 14, proc.stdout
+    assert stop_latency < 30
+    run = Run(path)
+    assert run.newest_complete_checkpoint().step == stopped_at  # saved at the exact stop step
+    terminal = [e for e in read_events(run.events_path) if e["type"] in ("finished", "stopped", "failed")]
+    assert [e["type"] for e in terminal] == ["stopped"] and terminal[0]["checkpoint"] == f"checkpoints/checkpoint-{stopped_at}"
+
+    proc = run_cli("resume", "--runs-dir", str(runs_root), path.name, check=True)
+    assert f"checkpoint-{stopped_at}" in proc.stdout
+    wait_for_state(path, {"finished"}, timeout=300)
+    raw = [e["step"] for e in read_events(run.events_path) if e["type"] == "log" and not e.get("summary")]
+    assert raw == list(range(1, 15)), "a graceful stop loses and repeats no step"
+    assert log_steps(path) == list(range(1, 15))
+    assert run.status().attempt == 2
+
+
+def test_sigkill_of_the_group_is_crashed_then_resumes(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "16", "--save-fraction", "0.25", env=SLOW)
+    wait_for_step(path, 6)
+    run = Run(path)
+    wait_for_state(path, {"running"})
+    status = run.raw_status()
+    os.killpg(status.pgid, signal.SIGKILL)
+    crashed = wait_for_state(path, {"crashed"}, timeout=30)
+    assert "resume" in crashed["message"]
+    # A half-written newer checkpoint (no trainer_state.json) must be skipped.
+    fake = run.checkpoints_dir / "checkpoint-15"
+    fake.mkdir()
+    (fake / "adapter_model.safetensors").write_bytes(b"\x00" * 4)
+    ckpt = run.newest_complete_checkpoint()
+    assert ckpt is not None and ckpt.step in (4, 8)
+    killed_at = max(log_steps(path))
+    assert 0 <= killed_at - ckpt.step <= 4 + 1  # lost at most one save interval (plus the step in flight)
+    proc = run_cli("resume", "--runs-dir", str(runs_root), path.name, check=True)
+    assert f"checkpoint-{ckpt.step}" in proc.stdout
+    wait_for_state(path, {"finished"}, timeout=300)
+    assert log_steps(path) == list(range(1, 17))
+
+
+def test_trainer_sigkill_alone_is_recorded_by_the_supervisor(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "30", env=SLOW)
+    wait_for_step(path, 2)
+    run = Run(path)
+    os.kill(run.raw_status().pid, signal.SIGKILL)
+    status = wait_for_state(path, {"crashed", "failed"}, timeout=30)
+    assert status["state"] == "crashed" and status["kind"] == "killed"
+    assert "OOM killer" in status["hint"]
+    terminal = [e for e in read_events(run.events_path) if e["type"] == "failed"]
+    assert len(terminal) == 1 and terminal[0]["kind"] == "killed"
+
+
+def test_run_outlives_the_launching_session(runs_root: Path, sample_model: Path) -> None:
+    # A launcher in its own session (like an SSH login shell) starts a run, then the session hangs up.
+    script = f"{' '.join(dpo_tui_cmd())} train --runs-dir {runs_root} --max-steps 8 > {runs_root}/id.txt; sleep 60"
+    launcher = subprocess.Popen(["bash", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL, env={**os.environ, **SLOW})
+    id_file = runs_root / "id.txt"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (id_file.exists() and id_file.read_text().strip()):
+        time.sleep(0.2)
+    path = runs_root / id_file.read_text().strip()
+    wait_for_step(path, 1)
+    os.killpg(launcher.pid, signal.SIGHUP)
+    launcher.wait(timeout=10)
+    status = wait_for_state(path, {"finished", "failed", "crashed", "stopped"}, timeout=300)
+    assert status["state"] == "finished"
+
+
+def test_follow_detaches_on_sigint(runs_root: Path, sample_model: Path) -> None:
+    proc = subprocess.Popen(
+        [*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "12", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **SLOW}, stdin=subprocess.DEVNULL,
+    )
+    run_id = proc.stdout.readline().strip()
+    path = runs_root / run_id
+    wait_for_step(path, 2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "Detached" in err and f"dpo-tui attach {run_id}" in err
+    assert Run(path).status().state in ("running", "starting", "finished")
+    assert wait_for_state(path, {"finished", "failed", "crashed", "stopped"})["state"] == "finished"
+
+
+def test_nan_mid_run_fails_with_kind_nan(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env={"DPO_TUI_FAULT_NAN_AT_STEP": "5"})
+    status = wait_for_state(path, {"failed", "finished", "crashed", "stopped"}, timeout=300)
+    assert status["state"] == "failed" and status["kind"] == "nan"
+    assert "learning rate" in status["hint"]
+    events = read_events(path / "events.jsonl")
+    nan_log = [e for e in events if e["type"] == "log" and e["nonfinite"]]
+    assert nan_log and nan_log[0]["step"] == 5 and "loss" in nan_log[0]["nonfinite"]
+    assert nan_log[0]["metrics"]["loss"] is None  # written as null, never bare NaN
+    run = Run(path)
+    assert [c.step for c in run.checkpoints()] == [3]  # no checkpoint of the poisoned model
+    assert not run.adapter_dir.exists()
