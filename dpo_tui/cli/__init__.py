@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from ..core.errors import EXIT_USAGE, UserError
 
 # Subcommand modules, in help order. Each has register(subparsers).
-SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare")
+SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare", "ladder")
 
 
 class _Parser(argparse.ArgumentParser):

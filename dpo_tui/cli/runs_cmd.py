@@ -121,6 +121,21 @@ def check_inputs(config: RunConfig) -> None:
     dataset = config.resolved_dataset()
     if not Path(dataset).exists() and not looks_like_hub_id(dataset):
         raise UserError(f"Dataset not found: {config.dataset}", hint="give a .jsonl/.json/.csv/.parquet file, a folder, or a hub id")
+    check_strategy(config)
+
+
+def check_strategy(config: RunConfig) -> None:
+    """A multi-process strategy needs its library and (for DeepSpeed/FSDP) GPUs: say what to install."""
+    import importlib.util
+
+    if config.nproc == 1 or config.strategy == "ddp":
+        return
+    if config.strategy.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"strategy '{config.strategy}' needs DeepSpeed, which is not installed", hint="pip install 'dpo-tui[deepspeed]'")
+    from ..worker.supervise import visible_gpu_count
+
+    if visible_gpu_count() == 0:
+        raise UserError(f"strategy '{config.strategy}' needs GPUs; on CPU only 'ddp' runs (over gloo)", hint="use --strategy ddp")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -227,29 +242,53 @@ def cmd_attach(args: argparse.Namespace) -> int:
     return follow(run)
 
 
+SEEN_FILE = ".seen.json"
+
+
+def changed_since_last_look(root: Path, summaries: list[runs_mod.RunSummary]) -> set[str]:
+    """Runs whose state changed since the last `dpo-tui runs` (remembered in the runs root)."""
+    from ..core.fsutil import atomic_write_json, read_json
+
+    seen_path = root / SEEN_FILE
+    try:
+        seen = read_json(seen_path)
+    except (OSError, ValueError):
+        seen = {}
+    changed = {s.id for s in summaries if seen and seen.get(s.id) != s.state}
+    try:
+        atomic_write_json(seen_path, {s.id: s.state for s in summaries})
+    except OSError:
+        pass  # a read-only runs root still lists
+    return changed
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     root = paths.runs_root(args.runs_dir)
     summaries = runs_mod.list_runs(root)
+    changed = changed_since_last_look(root, summaries) if root.is_dir() else set()
     if args.json:
-        print(json.dumps([s.as_json() for s in summaries], indent=2, allow_nan=False, default=str))
+        rows = [{**s.as_json(), "changed": s.id in changed} for s in summaries]
+        print(json.dumps(rows, indent=2, allow_nan=False, default=str))
         return 0
     if not summaries:
         print(f"No runs in {root}. Start one with: dpo-tui train")
         return 0
-    print(f"{'ID':<44} {'STATE':<10} {'STEP':>9} {'β':>6} {'RANK':>4} {'LOSS':>7} {'MARGIN':>7}  STARTED")
+    print(f"  {'ID':<44} {'STATE':<10} {'STEP':>9} {'β':>6} {'RANK':>4} {'LOSS':>7} {'MARGIN':>7}  STARTED")
     for s in summaries:
         progress = f"{s.step}/{s.max_steps or '?'}"
         started = time.strftime("%m-%d %H:%M", time.localtime(s.started_at or s.created_at)) if (s.started_at or s.created_at) else "—"
         state = s.state + ("!" if s.stalled else "")
+        mark = "* " if s.id in changed else "  "
         print(
-            f"{s.id:<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
+            f"{mark}{s.id:<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
             f"{_fmt(s.loss):>7} {_fmt(s.margin):>7}  {started}"
         )
         if s.state == "unreadable":
             print(f"    unreadable: {s.error}")
         elif s.state in ("failed", "crashed") and (s.message or s.kind):
             print(f"    {s.kind}: {s.message or ''}")
-    print(f"\n{len(summaries)} run(s) in {root}")
+    note = f"; * = changed since you last looked ({len(changed)})" if changed else ""
+    print(f"\n{len(summaries)} run(s) in {root}{note}")
     return 0
 
 

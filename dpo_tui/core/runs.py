@@ -456,7 +456,7 @@ def last_log_metrics(events_path: Path, tail_bytes: int = 65536) -> dict[str, An
             event = json.loads(raw)
         except ValueError:
             continue
-        if isinstance(event, dict) and isinstance(event.get("metrics"), dict):
+        if isinstance(event, dict) and isinstance(event.get("metrics"), dict) and not event.get("summary"):
             return event["metrics"]
     return {}
 

@@ -75,7 +75,7 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     data_end = 0
     for name, info in header.items():
         try:
-            dtype, shape, (start, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+            dtype, shape, (_start, end) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise SafetensorsError(f"malformed entry for tensor '{name}'") from None
         tensors.append(TensorInfo(name, dtype, shape))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO
 
 from ..core import events as ev
+from ..core.fsutil import atomic_write_json
 from ..core.runs import (
     EXIT_FAILED,
     LOCKS_DIR,
@@ -39,6 +40,59 @@ from ..core.runs import (
 )
 
 POLL_S = 0.5
+ACCELERATE_CONFIG = "accelerate_config.json"
+
+
+def accelerate_config(config, keys: list[str]) -> dict:  # noqa: ANN001 - RunConfig
+    """The ``accelerate launch`` config for a multi-process run (DDP, DeepSpeed ZeRO or FSDP).
+
+    Without GPUs the same DDP path runs over gloo on CPU processes (how the tests exercise it).
+    """
+    on_gpu = any(k.startswith("gpu") for k in keys)
+    precision = {"bf16": "bf16", "fp16": "fp16"}.get(config.precision, "no")
+    if config.precision == "auto" and on_gpu:
+        precision = "bf16"
+    out: dict = {
+        "compute_environment": "LOCAL_MACHINE",
+        "distributed_type": "MULTI_GPU",
+        "num_machines": 1,
+        "machine_rank": 0,
+        "num_processes": config.nproc,
+        "mixed_precision": precision if on_gpu else "no",
+        "use_cpu": False,
+        "rdzv_backend": "static",
+        "same_network": True,
+        "main_training_function": "main",
+        "dynamo_config": {},
+    }
+    if on_gpu:
+        out["gpu_ids"] = ",".join(str(i) for i in range(len(keys)))
+    if config.strategy.startswith("zero"):
+        stage = 2 if config.strategy == "zero2" else 3
+        offload = "cpu" if config.strategy == "zero3-offload" else "none"
+        out["distributed_type"] = "DEEPSPEED"
+        out["deepspeed_config"] = {
+            "zero_stage": stage,
+            "offload_optimizer_device": offload,
+            "offload_param_device": offload,
+            "zero3_init_flag": stage == 3,
+            "zero3_save_16bit_model": stage == 3,
+            "gradient_accumulation_steps": config.gradient_accumulation,
+            "gradient_clipping": config.max_grad_norm,
+        }
+    elif config.strategy == "fsdp":
+        out["distributed_type"] = "FSDP"
+        out["fsdp_config"] = {
+            "fsdp_version": 1,
+            "fsdp_sharding_strategy": "FULL_SHARD",
+            "fsdp_auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+            "fsdp_state_dict_type": "SHARDED_STATE_DICT",
+            "fsdp_offload_params": False,
+            "fsdp_use_orig_params": True,
+            "fsdp_cpu_ram_efficient_loading": True,
+            "fsdp_sync_module_states": True,
+        }
+    return out
 
 
 def visible_gpu_count() -> int:
@@ -155,11 +209,18 @@ class Supervisor:
             time.sleep(POLL_S)
         return False
 
-    def trainer_command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "dpo_tui.worker.train", str(self.run.path)]
-        if self.resume_from is not None:
-            cmd += ["--resume-from", str(self.resume_from)]
-        return cmd
+    def trainer_command(self, keys: list[str]) -> list[str]:
+        """One process: the trainer itself. Several: ``accelerate launch`` with a config generated into the run."""
+        args = [str(self.run.path)] + (["--resume-from", str(self.resume_from)] if self.resume_from is not None else [])
+        config = self.run.config()
+        if config.nproc == 1:
+            return [sys.executable, "-m", "dpo_tui.worker.train", *args]
+        launch_config = self.run.path / ACCELERATE_CONFIG
+        atomic_write_json(launch_config, accelerate_config(config, keys))
+        return [
+            sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config),
+            "-m", "dpo_tui.worker.train", *args,
+        ]
 
     def run_trainer(self, keys: list[str]) -> int:
         env = dict(os.environ)
@@ -172,7 +233,7 @@ class Supervisor:
             log.write(f"\n=== dpo-tui trainer start {time.strftime('%Y-%m-%d %H:%M:%S')} on {host_name()} ({'/'.join(keys)}) ===\n".encode())
             log.flush()
             self.child = subprocess.Popen(  # noqa: S603 - our own module
-                self.trainer_command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                self.trainer_command(keys), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 close_fds=True, env=env, cwd=str(self.run.path),
             )
         # Record the trainer pid at once, so a Stop right after launch can reach it.

@@ -74,23 +74,40 @@ class RunFailed(Exception):
         self.kind, self.message, self.hint = kind, message, hint
 
 
+def process_rank() -> tuple[int, int]:
+    """(rank, world size) under ``accelerate launch``/torchrun; (0, 1) for a single process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
 class Reporter:
-    """Owns the run folder's writes for this attempt: events, status, heartbeat. Rank 0 only."""
+    """Owns the run folder's writes for this attempt: events, status, heartbeat.
+
+    Only rank 0 writes; on other ranks every method is a no-op, so there is one writer per run.
+    """
 
     def __init__(self, run: Run, attempt: int) -> None:
         self.run = run
         self.attempt = attempt
-        self.writer = ev.EventWriter(run.events_path, attempt=attempt)
+        self.rank, self.world_size = process_rank()
+        self.writer = ev.EventWriter(run.events_path, attempt=attempt) if self.rank == 0 else None
         self._lock = threading.Lock()
         self.step = 0
         self.max_steps: int | None = None
         self.phase = "starting"
 
     def emit(self, type_: str, **fields: Any) -> None:
+        if self.writer is None:
+            return
         with self._lock:
             self.writer.emit(type_, **fields)
 
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
     def status(self, **fields: Any) -> None:
+        if self.rank != 0:
+            return
         with self._lock:
             fields.setdefault("heartbeat", time.time())
             fields.setdefault("phase", self.phase)
@@ -187,6 +204,25 @@ def oom_hint(config: RunConfig, phase: str) -> str:
     return f"out of GPU memory while {phase}: " + "; ".join(tips) + ". `dpo-tui estimate` predicts the fit."
 
 
+def stop_agreed(stop: StopRequested, world_size: int) -> bool:
+    """Whether any rank was asked to stop. Every rank must stop at the same step boundary, or the
+    ones still training hang in their next collective, so the flag is all-reduced (MAX) each step."""
+    if world_size <= 1:
+        return stop.requested
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        return stop.requested
+    flag = torch.tensor([1 if stop.requested else 0], dtype=torch.int32)
+    if dist.get_backend() == "nccl":
+        flag = flag.cuda()
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() and not stop.requested:
+        stop.flag.set()
+    return bool(flag.item())
+
+
 def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) -> list[Any]:
     """The TrainerCallbacks that stream events, guard against NaN, stop gracefully and pace checkpoints."""
     from transformers import TrainerCallback
@@ -226,7 +262,7 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
             reporter.step = state.global_step
             if fault_step_delay:
                 time.sleep(fault_step_delay)
-            if stop.requested and not self.nan_keys:
+            if stop_agreed(stop, reporter.world_size) and not self.nan_keys:
                 self.stopped_by_signal = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -255,6 +291,8 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
 
         def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
             self.last_save_t = time.time()
+            if not state.is_world_process_zero:
+                return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (path / "COMPLETE").write_text(f"{state.global_step}\n")
             fsync_dir(path)
@@ -410,15 +448,35 @@ def build_trainer(config: RunConfig, reporter: Reporter, stop: StopRequested, tr
         peft_config=peft_config,
         callbacks=build_callbacks(reporter, stop, config),
     )
+    install_save_fault(trainer)
     return trainer
 
 
-def save_final(trainer: Any, run: Run, config: RunConfig) -> Path:
+def install_save_fault(trainer: Any) -> None:
+    """Test hook: pause a checkpoint save after the weights, before trainer_state.json, so a fault test can
+    SIGKILL the trainer mid-save (``DPO_TUI_FAULT_SAVE_DELAY`` seconds; off unless set)."""
+    delay = float(os.environ.get("DPO_TUI_FAULT_SAVE_DELAY", "0") or 0)
+    if not delay:
+        return
+    original = trainer._save_optimizer_and_scheduler
+
+    def slow_save(output_dir: str) -> None:
+        time.sleep(delay)
+        original(output_dir)
+
+    trainer._save_optimizer_and_scheduler = slow_save
+
+
+def save_final(trainer: Any, run: Run, config: RunConfig, rank: int = 0) -> Path:
     """Write the final adapter (or full model) to a partial folder, mark it complete, then rename into place."""
     final = run.model_dir if config.method == "full" else run.adapter_dir
     partial = final.with_name(final.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    trainer.save_model(str(partial))
+    if rank == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))  # collective under DeepSpeed/FSDP: every rank calls it
+    if rank != 0:
+        return final
+    time.sleep(float(os.environ.get("DPO_TUI_FAULT_FINAL_SAVE_DELAY", "0") or 0))  # test hook: kill mid final save
     (partial / "COMPLETE").write_text("ok\n")
     fsync_dir(partial)
     if final.exists():
@@ -455,7 +513,8 @@ def train(run: Run, resume_from: Path | None) -> int:
         reporter.step = step
         reporter.emit(ev.RESUMED, step=step, checkpoint=str(resume_from))
     heartbeat = Heartbeat(reporter)
-    heartbeat.start()
+    if reporter.rank == 0:
+        heartbeat.start()
     trainer = None
     try:
         import torch
@@ -476,7 +535,7 @@ def train(run: Run, resume_from: Path | None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         callback = next(cb for cb in trainer.callback_handler.callbacks if hasattr(cb, "nan_keys"))
         # `started` goes out before the first step so the monitor shows max_steps at once.
-        world = int(os.environ.get("WORLD_SIZE", "1"))
+        world = reporter.world_size
         steps_per_epoch = math.ceil(kept / (config.per_device_batch_size * config.gradient_accumulation * world))
         max_steps = config.max_steps if config.max_steps > 0 else math.ceil(steps_per_epoch * config.num_epochs)
         reporter.max_steps = max_steps
@@ -496,7 +555,9 @@ def train(run: Run, resume_from: Path | None) -> int:
             ckpt = run.checkpoints_dir / f"checkpoint-{reporter.step}"
             return finish_stopped(reporter, ckpt if ckpt.exists() else None)
         reporter.set_phase("saving")
-        final = save_final(trainer, run, config)
+        final = save_final(trainer, run, config, reporter.rank)
+        if reporter.rank != 0:
+            return EXIT_FINISHED
         history = trainer.state.log_history
         final_metrics = {k: v for k, v in (history[-2] if len(history) > 1 else {}).items() if isinstance(v, (int, float))}
         reporter.emit(ev.FINISHED, step=reporter.step, path=final.name, metrics=final_metrics)
@@ -506,10 +567,17 @@ def train(run: Run, resume_from: Path | None) -> int:
         return finish_failed(reporter, exc.kind, exc.message, exc.hint)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, with the traceback in trainer.log only
         traceback.print_exc()
-        return finish_failed(reporter, *classify(exc, config, reporter.phase))
+        kind, message, hint = classify(exc, config, reporter.phase)
+        if kind == "disk":
+            # A save that hit a full disk leaves an unusable checkpoint; removing it frees the room
+            # needed to record the failure (status.json, the terminal event).
+            for ckpt in run.checkpoints():
+                if not ckpt.complete:
+                    shutil.rmtree(ckpt.path, ignore_errors=True)
+        return finish_failed(reporter, kind, message, hint)
     finally:
         heartbeat.stopped.set()
-        reporter.writer.close()
+        reporter.close()
 
 
 def classify(exc: BaseException, config: RunConfig, phase: str) -> tuple[str, str, str]:

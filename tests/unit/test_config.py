@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.core.config import REMOVED_TRL_KEYS, TRL_LOSS_TYPES, RunConfig, build_config, field_help, load_config
+from dpo_tui.core.config import (
+    REMOVED_TRL_KEYS,
+    TRL_LOSS_TYPES,
+    RunConfig,
+    build_config,
+    field_help,
+    load_config,
+)
 from dpo_tui.core.errors import UserError
 
 

@@ -1,0 +1,82 @@
+"""``dpo-tui ladder --betas 0.05,0.1,0.5 [train overrides]``: one run per β, everything else equal.
+
+The runs share a ``group`` and go into the runs root's queue: one at a time per device (in the
+order created), or spread over ``--spread-gpus``. The queue lives in the run folders and their
+detached supervisors, so it survives the console exiting. ``dpo-tui ladder --cancel GROUP`` stops
+the group's running run and cancels the queued ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..core import paths
+from ..core import runs as runs_mod
+from ..core.errors import UserError
+from . import add_runs_dir
+from .runs_cmd import add_config_flags, check_inputs, config_from_args
+
+
+def parse_betas(text: str) -> list[float]:
+    try:
+        betas = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"--betas {text!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.5") from None
+    if len(betas) < 2:
+        raise UserError("--betas needs at least two values for a ladder")
+    bad = [b for b in betas if not b > 0]
+    if bad:
+        raise UserError(f"--betas: every β must be > 0 (got {bad})")
+    return betas
+
+
+def make_ladder(root, base, betas: list[float], group: str, spread_gpus: list[int] | None = None) -> list[runs_mod.Run]:  # noqa: ANN001
+    """Create and launch one run per β. Same seed and data order; only β (and the GPU, if spread) differ."""
+    created = []
+    for i, beta in enumerate(betas):
+        changes: dict = {"beta": beta, "group": group}
+        if spread_gpus:
+            changes["gpus"] = [spread_gpus[i % len(spread_gpus)]]
+            changes["nproc"] = 1
+        config = base.model_copy(update=changes)
+        config = type(base).model_validate(config.model_dump())  # re-validate the combination
+        created.append(runs_mod.create_run(root, config))
+    for run in created:
+        runs_mod.launch(run)
+    return created
+
+
+def cmd_ladder(args: argparse.Namespace) -> int:
+    root = paths.runs_root(args.runs_dir)
+    if args.cancel:
+        members = [s for s in runs_mod.list_runs(root) if s.group == args.cancel]
+        if not members:
+            raise UserError(f"No runs in group '{args.cancel}'")
+        for s in members:
+            if s.state in runs_mod.ACTIVE_STATES:
+                runs_mod.stop(runs_mod.Run(s.path))
+                print(f"{s.id}: {'cancelled' if s.state == 'queued' else 'stopping'}")
+        return 0
+    if not args.betas:
+        raise UserError("give --betas 0.05,0.1,0.5 (or --cancel GROUP)")
+    betas = parse_betas(args.betas)
+    base = config_from_args(args)
+    check_inputs(base)
+    group = args.group or base.group or time.strftime("ladder-%Y%m%d-%H%M%S")
+    spread = [int(g) for g in args.spread_gpus.split(",")] if args.spread_gpus else None
+    runs = make_ladder(root, base, betas, group, spread)
+    for run in runs:
+        print(run.id)
+    print(f"Ladder '{group}': {len(runs)} runs queued. Compare with: dpo-tui compare --group {group}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ladder", help="a β ladder: one queued run per β, everything else equal")
+    add_runs_dir(p)
+    p.add_argument("--betas", help="comma-separated β values, e.g. 0.05,0.1,0.5")
+    p.add_argument("--spread-gpus", metavar="0,1", help="run the ladder's runs side by side on these GPUs (one each)")
+    p.add_argument("--cancel", metavar="GROUP", help="stop the running run of a ladder and cancel its queued runs")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_ladder)

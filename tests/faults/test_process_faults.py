@@ -1,0 +1,299 @@
+"""Process, storage and clock faults on the tiny model, each with its documented outcome (issue 10 §1).
+
+Every case records what happened (state shown, what was saved, what resume did, steps lost) for
+docs/reliability.md. Steps are slowed with DPO_TUI_FAULT_STEP_DELAY so a fault lands mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.core import events as ev
+from dpo_tui.core.runs import Run, RunStatus
+from tests.conftest import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
+from tests.faults.conftest import record_outcome
+
+pytestmark = pytest.mark.slow
+
+SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.35"}
+TERMINAL = {"finished", "stopped", "failed", "crashed"}
+
+
+def _wait_until(predicate, timeout: float = 120, what: str = "condition") -> None:  # noqa: ANN001
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _resume_to_end(runs_root: Path, path: Path, max_steps: int) -> int:
+    """Resume, wait for the end, check the folded steps are exactly 1..max_steps; return the resume step."""
+    ckpt = Run(path).newest_complete_checkpoint()
+    assert ckpt is not None
+    run_cli("resume", "--runs-dir", str(runs_root), path.name, check=True)
+    assert wait_for_state(path, TERMINAL, timeout=300)["state"] == "finished"
+    assert log_steps(path) == list(range(1, max_steps + 1))
+    assert (Run(path).adapter_dir / "COMPLETE").exists()
+    return ckpt.step
+
+
+def test_sigkill_during_a_step(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=SLOW)  # saves at 5, 10
+    wait_for_step(path, 7)
+    run = Run(path)
+    killed_at = max(log_steps(path))
+    os.kill(run.raw_status().pid, signal.SIGKILL)
+    status = wait_for_state(path, {"crashed", "failed"}, timeout=30)
+    assert status["state"] == "crashed" and status["kind"] == "killed"
+    resumed_from = _resume_to_end(runs_root, path, 12)
+    lost = killed_at - resumed_from
+    assert 0 <= lost <= 5
+    record_outcome("process", "SIGKILL during a step", "recovered", steps_lost=lost, save_interval=5, corrupt_chosen=0)
+
+
+def test_sigkill_during_a_checkpoint_save(runs_root: Path, sample_model: Path) -> None:
+    env = {**SLOW, "DPO_TUI_FAULT_SAVE_DELAY": "4"}
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=env)
+    second = path / "checkpoints" / "checkpoint-10"
+    _wait_until(second.exists, timeout=240, what="the second checkpoint save to begin")
+    run = Run(path)
+    assert not (second / "trainer_state.json").exists()
+    os.killpg(run.raw_status().pgid, signal.SIGKILL)
+    assert wait_for_state(path, {"crashed"}, timeout=30)["state"] == "crashed"
+    by_step = {c.step: c for c in run.checkpoints()}
+    assert not by_step[10].complete and by_step[5].complete
+    assert run.newest_complete_checkpoint().step == 5  # the half-written one is never chosen
+    resumed_from = _resume_to_end(runs_root, path, 12)
+    record_outcome("process", "SIGKILL during a checkpoint save", "recovered", steps_lost=10 - resumed_from, save_interval=5,
+                   corrupt_chosen=0)
+
+
+def test_sigkill_during_the_final_adapter_save(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "6", "--save-fraction", "0.5", env={"DPO_TUI_FAULT_FINAL_SAVE_DELAY": "6"})
+    run = Run(path)
+    partial = path / "adapter.partial"
+    _wait_until(partial.exists, timeout=240, what="the final save to begin")
+    os.kill(run.raw_status().pid, signal.SIGKILL)
+    status = wait_for_state(path, {"crashed", "failed"}, timeout=30)
+    assert status["state"] == "crashed"
+    assert run.final_weights_dir() is None and not run.adapter_dir.exists()  # no half adapter is ever "the" adapter
+    resumed_from = _resume_to_end(runs_root, path, 6)
+    assert not partial.exists()
+    record_outcome("process", "SIGKILL during the final adapter save", "recovered", steps_lost=6 - resumed_from, save_interval=3,
+                   corrupt_chosen=0)
+
+
+def test_sigterm_then_second_sigterm_kills(runs_root: Path, sample_model: Path) -> None:
+    env = {"DPO_TUI_FAULT_STEP_DELAY": "2.5"}  # a long step: the second stop lands before the graceful one completes
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env=env)
+    wait_for_step(path, 4, timeout=240)
+    t0 = time.time()
+    run_cli("stop", "--runs-dir", str(runs_root), path.name, "--wait", "0", check=True)
+    assert Run(path).raw_status().state == "stopping"
+    proc = run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    status = wait_for_state(path, {"stopped"}, timeout=30)
+    latency = time.time() - t0
+    assert status["kind"] == "killed" and "stopped" in proc.stdout
+    terminal = [e for e in ev.read_events(path / "events.jsonl") if e["type"] in ev.TERMINAL_TYPES]
+    assert [e["type"] for e in terminal] == ["stopped"]
+    resumed_from = _resume_to_end(runs_root, path, 12)
+    record_outcome("process", "double SIGTERM (escalates to SIGKILL)", "recovered", stop_latency_s=round(latency, 2),
+                   steps_lost=max(0, status["step"] - resumed_from), save_interval=3, corrupt_chosen=0)
+
+
+def test_single_sigterm_loses_no_step(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "10", env=SLOW)
+    wait_for_step(path, 3)
+    t0 = time.time()
+    run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    status = wait_for_state(path, {"stopped"}, timeout=60)
+    latency = time.time() - t0
+    resumed_from = _resume_to_end(runs_root, path, 10)
+    assert resumed_from == status["step"]
+    record_outcome("process", "SIGTERM (Stop)", "recovered", stop_latency_s=round(latency, 2), steps_lost=0, corrupt_chosen=0)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_terminal_hang_up_through_tmux(runs_root: Path, sample_model: Path) -> None:
+    session = f"dpo-hup-{os.getpid()}"
+    cmd = " ".join([*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "8", "--follow"])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
+                    f"DPO_TUI_FAULT_STEP_DELAY=0.3 {cmd}"], check=True)
+    try:
+        _wait_until(lambda: any(runs_root.iterdir()), timeout=60, what="the run folder")
+        path = next(runs_root.iterdir())
+        wait_for_step(path, 2)
+        screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
+        assert path.name in screen
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)  # SIGHUP to the pane, like a dropped SSH
+    status = wait_for_state(path, TERMINAL, timeout=300)
+    assert status["state"] == "finished"
+    record_outcome("process", "launching terminal hung up (tmux)", "survived", steps_lost=0)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
+def test_console_killed_while_a_run_streams(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "10", env=SLOW)
+    session = f"dpo-ui-{os.getpid()}"
+    cmd = " ".join([*dpo_tui_cmd(), "--runs-dir", str(runs_root)])
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
+    try:
+        wait_for_step(path, 2)
+        time.sleep(2)
+        pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"], capture_output=True, text=True).stdout.split()[0])
+        os.kill(pane_pid, signal.SIGKILL)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+    before = max(log_steps(path))
+    status = wait_for_state(path, TERMINAL, timeout=300)
+    assert status["state"] == "finished" and max(log_steps(path)) == 10 > before
+    record_outcome("process", "console killed while a run streams", "survived", steps_lost=0)
+
+
+def _mount_tmpfs(target: Path, size: str) -> bool:
+    target.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)], capture_output=True).returncode == 0
+
+
+def test_full_disk_fails_cleanly_and_keeps_older_checkpoints(tmp_path: Path, sample_model: Path) -> None:
+    root = tmp_path / "small"
+    if not _mount_tmpfs(root, "3m"):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        path = start_run(root, "--max-steps", "12", "--save-fraction", "0.17", "--save-total-limit", "10")
+        status = wait_for_state(path, TERMINAL, timeout=300)
+        run = Run(path)
+        assert status["state"] == "failed" and status["kind"] == "disk", status
+        assert "disk full" in status["message"] and "free space" in status["hint"]
+        complete = [c for c in run.checkpoints() if c.complete]
+        assert complete and all(c.complete for c in run.checkpoints())  # the partial save was cleaned up
+        record_outcome("storage", "disk full during a checkpoint save", "failed-clean", corrupt_chosen=0,
+                       kept_checkpoints=len(complete))
+    finally:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+def test_unwritable_runs_root_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    proc = run_cli("train", "--runs-dir", str(blocker / "runs"))
+    assert proc.returncode == 2 and "Cannot create the runs root" in proc.stderr and "Traceback" not in proc.stderr
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "--bind", "-o", "ro", str(ro), str(ro)], capture_output=True).returncode == 0:
+        try:
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=False)
+            proc = run_cli("train", "--runs-dir", str(ro))
+            assert proc.returncode == 2 and "Traceback" not in proc.stderr
+            assert "runs root" in proc.stderr or "run folder" in proc.stderr
+        finally:
+            subprocess.run(["umount", "-l", str(ro)], check=False)
+    record_outcome("storage", "unwritable runs root", "rejected", tracebacks=0)
+
+
+def test_corrupt_newest_checkpoint_is_skipped_on_resume(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env=SLOW)  # saves at 3, 6, 9
+    wait_for_step(path, 8)
+    run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    status = wait_for_state(path, {"stopped"}, timeout=60)
+    run = Run(path)
+    newest = run.checkpoints()[-1]
+    assert newest.step == status["step"]
+    weights = newest.path / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # half-written
+    chosen = run.newest_complete_checkpoint()
+    assert chosen.step < newest.step
+    _resume_to_end(runs_root, path, 12)
+    record_outcome("storage", "corrupt newest checkpoint", "recovered", corrupt_chosen=0, steps_lost=newest.step - chosen.step)
+
+
+def test_torn_and_garbage_event_lines(trained_run: Run, tmp_path: Path) -> None:
+    copy = tmp_path / "runs" / trained_run.id
+    shutil.copytree(trained_run.path, copy)
+    with open(copy / "events.jsonl", "a") as fh:
+        fh.write("this is not json\n\x00\x01garbage\n{\"v\":1,\"type\":\"log\",\"step\":31,\"metr")
+    reader = ev.EventReader(copy / "events.jsonl")
+    history = ev.RunHistory()
+    history.apply(reader.read_new())
+    assert history.step == 30 and reader.bad_lines == 2 and history.terminal["type"] == "finished"
+    proc = run_cli("runs", "--runs-dir", str(copy.parent), "--json", check=True)
+    assert json.loads(proc.stdout)[0]["state"] == "finished"
+    record_outcome("events", "torn last line and garbage lines", "tolerated", bad_lines=2)
+
+
+def test_status_json_deleted_mid_run(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "10", env={**SLOW, "DPO_TUI_HEARTBEAT_S": "1"})
+    wait_for_step(path, 3)
+    (path / "status.json").unlink()
+    rows = json.loads(run_cli("runs", "--runs-dir", str(runs_root), "--json", check=True).stdout)
+    assert rows[0]["state"] in ("running", "starting")  # rebuilt from the event log and live pids
+    status = wait_for_state(path, TERMINAL, timeout=300)
+    assert status["state"] == "finished"
+    record_outcome("events", "status.json deleted mid-run", "recovered", steps_lost=0)
+
+
+def test_stale_lock_from_a_dead_process(runs_root: Path, sample_model: Path) -> None:
+    locks = runs_root / ".locks"
+    locks.mkdir()
+    (locks / "cpu.lock").write_text("20200101-000000-dead-b0.1 999999\n")  # left by a crashed supervisor
+    path = start_run(runs_root, "--max-steps", "2")
+    status = wait_for_state(path, TERMINAL, timeout=300)
+    assert status["state"] == "finished"
+    record_outcome("process", "stale lock from a dead process", "ignored", steps_lost=0)
+
+
+def test_two_launches_on_the_same_device(runs_root: Path, sample_model: Path) -> None:
+    procs = [
+        subprocess.Popen([*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "4", "--name", f"twin{i}"],
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, **SLOW})
+        for i in range(2)
+    ]
+    ids = [p.communicate(timeout=60)[0].split()[0] for p in procs]
+    paths = [runs_root / i for i in ids]
+    _wait_until(lambda: any(Run(p).raw_status().state == "running" for p in paths), timeout=120, what="one run to start")
+    states = sorted(Run(p).status().state for p in paths)
+    assert states == ["queued", "running"]
+    ends = [wait_for_state(p, TERMINAL, timeout=300) for p in paths]
+    assert [e["state"] for e in ends] == ["finished", "finished"]
+    first, second = sorted(ends, key=lambda s: s["started_at"])
+    assert second["started_at"] >= first["ended_at"] - 0.5  # never two trainers on one device
+    record_outcome("process", "two launches on the same device", "queued", steps_lost=0)
+
+
+def test_clock_jumps_do_not_mislead(tmp_path: Path) -> None:
+    # The wall clock can jump (NTP, suspend). Rates and ETAs must not go negative, and a heartbeat
+    # from "the future" must not read as stalled. (Simulated: changing the host clock would disturb
+    # everything else on the machine.)
+    history = ev.RunHistory()
+    history.apply([{"type": "started", "max_steps": 10}, {"type": "log", "step": 1, "t": 1000.0, "metrics": {"loss": 0.7}},
+                   {"type": "log", "step": 2, "t": 400.0, "metrics": {"loss": 0.6}}])  # clock went back 10 minutes
+    assert history.steps_per_second() is None and history.eta_seconds() is None
+    run = Run(tmp_path)
+    future = RunStatus(state="running", heartbeat=time.time() + 3600)
+    assert not run.is_stalled(future)
+    past = RunStatus(state="running", heartbeat=time.time() - 3600)
+    assert run.is_stalled(past)
+    record_outcome("clock", "system clock jumps (simulated)", "tolerated")
+
+
+def test_nan_injected_mid_run_keeps_good_checkpoints(runs_root: Path, sample_model: Path) -> None:
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env={"DPO_TUI_FAULT_NAN_AT_STEP": "7"})
+    status = wait_for_state(path, TERMINAL, timeout=300)
+    assert status["state"] == "failed" and status["kind"] == "nan"
+    run = Run(path)
+    assert [c.step for c in run.checkpoints()] == [3, 6]  # nothing saved from the poisoned model
+    # Resume (without the injected fault) continues from the last good checkpoint.
+    resumed_from = _resume_to_end(runs_root, path, 12)
+    assert resumed_from == 6
+    record_outcome("numeric", "NaN injected mid-run", "recovered", corrupt_chosen=0, steps_lost=7 - resumed_from)

@@ -1,0 +1,162 @@
+"""Run folders without the trainer: creation, listing, crash reconciliation, checkpoint choice, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.core import runs
+from dpo_tui.core.config import RunConfig
+from dpo_tui.core.errors import UserError
+from dpo_tui.core.fsutil import atomic_write_json
+
+
+def _config(**kw) -> RunConfig:
+    return RunConfig(**kw)
+
+
+def _safetensors(path: Path, truncate: bool = False) -> None:
+    header = json.dumps({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]}}).encode()
+    data = struct.pack("<Q", len(header)) + header + b"\x00" * 16
+    path.write_bytes(data[:-5] if truncate else data)
+
+
+def _checkpoint(run: runs.Run, step: int, *, state: bool = True, truncate: bool = False, incomplete_marker: bool = False) -> Path:
+    folder = run.checkpoints_dir / f"checkpoint-{step}"
+    folder.mkdir(parents=True)
+    _safetensors(folder / "adapter_model.safetensors", truncate=truncate)
+    (folder / "optimizer.pt").write_bytes(b"x")
+    (folder / "scheduler.pt").write_bytes(b"x")
+    if state:
+        (folder / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    if incomplete_marker:
+        (folder / "checkpoint-is-incomplete.txt").write_text("")
+    return folder
+
+
+def test_create_run_writes_config_and_queued_status(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path / "runs", _config(beta=0.25, name="try"))
+    assert run.id.endswith("-tiny-chat-b0.25-try")
+    assert run.config().beta == 0.25
+    assert run.raw_status().state == "queued"
+    # same second, same settings: never overwritten
+    other = runs.create_run(tmp_path / "runs", _config(beta=0.25, name="try"), run_id=run.id)
+    assert other.id == f"{run.id}-2"
+
+
+def test_checkpoint_choice_skips_incomplete_and_corrupt(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path, _config())
+    _checkpoint(run, 10)
+    _checkpoint(run, 20)
+    _checkpoint(run, 30, state=False)  # killed before trainer_state.json
+    _checkpoint(run, 40, truncate=True)  # half-written weights
+    _checkpoint(run, 50, incomplete_marker=True)
+    chosen = run.newest_complete_checkpoint()
+    assert chosen is not None and chosen.step == 20
+    reasons = {c.step: c.reason for c in run.checkpoints() if not c.complete}
+    assert reasons == {30: "no trainer_state.json", 40: reasons[40], 50: "marked incomplete"}
+    assert "truncated" in reasons[40] or "invalid header" in reasons[40]
+
+
+def test_active_run_with_dead_processes_is_crashed(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path, _config())
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    run.update_status(state="running", pid=dead.pid, supervisor_pid=dead.pid, host=runs.host_name())
+    _checkpoint(run, 5)
+    status = run.status()
+    assert status.state == "crashed"
+    assert "checkpoint-5" in status.message
+    assert run.raw_status().state == "crashed"  # persisted
+
+
+def test_pid_reuse_is_not_mistaken_for_a_live_run(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path, _config())
+    # Our own pid is alive, but with another start time it is somebody else's process.
+    run.update_status(state="running", pid=os.getpid(), pid_start=1.0, host=runs.host_name())
+    assert run.status().state == "crashed"
+
+
+def test_status_json_deleted_mid_run_is_rebuilt_from_events(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path, _config())
+    with open(run.events_path, "w") as fh:
+        fh.write(json.dumps({"type": "started", "max_steps": 9, "pid": os.getpid(), "attempt": 1}) + "\n")
+        fh.write(json.dumps({"type": "log", "step": 4, "metrics": {"loss": 0.5}}) + "\n")
+    run.status_path.unlink()
+    status = run.status()
+    assert status.state == "running" and status.step == 4 and status.max_steps == 9
+
+
+def test_list_runs_marks_broken_folders_unreadable(tmp_path: Path) -> None:
+    good = runs.create_run(tmp_path, _config())
+    broken = tmp_path / "20990101-000000-broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    half = tmp_path / "20990101-000001-half"
+    half.mkdir()
+    (half / "status.json").write_text(json.dumps({"state": "finished"}))
+    rows = {r.id: r for r in runs.list_runs(tmp_path)}
+    assert rows[good.id].state == "queued"
+    assert rows[broken.name].state == "unreadable" and "config.json" in rows[broken.name].error
+    assert rows[half.name].state == "unreadable"
+    assert list(rows)[0] == half.name  # newest first
+
+
+def test_find_run_by_prefix_and_errors(tmp_path: Path) -> None:
+    a = runs.create_run(tmp_path, _config(name="alpha"))
+    assert runs.find_run(tmp_path, a.id[:-2]).id == a.id
+    with pytest.raises(UserError, match="No run 'nope'"):
+        runs.find_run(tmp_path, "nope")
+
+
+def test_resume_rules(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path, _config())
+    run.update_status(state="finished")
+    with pytest.raises(UserError, match="already finished"):
+        runs.prepare_resume(run)
+    run.update_status(state="stopped")
+    _checkpoint(run, 3, state=False)
+    with pytest.raises(UserError, match="no complete checkpoint.*checkpoint-3 \\(no trainer_state.json\\)"):
+        runs.prepare_resume(run)
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    target = tmp_path / "status.json"
+    atomic_write_json(target, {"a": 1})
+    with pytest.raises(ValueError):
+        atomic_write_json(target, {"a": float("nan")})  # refused before anything is replaced
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
+
+
+def test_delete_refuses_a_live_run(tmp_path: Path) -> None:
+    run = runs.create_run(tmp_path, _config())
+    run.update_status(state="running", pid=os.getpid(), pid_start=runs.process_start_time(os.getpid()), host=runs.host_name())
+    with pytest.raises(UserError, match="stop it before deleting"):
+        runs.delete(run)
+    run.update_status(state="stopped")
+    runs.delete(run)
+    assert not run.path.exists()
+
+
+def test_listing_a_thousand_runs_is_fast(tmp_path: Path) -> None:
+    template = runs.create_run(tmp_path, _config())
+    config_text = template.config_path.read_text()
+    status_text = template.status_path.read_text()
+    for i in range(1000):
+        folder = tmp_path / f"20260101-{i:06d}-m-b0.1"
+        folder.mkdir()
+        (folder / "config.json").write_text(config_text)
+        (folder / "status.json").write_text(status_text.replace('"queued"', '"finished"'))
+    t0 = time.perf_counter()
+    rows = runs.list_runs(tmp_path)
+    elapsed = time.perf_counter() - t0
+    assert len(rows) == 1001
+    assert elapsed < 5  # the budget (1 s) is measured in bench/; this only guards against pathologies
