@@ -206,6 +206,7 @@ class RunHistory:
     terminal: dict[str, Any] | None = None
     warnings: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
     attempt: int = 0
     max_steps: int | None = None
     event_count: int = 0
@@ -240,6 +241,11 @@ class RunHistory:
             step = event.get("step")
             metrics = event.get("metrics") or {}
             if not isinstance(step, int) or not isinstance(metrics, dict):
+                return
+            if event.get("summary"):
+                # The end-of-training summary (train_runtime, train_loss, …) repeats the last step:
+                # keep it aside, or it would truncate that step's real points.
+                self.summary = metrics
                 return
             self._truncate_after(step - 1)
             for name, value in metrics.items():

@@ -375,6 +375,12 @@ def build_trainer(config: RunConfig, reporter: Reporter, stop: StopRequested, tr
         tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=config.trust_remote_code, revision=config.model_revision)
     except Exception as exc:  # noqa: BLE001 - any loader error is a model problem for the operator
         raise RunFailed("config", f"cannot load the tokenizer of {config.model}: {str(exc).splitlines()[0]}", "check the model folder has tokenizer files") from None
+    if train_ds is not None and len(train_ds) and isinstance(train_ds[0]["prompt"], list) and not tokenizer.chat_template:
+        # TRL would fail on this only after loading the model; say it before spending the time.
+        raise RunFailed(
+            "config", f"the dataset is conversational but {config.model} has no chat template",
+            "use a chat model, or convert the data to the standard prompt/chosen/rejected strings",
+        )
     try:
         model = AutoModelForCausalLM.from_pretrained(model_path, **load_kwargs)
     except Exception as exc:  # noqa: BLE001

@@ -109,3 +109,11 @@ def test_history_terminal_and_resources() -> None:
     history = ev.RunHistory()
     history.apply([{"type": "resource", "rss": 1}, {"type": "checkpoint", "step": 2}, {"type": "failed", "kind": "nan"}])
     assert history.terminal["kind"] == "nan" and history.last_checkpoint["step"] == 2 and history.last_resource["rss"] == 1
+
+
+def test_history_keeps_the_summary_event_aside() -> None:
+    history = ev.RunHistory()
+    history.apply([_log(1, 0.6), _log(2, 0.4),
+                   {"type": "log", "step": 2, "summary": True, "metrics": {"train_loss": 0.5, "train_runtime": 3.0}}])
+    assert history.latest("loss") == 0.4 and [s for s, _ in history.series["loss"]] == [1, 2]
+    assert history.summary == {"train_loss": 0.5, "train_runtime": 3.0}
