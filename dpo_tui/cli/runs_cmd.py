@@ -20,7 +20,7 @@ from typing import Any
 from ..core import events as ev
 from ..core import paths
 from ..core import runs as runs_mod
-from ..core.config import SAMPLE_PRESET, RunConfig, build_config, load_config
+from ..core.config import FREE_TEXT_LISTS, SAMPLE_PRESET, RunConfig, build_config, load_config
 from ..core.errors import UserError
 from . import add_runs_dir
 
@@ -68,6 +68,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is typing.Literal else None
         if kind == "bool":
             group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind == "list" and kind_type is str and name in FREE_TEXT_LISTS:
+            # Free text may contain commas: repeat the flag instead.
+            group.add_argument(*flags, dest=name, action="append", default=None, metavar="TEXT", help=help_text + " (repeatable)")
         elif kind == "list":
             group.add_argument(*flags, dest=name, default=None, metavar="A,B", help=help_text + " (comma-separated)")
         else:
@@ -81,7 +84,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         if value is None:
             continue
         _, kind = _flag_type(info.annotation)
-        if kind == "list":
+        if kind == "list" and isinstance(value, list):
+            pass  # a repeatable free-text flag
+        elif kind == "list":
             inner, _ = _flag_type(info.annotation)
             items = [v.strip() for v in str(value).split(",") if v.strip()]
             try:

@@ -57,6 +57,9 @@ REMOVED_TRL_KEYS: dict[str, str] = {
     "use_logits_to_keep": "removed; TRL decides this itself",
 }
 
+# List settings whose items are free text (commas allowed): a repeatable CLI flag, not a comma list.
+FREE_TEXT_LISTS = frozenset({"probe_prompts"})
+
 BETA_PRESETS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.3, 0.5)
 
 # The built-in sample experiment: what `dpo-tui train` does with no model, dataset or config.

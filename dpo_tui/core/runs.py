@@ -461,10 +461,12 @@ def last_log_metrics(events_path: Path, tail_bytes: int = 65536) -> dict[str, An
     return {}
 
 
-def summarize(path: Path) -> RunSummary:
+def summarize(path: Path, reconcile: bool = True) -> RunSummary:
+    """One runs-list row. ``reconcile=False`` reports a dead run as crashed without writing status.json
+    (the console's promise: opening it changes nothing)."""
     run = Run(path)
     try:
-        status = run.status()
+        status = run.status(reconcile=reconcile)
         config = run.config()
     except UserError as exc:
         return RunSummary(id=path.name, path=path, state="unreadable", error=str(exc.summary))
@@ -495,9 +497,9 @@ def summarize(path: Path) -> RunSummary:
     )
 
 
-def list_runs(root: Path) -> list[RunSummary]:
+def list_runs(root: Path, reconcile: bool = True) -> list[RunSummary]:
     """Every run in the root, newest first. Broken folders are listed as ``unreadable``, never hidden."""
-    return [summarize(p) for p in list_run_dirs(root)]
+    return [summarize(p, reconcile) for p in list_run_dirs(root)]
 
 
 # --- launching and stopping -----------------------------------------------------------------------

@@ -1,0 +1,257 @@
+"""The console app: modes, global keys, the command palette, and ``run_app`` (the CLI's entry).
+
+Modes (each keeps its own screen stack, so a run keeps streaming while you look elsewhere):
+
+=========  =========================================================================
+setup      Model → Dataset → Experiment (pushed in that order; escape goes back)
+runs       every run in the runs root, live
+monitor    one run's charts, progress, health and log tail
+chat       base vs tuned side by side (helper-5's screen; a placeholder until it lands)
+=========  =========================================================================
+
+Screens are imported when their mode is first shown, so start-up pays only for the first one
+(``bench/startup.py`` holds it to 1.5× a minimal Textual app).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+
+from ..core import paths
+from .messages import GpuInventoryChanged, Notice
+from .services import Services, default_services
+from .setup_state import SetupState
+
+MODE_SCREENS: dict[str, tuple[str, str]] = {
+    "setup": ("models", "ModelScreen"),
+    "runs": ("runs", "RunsScreen"),
+    "monitor": ("monitor", "MonitorScreen"),
+    "chat": ("chat", "ChatScreen"),
+}
+MODE_TITLES = {"setup": "Setup: model, dataset, experiment", "runs": "Runs overview", "monitor": "Monitor", "chat": "Chat"}
+
+
+def _screen_factory(module: str, name: str) -> Callable[[], Screen[Any]]:
+    def make() -> Screen[Any]:
+        try:
+            mod = importlib.import_module(f"{__package__}.screens.{module}")
+        except ModuleNotFoundError as exc:
+            if module != "chat" or exc.name != f"{__package__}.screens.chat":
+                raise
+            # The chat screen has its own issue; until it lands, the mode shows a placeholder.
+            mod = importlib.import_module(f"{__package__}.screens.chat_placeholder")
+            name_ = "ChatPlaceholderScreen"
+            return getattr(mod, name_)()
+        return getattr(mod, name)()
+
+    return make
+
+
+# The files that make a folder a run (``core.runs.is_run_dir``; tests/ui checks the two agree).
+# Repeated here because importing core.runs costs pydantic (~100 ms) before the first paint.
+RUN_MARKERS = ("config.json", "status.json", "events.jsonl")
+
+
+def run_folder_names(root: Path) -> list[str]:
+    """Run folder names, newest first (``core.runs.list_run_dirs`` without its imports)."""
+    try:
+        children = list(root.iterdir())
+    except OSError:
+        return []
+    names = [
+        child.name
+        for child in children
+        if not child.name.startswith(".") and child.is_dir() and any((child / marker).exists() for marker in RUN_MARKERS)
+    ]
+    return sorted(names, reverse=True)
+
+
+def has_runs(root: Path) -> bool:
+    return bool(run_folder_names(root))
+
+
+def _bindings_provider() -> type[Any]:
+    """The palette provider, imported when the palette first opens (textual.command costs ~25 ms)."""
+    from .commands import BindingsProvider
+
+    return BindingsProvider
+
+
+class DpoTuiApp(App[int]):
+    """The console. ``services`` carries the runs root, clock, launcher and other dependencies."""
+
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
+    TITLE = "dpo-tui"
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS = App.COMMANDS | {_bindings_provider}
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, tooltip="Quit the console (runs keep going)"),
+        Binding("question_mark,f1", "show_keys", "Keys", id="app.keys", tooltip="Show the keys of this screen"),
+        Binding("1,f2", "mode('setup')", "Setup", id="app.mode.setup", show=False, tooltip="Model, dataset and experiment"),
+        Binding("2,f3", "mode('runs')", "Runs", id="app.mode.runs", show=False, tooltip="Every run, live"),
+        Binding("3,f4", "mode('monitor')", "Monitor", id="app.mode.monitor", show=False, tooltip="The open run's monitor"),
+        Binding("4,f5", "mode('chat')", "Chat", id="app.mode.chat", show=False, tooltip="Chat with base and tuned models"),
+        Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, tooltip="Search every action"),
+    ]
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        model: str | None = None,
+        dataset: str | None = None,
+        initial_mode: str | None = None,
+    ) -> None:
+        # The first mode is chosen before Textual starts, so its screen is composed with the app.
+        # (Switching in on_mount would first build Textual's blank default screen, then the real
+        # one, and re-parse every stylesheet: ~50 ms of start-up.) Textual reads DEFAULT_MODE in
+        # App.__init__, so it is set on the instance first.
+        self.DEFAULT_MODE = initial_mode or ("setup" if model is not None or not has_runs(services.runs_root) else "runs")  # type: ignore[misc]
+        super().__init__()
+        self.services = services
+        self.setup = SetupState(model=model, dataset=dataset or "sample")
+        self.monitor_run_id: str | None = None
+        """The run the monitor mode shows (set by :meth:`open_monitor`)."""
+        self.chat_run_id: str | None = None
+        """The run the chat mode preselects (set by :meth:`open_chat`)."""
+        self.gpu_inventory: Any = None
+        self.inventory_signal: Signal[Any] = Signal(self, "gpu-inventory")
+        self.settings: Any = None
+        self._background_started = False
+        self.settings_signal: Signal[Any] = Signal(self, "settings")
+        """Published once the operator's settings are loaded (model roots, keymap, theme)."""
+        self.ready_at: float | None = None
+        """perf_counter() when the first screen showed its content."""
+        for mode, (module, name) in MODE_SCREENS.items():
+            self.add_mode(mode, _screen_factory(module, name))
+
+    # --- start-up -------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        if not self.services.animate:
+            self.animation_level = "none"
+        # GPU inventory (pynvml, psutil) and settings (pydantic) load after the first paint: they
+        # would otherwise hold the GIL while the first screen is built. A timer covers first
+        # screens that never call first_screen_ready (monitor, chat).
+        self.set_timer(0.5, self._start_background)
+
+    def _start_background(self) -> None:
+        if self._background_started:
+            return
+        self._background_started = True
+        self._refresh_gpus()
+        if self.services.gpu_refresh_interval > 0:
+            self.set_interval(self.services.gpu_refresh_interval, self._refresh_gpus, name="gpu-refresh")
+        self._load_settings()
+
+    @work(thread=True, exclusive=True, group="gpus", exit_on_error=False, description="query the GPUs")
+    def _refresh_gpus(self) -> None:
+        try:
+            inventory = self.services.gpu_inventory()
+        except Exception as exc:  # noqa: BLE001 - a broken driver must not take the console down
+            self.post_message(Notice("GPUs", f"Cannot read the GPU inventory: {exc}", "warning"))
+            return
+        self.post_message(GpuInventoryChanged(inventory))
+
+    @on(GpuInventoryChanged)
+    def _inventory_changed(self, message: GpuInventoryChanged) -> None:
+        self.gpu_inventory = message.inventory
+        self.inventory_signal.publish(message.inventory)
+
+    @work(thread=True, exclusive=True, group="settings", exit_on_error=False, description="read settings")
+    def _load_settings(self) -> None:
+        from ..core.errors import UserError
+
+        try:
+            settings = self.services.load_settings()
+        except UserError as exc:
+            self.post_message(Notice("Settings", exc.render(), "warning"))
+            return
+        self.call_from_thread(self._apply_settings, settings)
+
+    def _apply_settings(self, settings: Any) -> None:
+        self.settings = settings
+        self.settings_signal.publish(settings)
+        if settings is None:
+            return
+        keymap = getattr(settings, "keymap", None) or {}
+        if keymap:
+            self.set_keymap(dict(keymap))
+        theme = getattr(settings, "theme", None)
+        if theme and theme in self.available_themes:
+            self.theme = theme
+
+    @on(Notice)
+    def _notice(self, message: Notice) -> None:
+        self.notify(message.text, title=message.title, severity=message.severity, markup=False)  # type: ignore[arg-type]
+
+    # --- navigation -----------------------------------------------------------------------------
+    def action_mode(self, mode: str) -> None:
+        if mode != self.current_mode:
+            self.switch_mode(mode)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "mode" and parameters and parameters[0] == self.current_mode:
+            return None
+        return True
+
+    def _mode_base(self, mode: str) -> Screen[Any]:
+        """The base screen of ``mode`` (creating the mode's stack if needed)."""
+        if self.current_mode != mode:
+            self.switch_mode(mode)
+        return self.screen_stack[0]
+
+    def open_monitor(self, run_id: str) -> None:
+        """Switch to the monitor mode, following ``run_id``."""
+        self.monitor_run_id = run_id
+        base = self._mode_base("monitor")
+        if getattr(base, "run_id", None) != run_id and hasattr(base, "show_run"):
+            base.show_run(run_id)  # type: ignore[attr-defined]
+
+    def open_chat(self, run_id: str | None) -> None:
+        """Switch to the chat mode with ``run_id``'s adapter preselected.
+
+        The chat screen (``ui/screens/chat.py``) implements ``set_run(run_id)``; it may also read
+        ``app.chat_run_id`` when it mounts.
+        """
+        self.chat_run_id = run_id
+        base = self._mode_base("chat")
+        if hasattr(base, "set_run"):
+            base.set_run(run_id)  # type: ignore[attr-defined]
+
+    def first_screen_ready(self) -> None:
+        """Called once by the first screen when its content is on screen (``bench/startup.py`` hooks it)."""
+        if self.ready_at is None:
+            self.ready_at = time.perf_counter()
+            self.call_after_refresh(self._start_background)
+
+    def action_show_keys(self) -> None:
+        from .screens.help import HelpScreen
+
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for mode, title in MODE_TITLES.items():
+            if mode != self.current_mode:
+                yield SystemCommand(f"Go to {mode}", title, partial(self.action_mode, mode))
+
+
+def run_app(runs_dir: str | None = None, model: str | None = None, dataset: str | None = None) -> int:
+    """Open the console on the runs root (``--runs-dir``, else ``$DPO_TUI_HOME/runs``). Returns an exit code."""
+    root = paths.runs_root(runs_dir)
+    app = DpoTuiApp(default_services(root), model=model, dataset=dataset)
+    result = app.run()
+    return int(result or 0)

@@ -1,0 +1,53 @@
+"""The keys of the screen underneath, and the global ones, as a modal (``?`` or F1)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Label
+
+
+def binding_rows(screen: Screen) -> list[tuple[str, str, str]]:
+    """(keys, action description, where) for every binding that applies on ``screen`` (hidden ones too)."""
+    app = screen.app
+    rows: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
+    for namespace, bindings in screen._modal_binding_chain:
+        where = "global" if namespace is app else ("screen" if namespace is screen else type(namespace).__name__)
+        if where not in ("global", "screen"):
+            continue  # a focused widget's own keys (DataTable, Input): standard, listed in docs/keys.md
+        for _, binding in bindings:
+            if not binding.description or binding.action in seen:
+                continue
+            seen.add(binding.action)
+            keys = app.get_key_display(binding)
+            others = [k for k in binding.key.split(",")[1:]]
+            if others:
+                keys += " / " + " / ".join(app.get_key_display(Binding(k, binding.action)) for k in others)
+            rows.append((keys, binding.tooltip or binding.description, where))
+    return rows
+
+
+class HelpScreen(ModalScreen[None]):
+    """Lists the keys; escape, ``q`` or ``?`` closes it."""
+
+    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close", id="help.close")]
+
+    def __init__(self, underneath: Screen) -> None:
+        super().__init__()
+        self.underneath = underneath
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-box"):
+            yield Label(f"Keys: {self.underneath.__class__.__name__.removesuffix('Screen').lower()} screen", id="help-title")
+            table: DataTable[str] = DataTable(id="help-table", cursor_type="row", show_cursor=False)
+            table.add_columns("key", "action", "where")
+            for row in binding_rows(self.underneath):
+                table.add_row(*row)
+            yield table
+            yield Label("ctrl+p opens the command palette: every action is there too.  esc closes.", id="help-hint")
+
+    def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
+        self.dismiss(None)

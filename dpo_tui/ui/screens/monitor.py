@@ -1,0 +1,445 @@
+"""The monitor: one run's live charts, progress, resources, health and log tail.
+
+This is the base screen of the ``monitor`` mode, so it keeps following its run while the
+operator looks at other modes (popping a screen would cancel its workers; a mode's base screen
+is never popped).
+
+Data flow:
+
+- :meth:`show_run` starts a thread worker that folds the whole event log into a fresh
+  :class:`RunHistory` (10,000 events in well under a second) and posts :class:`HistoryLoaded`.
+- A timer then reads new events by byte offset every ``poll_interval`` (0.1 s) on the UI
+  thread (one ``stat`` when nothing changed), folds them, and redraws at once if anything
+  changed. So an event is on screen within one poll interval plus one render, and a burst of
+  events costs one redraw per tick, not one per event.
+- Once a second a thread worker re-reads ``status.json`` (with crash reconciliation) and the
+  tail of ``trainer.log`` and posts :class:`StatusRead`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal
+from textual.message import Message
+from textual.widgets import Footer
+
+from ...core import events as ev
+from ...core.errors import UserError
+from ...core.health import HealthContext, assess, headline
+from ..messages import Notice
+from ..widgets.header import StatusHeader
+from ..widgets.health import HealthPanel
+from ..widgets.metric_chart import MetricChart, Series
+from ..widgets.run_panels import (
+    LogTail,
+    TextPanel,
+    checkpoint_text,
+    outcome_text,
+    progress_text,
+    resources_text,
+    tail_lines,
+)
+from .base import ConsoleScreen
+
+
+def chartable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop the trainer's end-of-training summary log (``summary: true``: train_runtime, train_loss…).
+
+    It carries the last step number, and RunHistory treats a log at a step as superseding that
+    step, so folding it would erase the real last point of every curve. (Reported for
+    core.events; harmless once RunHistory skips summary logs itself.)
+    """
+    return [e for e in events if not (e.get("type") == ev.LOG and e.get("summary"))]
+
+
+LOG_TAIL_BYTES = 16384
+STATUS_EVERY_S = 1.0
+READ_CHUNK = 8 << 20
+
+CHARTS = (
+    ("chart-loss", "loss", ("loss",)),
+    ("chart-margins", "reward margin", ("rewards/margins",)),
+    ("chart-accuracy", "reward accuracy", ("rewards/accuracies",)),
+    ("chart-rewards", "rewards", ("rewards/chosen", "rewards/rejected")),
+)
+SERIES_LABELS = {"rewards/chosen": "chosen", "rewards/rejected": "rejected"}
+
+
+@dataclass
+class LoadedRun:
+    run_id: str
+    history: ev.RunHistory
+    reader: ev.EventReader
+    config: Any
+    elapsed: float
+    """CPU seconds the load took (thread time: waiting for the GIL or a busy CPU does not count)."""
+
+
+@dataclass
+class RunSnapshot:
+    """Everything slow to read about a run, gathered off the UI thread."""
+
+    run_id: str
+    status: Any
+    stalled_seconds: float | None
+    resume_checkpoint: str | None
+    log_lines: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class MonitorScreen(ConsoleScreen):
+    """Follows one run. Keys: stop, resume, chat, smoothing, health details, back to the runs."""
+
+    BINDINGS = [
+        Binding("s", "stop_run", "Stop", id="monitor.stop", tooltip="Stop the run (checkpoint at the next step)"),
+        Binding("r", "resume_run", "Resume", id="monitor.resume", tooltip="Resume from the newest complete checkpoint"),
+        Binding("c", "chat_run", "Chat", id="monitor.chat", tooltip="Chat with this run's adapter beside the base model"),
+        Binding("m", "toggle_smoothing", "Smooth", id="monitor.smooth", tooltip="Toggle curve smoothing (EMA)"),
+        Binding("h", "health_details", "Health", id="monitor.health", tooltip="Every health finding, not just the headline"),
+        Binding("escape", "back", "Runs", id="monitor.back", tooltip="Back to the runs overview"),
+    ]
+
+    class HistoryLoaded(Message):
+        def __init__(self, loaded: LoadedRun) -> None:
+            super().__init__()
+            self.loaded = loaded
+
+    class StatusRead(Message):
+        def __init__(self, snapshot: RunSnapshot) -> None:
+            super().__init__()
+            self.snapshot = snapshot
+
+    class Redrawn(Message):
+        """Posted after a redraw that showed new events (tests and the latency bench listen for it)."""
+
+        def __init__(self, step: int, latency: float | None) -> None:
+            super().__init__()
+            self.step = step
+            self.latency = latency
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_id: str | None = None
+        self.history = ev.RunHistory()
+        self.reader: ev.EventReader | None = None
+        self.config: Any = None
+        self.snapshot: RunSnapshot | None = None
+        self.smooth = False
+        self.loaded = False
+        self._dirty = False
+        self._newest_t: float | None = None
+        self._last_status = 0.0
+        self.latencies: deque[float] = deque(maxlen=2000)
+        """Seconds from an event's timestamp to the redraw that showed it (newest event per redraw)."""
+        self.load_seconds: float | None = None
+        """CPU seconds the last full-history load took."""
+
+    # --- layout -------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusHeader()
+        yield TextPanel(id="monitor-title")
+        yield TextPanel(id="monitor-progress")
+        yield HealthPanel(id="health")
+        with Grid(id="charts"):
+            for chart_id, title, _ in CHARTS:
+                yield MetricChart(title, id=chart_id, classes="chart")
+        with Horizontal(id="monitor-info"):
+            yield TextPanel(id="monitor-resources")
+            yield TextPanel(id="monitor-checkpoint")
+        yield LogTail(id="log-tail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        services = self.app.services  # type: ignore[attr-defined]
+        self.set_interval(services.poll_interval, self._tick, name="monitor-poll")
+        pending = getattr(self.app, "monitor_run_id", None)
+        if pending and pending != self.run_id:
+            self.show_run(pending)
+        elif self.run_id:
+            self._start_load()
+        else:
+            self._show_empty()
+
+    def _show_empty(self) -> None:
+        self.query_one("#monitor-title", TextPanel).show(
+            Text("No run open. Press 2 for the runs overview, or 1 to set up a new run.", style="bold")
+        )
+
+    # --- choosing a run -------------------------------------------------------------------------
+    def show_run(self, run_id: str) -> None:
+        """Follow ``run_id`` from its first event. Safe to call before the screen is mounted."""
+        self.run_id = run_id
+        self.history = ev.RunHistory()
+        self.reader = None
+        self.config = None
+        self.snapshot = None
+        self.loaded = False
+        self._newest_t = None
+        self._last_status = 0.0
+        if self.is_mounted:
+            self._start_load()
+
+    def _run_path(self) -> Path:
+        return self.app.services.runs_root / (self.run_id or "")  # type: ignore[attr-defined]
+
+    def _start_load(self) -> None:
+        if not self.run_id:
+            return
+        self.query_one("#monitor-title", TextPanel).show(f"{self.run_id} · loading…")
+        self._load_history(self.run_id, self._run_path())
+        self._read_status(self.run_id, self._run_path())
+
+    @work(thread=True, exclusive=True, group="monitor-load", exit_on_error=False, description="read the event log")
+    def _load_history(self, run_id: str, path: Path) -> None:
+        started = time.thread_time()
+        reader = ev.EventReader(path / ev.EVENTS_FILE)
+        history = ev.RunHistory()
+        while True:
+            batch = reader.read_new(max_bytes=READ_CHUNK)
+            if not batch:
+                break
+            history.apply(chartable(batch))
+        config = None
+        try:
+            from ...core.runs import Run
+
+            config = Run(path).config()
+        except (UserError, OSError):
+            config = None
+        self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started)))
+
+    @on(HistoryLoaded)
+    def _history_loaded(self, message: HistoryLoaded) -> None:
+        loaded = message.loaded
+        if loaded.run_id != self.run_id:
+            return  # the operator switched runs while this one loaded
+        # The worker handed over its objects; from here the UI thread owns them.
+        self.history, self.reader, self.config = loaded.history, loaded.reader, loaded.config
+        self.load_seconds = loaded.elapsed
+        self.loaded = True
+        self._newest_t = self.history.last_t
+        self._dirty = True
+        self._tick()
+        self.refresh_bindings()
+
+    @work(thread=True, exclusive=True, group="monitor-status", exit_on_error=False, description="read the run status")
+    def _read_status(self, run_id: str, path: Path) -> None:
+        from ...core.runs import Run
+
+        run = Run(path)
+        try:
+            status = run.status()
+        except UserError as exc:
+            self.post_message(self.StatusRead(RunSnapshot(run_id, None, None, None, error=exc.summary)))
+            return
+        except OSError as exc:
+            self.post_message(self.StatusRead(RunSnapshot(run_id, None, None, None, error=str(exc))))
+            return
+        stalled = None
+        if run.is_stalled(status) and status.heartbeat is not None:
+            stalled = time.time() - status.heartbeat
+        ckpt = run.newest_complete_checkpoint()
+        lines: list[str] = []
+        try:
+            with open(run.log_path, "rb") as fh:
+                fh.seek(0, os.SEEK_END)
+                size = fh.tell()
+                fh.seek(max(0, size - LOG_TAIL_BYTES))
+                lines = tail_lines(fh.read(), 40)
+        except OSError:
+            pass
+        self.post_message(self.StatusRead(RunSnapshot(run_id, status, stalled, ckpt.path.name if ckpt else None, lines)))
+
+    @on(StatusRead)
+    def _status_read(self, message: StatusRead) -> None:
+        if message.snapshot.run_id != self.run_id:
+            return
+        previous = self.state
+        self.snapshot = message.snapshot
+        self._dirty = True
+        if previous != self.state:
+            self.refresh_bindings()
+
+    # --- the cadence ----------------------------------------------------------------------------
+    def _tick(self) -> None:
+        if self.run_id is None:
+            return
+        if self.reader is not None and self.loaded:
+            events = self.reader.read_new(max_bytes=READ_CHUNK)
+            if events:
+                self.history.apply(chartable(events))
+                newest = events[-1].get("t")
+                self._newest_t = newest if isinstance(newest, (int, float)) else self._newest_t
+                self._dirty = True
+                if any(e.get("type") in ev.TERMINAL_TYPES for e in events):
+                    self._last_status = 0.0  # read the final status right away
+        now = time.monotonic()
+        if now - self._last_status >= STATUS_EVERY_S:
+            self._last_status = now
+            self._read_status(self.run_id, self._run_path())
+        if self._dirty and self.is_current:
+            self._redraw()
+
+    def on_screen_resume(self) -> None:
+        self._dirty = True
+
+    # --- drawing --------------------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        status = self.snapshot.status if self.snapshot else None
+        if status is not None:
+            return str(status.state)
+        term = self.history.terminal
+        if term is not None:
+            return {"finished": "finished", "stopped": "stopped"}.get(term.get("type", ""), "failed")
+        return "running" if self.history.started else "queued"
+
+    def health_context(self) -> HealthContext:
+        batch = None
+        if self.config is not None:
+            batch = int(self.config.per_device_batch_size) * int(self.config.gradient_accumulation)
+        snap = self.snapshot
+        return HealthContext(
+            state=self.state,
+            batch_size=batch,
+            stalled_seconds=snap.stalled_seconds if snap else None,
+            resume_checkpoint=snap.resume_checkpoint if snap else None,
+        )
+
+    def _title(self) -> Text:
+        text = Text()
+        text.append(self.run_id or "", style="bold")
+        state = self.state
+        text.append("  ")
+        text.append(outcome_text(state, self.snapshot.status if self.snapshot else None, self.history), style="bold")
+        cfg = self.config
+        if cfg is not None:
+            model = "tiny-chat" if cfg.model == "sample" else Path(str(cfg.model)).name or str(cfg.model)
+            rank = f" r={cfg.lora_rank}" if cfg.method != "full" else " full"
+            text.append(f"  {model} β={cfg.beta:g} {cfg.loss_type}{rank}", style="dim")
+        if self.snapshot and self.snapshot.error:
+            text.append(f"  ({self.snapshot.error})", style="dim")
+        return text
+
+    def _redraw(self) -> None:
+        self._dirty = False
+        h = self.history
+        with self.app.batch_update():
+            self.query_one("#monitor-title", TextPanel).show(self._title())
+            width = self.size.width
+            live = self.state in ("queued", "starting", "running", "stopping")
+            now = self.app.services.clock() if live else None  # type: ignore[attr-defined]
+            self.query_one("#monitor-progress", TextPanel).show(progress_text(h, self.state, width, now=now))
+            findings = assess(h, self.health_context())
+            panel = self.query_one(HealthPanel)
+            panel.finding = findings[0] if findings else headline(h, self.health_context())
+            panel.more = max(0, len(findings) - 1)
+            self.set_class(self.state in ("failed", "crashed"), "-failed")
+            self.set_class(self.state == "finished", "-finished")
+            for chart_id, _, metrics in CHARTS:
+                chart = self.query_one(f"#{chart_id}", MetricChart)
+                chart.set_series([Series(SERIES_LABELS.get(m, m), h.series.get(m, [])) for m in metrics], smooth=self.smooth)
+            self.query_one("#monitor-resources", TextPanel).show(resources_text(h.last_resource))
+            snap = self.snapshot
+            self.query_one("#monitor-checkpoint", TextPanel).show(checkpoint_text(h, snap.resume_checkpoint if snap else None))
+            if snap is not None:
+                self.query_one(LogTail).show_lines(snap.log_lines[-self._log_rows():])
+        latency = None
+        if self._newest_t is not None:
+            latency = time.time() - self._newest_t
+            self.latencies.append(latency)
+            self._newest_t = None
+        self.post_message(self.Redrawn(h.step, latency))
+
+    def _log_rows(self) -> int:
+        return max(1, self.query_one(LogTail).size.height or 3)
+
+    # --- actions --------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("stop_run", "resume_run", "chat_run", "health_details", "toggle_smoothing") and self.run_id is None:
+            return None
+        # Stop and resume never apply together: hide the one that does not (footer room at 80 columns).
+        if action == "stop_run":
+            return self.state in ("queued", "starting", "running", "stopping")
+        if action == "resume_run":
+            return self.state in ("stopped", "failed", "crashed")
+        return True
+
+    def action_toggle_smoothing(self) -> None:
+        self.smooth = not self.smooth
+        self.notify("Smoothing on (EMA 0.6)" if self.smooth else "Smoothing off", timeout=2)
+        self._dirty = True
+        self._redraw()
+
+    def action_health_details(self) -> None:
+        findings = assess(self.history, self.health_context())
+        if not findings:
+            self.notify("Nothing to report yet.", title="Health")
+            return
+        self.notify("\n".join(f"• {f.message}" for f in findings), title="Health", markup=False, timeout=12)
+
+    def action_back(self) -> None:
+        self.app.switch_mode("runs")
+
+    def action_chat_run(self) -> None:
+        if self.run_id:
+            self.app.open_chat(self.run_id)  # type: ignore[attr-defined]
+
+    def action_stop_run(self) -> None:
+        from .confirm import ConfirmDialog
+
+        if self.run_id is None:
+            return
+        if self.state == "stopping":
+            question = f"Kill {self.run_id} now?"
+            detail = "It is already stopping. SIGKILL ends it at once, without a final checkpoint."
+        else:
+            question = f"Stop {self.run_id}?"
+            detail = "The trainer saves a checkpoint at the next step and exits; resume continues from it."
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._stop(self.run_id or "", self.state == "stopping")
+
+        self.app.push_screen(ConfirmDialog(question, detail, yes="Stop"), answer)
+
+    @work(thread=True, group="monitor-action", exit_on_error=False, description="stop the run")
+    def _stop(self, run_id: str, now: bool) -> None:
+        from ...core import runs
+
+        try:
+            runs.stop(runs.Run(self.app.services.runs_root / run_id), now=now)  # type: ignore[attr-defined]
+        except (UserError, OSError) as exc:
+            self.post_message(Notice("Stop", exc.render() if isinstance(exc, UserError) else str(exc), "error"))
+            return
+        self.post_message(Notice("Stop", "Stopping: the trainer saves a checkpoint at the next step."))
+
+    def action_resume_run(self) -> None:
+        if self.run_id:
+            self._resume(self.run_id)
+
+    @work(thread=True, group="monitor-action", exit_on_error=False, description="resume the run")
+    def _resume(self, run_id: str) -> None:
+        from ...core import runs
+
+        try:
+            ckpt = runs.resume(runs.Run(self.app.services.runs_root / run_id))  # type: ignore[attr-defined]
+        except (UserError, OSError) as exc:
+            self.post_message(Notice("Resume", exc.render() if isinstance(exc, UserError) else str(exc), "error"))
+            return
+        self.post_message(Notice("Resume", f"Resuming from {ckpt.path.name}."))
+
+    @on(Notice)
+    def _after_action(self, message: Notice) -> None:
+        # A stop or resume changes the status: read it at the next tick. The app shows the notice.
+        self._last_status = 0.0

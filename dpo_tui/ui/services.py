@@ -1,0 +1,86 @@
+"""What the console needs from the outside world, injected into the App.
+
+Production code builds :class:`Services` with :func:`default_services`; tests pass fakes (a fixed
+host label, a frozen clock, a launcher that replays a canned event log, a fixed GPU inventory).
+Core modules are imported inside the functions that need them: ``core.runs`` pulls in pydantic
+(~100 ms), which the first screen must not wait for.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.runs import Run
+
+
+def _launch(run: Run) -> int:
+    from ..core import runs
+
+    return runs.launch(run)
+
+
+def _gpu_inventory() -> Any:
+    """``core.gpus.inventory()``, or None while that module is not installed."""
+    try:
+        from ..core import gpus
+    except ImportError:
+        return None
+    return gpus.inventory()
+
+
+def _discover_models(extra_roots: list[Path]) -> list[Any]:
+    from ..core import models
+
+    return models.discover_models(extra_roots=extra_roots, include_cache=True)
+
+
+def _load_settings() -> Any:
+    try:
+        from ..core import settings
+    except ImportError:
+        return None
+    return settings.load_settings()
+
+
+@dataclass
+class Services:
+    """Dependencies of the console. Every field has a production default."""
+
+    runs_root: Path
+    """The runs root every login sees (``--runs-dir`` or ``$DPO_TUI_HOME/runs``)."""
+    clock: Callable[[], float] = time.time
+    """Wall clock for ages and ETAs; tests freeze it."""
+    host_label: str = field(default_factory=socket.gethostname)
+    """Shown in the header; tests fix it so snapshots do not depend on the machine."""
+    launcher: Callable[[Run], int] = _launch
+    """Starts a created run detached (``core.runs.launch``); returns a pid."""
+    gpu_inventory: Callable[[], Any] = _gpu_inventory
+    """Returns a ``core.gpus.GpuInventory`` (or None when unknown)."""
+    discover_models: Callable[[list[Path]], list[Any]] = _discover_models
+    """Lists local models (``core.models.discover_models``)."""
+    load_settings: Callable[[], Any] = _load_settings
+    """Operator settings (``core.settings.load_settings``), or None."""
+    root_label: str | None = None
+    """How the runs root is shown (default: its path); snapshot tests fix it."""
+    poll_interval: float = 0.1
+    """How often the monitor reads new events (seconds)."""
+    runs_refresh_interval: float = 2.0
+    """How often the runs overview re-reads the runs root (seconds)."""
+    gpu_refresh_interval: float = 5.0
+    """How often the header refreshes free GPU memory (seconds; 0 = once)."""
+    animate: bool = True
+    """Tests turn animations and cursor blink off for deterministic snapshots."""
+
+
+def root_label(services: Services) -> str:
+    return services.root_label or str(services.runs_root)
+
+
+def default_services(runs_root: Path) -> Services:
+    return Services(runs_root=runs_root)

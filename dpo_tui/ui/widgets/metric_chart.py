@@ -1,0 +1,115 @@
+"""A braille line chart of one or more metric series against the step, with axis labels.
+
+The parent sets :meth:`MetricChart.set_series` (attributes down); the widget only redraws. The
+drawing itself is :func:`dpo_tui.ui.chart.draw`, a pure function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.style import Style
+from rich.text import Text
+from textual.widget import Widget
+
+from .. import chart
+from ..format import metric
+
+Y_LABEL_WIDTH = 7
+
+
+@dataclass
+class Series:
+    label: str
+    points: Sequence[chart.Point]
+
+
+class MetricChart(Widget):
+    """``title`` on the first line with the latest values, the plot, then the step axis."""
+
+    COMPONENT_CLASSES = {
+        "metric-chart--series-0",
+        "metric-chart--series-1",
+        "metric-chart--axis",
+        "metric-chart--title",
+    }
+
+    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.title = title
+        self.series: list[Series] = []
+        self.smooth = False
+        self._summaries: dict[str, chart.Summary] = {}
+        self.reference: float | None = None
+        """A y value drawn as a dotted guide (e.g. ln 2 on the loss chart)."""
+
+    def set_series(self, series: list[Series], smooth: bool = False) -> None:
+        if [s.label for s in series] != [s.label for s in self.series]:
+            self._summaries.clear()
+        self.series = series
+        self.smooth = smooth
+        self.refresh()
+
+    def _latest(self) -> str:
+        parts = []
+        for s in self.series:
+            value = next((y for _, y in reversed(s.points) if y is not None), None) if s.points else None
+            parts.append(f"{s.label} {metric(value)}" if len(self.series) > 1 else metric(value))
+        return "  ".join(parts)
+
+    def render(self) -> Text:
+        width, height = self.size.width, self.size.height
+        title_style = self.get_component_rich_style("metric-chart--title", partial=True)
+        axis_style = self.get_component_rich_style("metric-chart--axis", partial=True)
+        styles = [
+            self.get_component_rich_style("metric-chart--series-0", partial=True),
+            self.get_component_rich_style("metric-chart--series-1", partial=True),
+        ]
+        out = Text(no_wrap=True, overflow="crop")
+        head = Text(self.title, style=title_style)
+        latest = self._latest()
+        if latest:
+            head.append(" " + latest)
+        if self.smooth:
+            head.append(" (smoothed)", style=axis_style)
+        out.append_text(head)
+        plot_h = height - 2
+        plot_w = width - Y_LABEL_WIDTH - 1
+        if plot_h < 1 or plot_w < 4:
+            return out
+        if self.smooth:
+            canvas = chart.draw([chart.ema(s.points) for s in self.series], plot_w, plot_h)
+        else:
+            # Prefix sums kept across redraws: only the points added since the last one cost anything.
+            summaries = [self._summaries.setdefault(s.label, chart.Summary()).sync(s.points) for s in self.series]
+            canvas = chart.draw(summaries, plot_w, plot_h)
+        if canvas is None:
+            for row in range(plot_h):
+                out.append("\n")
+                if row == plot_h // 2:
+                    out.append(" " * (Y_LABEL_WIDTH + 1) + "waiting for data…", style=axis_style)
+            out.append("\n")
+            return out
+        y0, y1 = canvas.y_range
+        labels = {0: chart.axis_label(y1), plot_h - 1: chart.axis_label(y0)}
+        if plot_h >= 5:
+            labels[(plot_h - 1) // 2] = chart.axis_label((y0 + y1) / 2)
+        for row in range(plot_h):
+            out.append("\n")
+            out.append(labels.get(row, "").rjust(Y_LABEL_WIDTH)[:Y_LABEL_WIDTH] + "┤" if row in labels else " " * Y_LABEL_WIDTH + "│", style=axis_style)
+            line = canvas.cells[row]
+            owners = canvas.owner[row]
+            run_start = 0
+            for col in range(1, plot_w + 1):
+                if col == plot_w or owners[col] != owners[run_start]:
+                    chunk = "".join(chr(chart.BRAILLE_BASE + m) if m else " " for m in line[run_start:col])
+                    owner = owners[run_start]
+                    style: Style | None = styles[owner % len(styles)] if owner >= 0 else None
+                    out.append(chunk, style=style)
+                    run_start = col
+        x0, x1 = canvas.x_range
+        left, right = f"{x0:g}", f"step {x1:g}"
+        gap = max(1, plot_w - len(left) - len(right))
+        out.append("\n" + " " * Y_LABEL_WIDTH + "└" + left + " " * gap + right, style=axis_style)
+        return out

@@ -1,0 +1,139 @@
+"""Small monitor panels. Each takes plain values from its parent and renders one or two lines.
+
+The text builders are pure functions (``progress_text`` …) so tests can check them directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+
+from ...core.events import RunHistory
+from ..format import GIB, duration, human_bytes, progress_bar
+
+OUTCOME_WORDS = {
+    "finished": "finished",
+    "stopped": "stopped",
+    "failed": "failed",
+    "crashed": "crashed",
+}
+
+
+def progress_text(history: RunHistory, state: str, width: int, now: float | None = None) -> Text:
+    """``step 12/30 ███░░ 40% · 1.3 it/s · ETA 14s · epoch 0.40``."""
+    step, total = history.step, history.max_steps
+    text = Text()
+    if total:
+        frac = step / total if total else 0.0
+        head = f"step {step}/{total} "
+        bar_w = max(4, min(30, width - 60))
+        text.append(head)
+        text.append(progress_bar(frac, bar_w), style="bold")
+        text.append(f" {frac * 100:3.0f}%")
+    else:
+        text.append(f"step {step}")
+    rate = history.steps_per_second()
+    if rate:
+        text.append(f" · {rate:.2f} steps/s" if rate < 10 else f" · {rate:.0f} steps/s")
+    eta = history.eta_seconds()
+    if eta is not None and state in ("running", "starting") and history.terminal is None:
+        text.append(f" · ETA {duration(eta)}")
+    epoch = (history.last_log or {}).get("epoch")
+    if isinstance(epoch, (int, float)):
+        text.append(f" · epoch {epoch:.2f}")
+    if history.first_t is not None and history.last_t is not None:
+        end = history.last_t if history.terminal is not None or now is None else max(history.last_t, now)
+        text.append(f" · {duration(end - history.first_t)}")
+    return text
+
+
+def resources_text(resource: dict[str, Any] | None) -> Text:
+    """``GPU0 31.2/80.0 GiB 97% · RSS 3.1 GiB`` from the newest ``resource`` event."""
+    if not resource:
+        return Text("resources: waiting for the first report…", style="dim")
+    parts: list[str] = []
+    for d in resource.get("devices") or []:
+        used, total = d.get("used") or d.get("mem_used") or d.get("reserved"), d.get("total") or d.get("mem_total")
+        util = d.get("util")
+        index = d.get("index", len(parts))
+        piece = f"GPU{index} {used / GIB:.1f}" + (f"/{total / GIB:.1f} GiB" if total else " GiB") if used else f"GPU{index}"
+        if d.get("peak"):
+            piece += f" peak {d['peak'] / GIB:.1f}"
+        if isinstance(util, (int, float)):
+            piece += f" {util:.0f}%"
+        parts.append(piece)
+    if not parts:
+        parts.append("CPU")
+        if isinstance(resource.get("cpu_percent"), (int, float)):
+            parts[-1] += f" {resource['cpu_percent']:.0f}%"
+    if resource.get("rss"):
+        parts.append(f"RSS {human_bytes(resource['rss'])}")
+    return Text(" · ".join(parts))
+
+
+def checkpoint_text(history: RunHistory, newest_complete: str | None) -> Text:
+    ckpt = history.last_checkpoint
+    if newest_complete:
+        return Text(f"checkpoint: {newest_complete}")
+    if ckpt:
+        name = str(ckpt.get("path") or "").rstrip("/").rsplit("/", 1)[-1] or f"step {ckpt.get('step')}"
+        return Text(f"checkpoint: {name}")
+    return Text("no checkpoint yet", style="dim")
+
+
+def outcome_text(state: str, status: Any, history: RunHistory) -> str:
+    """How the run ended, or its live state: ``failed (oom): CUDA out of memory — halve the batch``."""
+    term = history.terminal or {}
+    if state == "finished":
+        return "finished"
+    if state == "stopped":
+        hint = term.get("hint") or getattr(status, "hint", None)
+        return "stopped" + (f" — {hint}" if hint else "")
+    if state == "failed":
+        kind = term.get("kind") or getattr(status, "kind", None) or "crash"
+        message = term.get("message") or getattr(status, "message", None) or ""
+        hint = term.get("hint") or getattr(status, "hint", None)
+        return f"failed ({kind})" + (f": {message}" if message else "") + (f" — {hint}" if hint else "")
+    if state == "crashed":
+        message = getattr(status, "message", None) or "the trainer vanished without a final event"
+        return f"crashed: {message}"
+    phase = getattr(status, "phase", "") or ""
+    return state + (f" ({phase})" if phase and state == "running" and phase != "training" else "")
+
+
+def tail_lines(raw: bytes, limit: int) -> list[str]:
+    """The last ``limit`` lines of a log tail; tqdm's carriage-return updates count as lines."""
+    text = raw.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    lines = [ln.rstrip() for chunk in text.split("\n") for ln in chunk.split("\r")]
+    return [ln for ln in lines if ln.strip()][-limit:]
+
+
+class TextPanel(Widget):
+    """Renders a :class:`rich.text.Text` the parent hands it (no wrapping: one line per row)."""
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._text = Text()
+
+    def show(self, text: Text | str) -> None:
+        self._text = Text(text) if isinstance(text, str) else text
+        self.refresh()
+
+    @property
+    def plain(self) -> str:
+        return self._text.plain
+
+    def render(self) -> Text:
+        self._text.no_wrap = True
+        self._text.overflow = "ellipsis"
+        return self._text
+
+
+class LogTail(TextPanel):
+    """The newest lines of ``trainer.log``."""
+
+    def show_lines(self, lines: Iterable[str]) -> None:
+        self.show(Text("\n".join(lines) or "(the trainer log is empty)", style="" if lines else "dim"))

@@ -1,0 +1,149 @@
+"""The runs overview and the app shell, driven by keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from uikit import T0, learning_events, make_services, screen_text
+
+from dpo_tui.ui.app import DpoTuiApp
+from dpo_tui.ui.screens.confirm import ConfirmDialog
+from dpo_tui.ui.screens.monitor import MonitorScreen
+from dpo_tui.ui.screens.runs import RunsScreen
+
+
+async def wait_listed(pilot, screen: RunsScreen) -> None:
+    for _ in range(100):
+        if screen.listed:
+            break
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
+async def test_empty_root_opens_setup_and_creates_nothing(ui_root: Path) -> None:
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.current_mode == "setup"
+        await pilot.press("2")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        await wait_listed(pilot, screen)
+        assert "No runs yet" in screen_text(app)
+    assert not ui_root.exists(), "opening the console must not create the runs root"
+
+
+async def test_runs_listed_newest_first_and_enter_opens_monitor(ui_root: Path, make_run) -> None:
+    old = make_run("20251126-212000-tiny-chat-b0.1", state="finished")
+    make_run("20251126-213000-tiny-chat-b0.3", learning_events(12), state="running", config={"beta": 0.3})
+    before = {p: p.stat().st_mtime_ns for p in old.iterdir()}
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert app.current_mode == "runs"
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        await wait_listed(pilot, screen)
+        table = screen.query_one("#runs-table")
+        assert [str(k.value) for k in table.rows] == ["20251126-213000-tiny-chat-b0.3", "20251126-212000-tiny-chat-b0.1"]
+        text = screen_text(app)
+        assert "running" in text and "12/30" in text and "2 runs, 1 active" in text
+        await pilot.press("down")
+        assert screen.highlighted_id == "20251126-212000-tiny-chat-b0.1"
+        assert screen.check_action("stop_run", ()) is None  # finished: nothing to stop
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert app.current_mode == "monitor"
+        assert isinstance(app.screen, MonitorScreen)
+        assert app.screen.run_id == "20251126-212000-tiny-chat-b0.1"
+    assert {p: p.stat().st_mtime_ns for p in old.iterdir()} == before, "browsing must not change a run folder"
+
+
+async def test_stop_asks_first_and_no_cancels(ui_root: Path, make_run) -> None:
+    path = make_run("20251126-213000-tiny-chat-b0.3", learning_events(5), state="running")
+    status_before = (path / "status.json").read_text()
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await wait_listed(pilot, app.screen)
+        await pilot.press("s")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmDialog)
+        assert "Stop 20251126-213000-tiny-chat-b0.3?" in screen_text(app)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+    assert (path / "status.json").read_text() == status_before
+
+
+async def test_resume_without_checkpoint_explains_instead_of_crashing(ui_root: Path, make_run) -> None:
+    failed = [*learning_events(3), {"v": 1, "seq": 9, "t": T0 + 9, "type": "failed", "kind": "oom", "message": "CUDA out of memory", "hint": "halve the batch"}]
+    make_run("20251126-213000-tiny-chat-b0.1", failed, state="failed", kind="oom", message="CUDA out of memory", hint="halve the batch")
+    notices: list[str] = []
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        app.notify = lambda message, **kw: notices.append(message)  # type: ignore[method-assign]
+        await pilot.pause()
+        await wait_listed(pilot, app.screen)
+        assert "failed (oom)" in screen_text(app) and "halve the batch" in screen_text(app)
+        await pilot.press("r")
+        await app.workers.wait_for_complete()
+        await pilot.pause(0.2)
+    assert any("no complete checkpoint" in n for n in notices), notices
+    assert not any("Traceback" in n for n in notices)
+
+
+async def test_mode_keys_and_help(ui_root: Path, make_run) -> None:
+    make_run()
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.current_mode == "runs"
+        await pilot.press("3")
+        await pilot.pause()
+        assert app.current_mode == "monitor"
+        assert "No run open" in screen_text(app)
+        await pilot.press("4")
+        await pilot.pause()
+        assert app.current_mode == "chat"
+        await pilot.press("f3")
+        await pilot.pause()
+        assert app.current_mode == "runs"
+        await pilot.press("question_mark")
+        await pilot.pause()
+        text = screen_text(app)
+        assert "Keys: runs screen" in text and "Quit the console" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+
+
+async def test_every_footer_action_is_in_the_palette(ui_root: Path, make_run) -> None:
+    from dpo_tui.ui.commands import BindingsProvider
+
+    make_run()
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await wait_listed(pilot, app.screen)
+        provider = BindingsProvider(app.screen)
+        titles = {title for title, _, _ in provider._commands()}
+        for active in app.screen.active_bindings.values():
+            b = active.binding
+            if b.show and b.description and active.enabled:
+                assert any(t.endswith(b.description) for t in titles), b.description
+                assert b.id, f"binding {b.key} has no id"
+
+
+async def test_open_chat_preselects_run(ui_root: Path, make_run) -> None:
+    make_run()
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        await wait_listed(pilot, app.screen)
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.current_mode == "chat"
+        assert app.chat_run_id == "20251126-212000-tiny-chat-b0.1"
+        assert getattr(app.screen_stack[0], "run_id", None) == "20251126-212000-tiny-chat-b0.1"
