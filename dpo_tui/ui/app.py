@@ -44,16 +44,7 @@ MODE_TITLES = {"setup": "Setup: model, dataset, experiment", "runs": "Runs overv
 
 def _screen_factory(module: str, name: str) -> Callable[[], Screen[Any]]:
     def make() -> Screen[Any]:
-        try:
-            mod = importlib.import_module(f"{__package__}.screens.{module}")
-        except ModuleNotFoundError as exc:
-            if module != "chat" or exc.name != f"{__package__}.screens.chat":
-                raise
-            # The chat screen has its own issue; until it lands, the mode shows a placeholder.
-            mod = importlib.import_module(f"{__package__}.screens.chat_placeholder")
-            name_ = "ChatPlaceholderScreen"
-            return getattr(mod, name_)()
-        return getattr(mod, name)()
+        return getattr(importlib.import_module(f"{__package__}.screens.{module}"), name)()
 
     return make
 

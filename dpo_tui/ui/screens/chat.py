@@ -1,0 +1,957 @@
+"""Chat: the base model and one or more tuned adapters answer the same prompt side by side.
+
+This is the base screen of the ``chat`` mode (``DpoTuiApp.open_chat(run_id)`` preselects a run;
+:meth:`ChatScreen.set_adapters` takes adapters from the model screen). One chat worker process
+(``python -m dpo_tui.worker.chat``) holds the base weights once and every adapter by name; each
+prompt becomes one request for N sides, answered in one batched generation.
+
+Data flow (nothing here imports torch):
+
+- :meth:`_start_worker` spawns the worker through :class:`ChatClient` (pipes, stderr to
+  ``<runs root>/.logs/chat-worker.log``, own process group) and starts a thread worker,
+  :meth:`_pump`, that reads its events, merges token events per side, and posts them as
+  :class:`ChatScreen.WorkerEvents` at most every 50 ms (a non-token event is posted at once).
+- The handler owns all state: it streams tokens into the panes, records answers in each side's
+  conversation, and shows errors as notifications. Requests are written to the worker's stdin
+  from the UI thread (one short line; the worker reads them on a thread of its own).
+- Popping the screen (or quitting) cancels the pump, which closes the worker: ``shutdown``, then
+  SIGTERM and SIGKILL to its process group if it lingers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, Footer, Input, Label, SelectionList, Static
+from textual.widgets.selection_list import Selection
+from textual.worker import get_current_worker
+
+from ...core import chat_protocol as P
+from ...core.chat_client import AdapterChoice, ChatClient
+from ..widgets.chat_pane import ChatPane
+from ..widgets.header import StatusHeader
+from ..widgets.inputs import FieldInput
+from ..widgets.run_panels import TextPanel
+
+FLUSH_S = 0.05
+"""Token events are merged and posted at most this often (the Markdown stream renders ~20/s)."""
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def memory_text(memory: dict[str, Any]) -> str:
+    """``GPU 1.21 GiB (peak 1.40 GiB)`` on CUDA, else ``RAM 380 MiB`` (the worker process)."""
+    if not memory:
+        return ""
+    if "cuda_allocated" in memory:
+        text = f"GPU {_mib(memory['cuda_allocated'])}"
+        if memory.get("cuda_peak"):
+            text += f" (peak {_mib(memory['cuda_peak'])})"
+        return text
+    return f"RAM {_mib(memory['rss'])}" if memory.get("rss") else ""
+
+
+def side_stats(done: dict[str, Any], timings: bool = True) -> Text:
+    """``23 tok · 310 tok/s · ttft 0.02s · eos`` for a finished side."""
+    text = Text()
+    text.append(f"{done.get('tokens', 0)} tok")
+    if timings and done.get("tokens_per_s"):
+        text.append(f" · {done['tokens_per_s']:.0f} tok/s")
+    if timings and done.get("ttft_s") is not None:
+        text.append(f" · ttft {done['ttft_s']:.2f}s")
+    reason = done.get("finish_reason")
+    if reason:
+        text.append(f" · {reason}", style="bold" if reason in ("length", "cancelled") else "")
+    return text
+
+
+def _merge(batch: list[dict[str, Any]], ev: dict[str, Any]) -> None:
+    """Append ``ev``, merging consecutive token events of the same request and side."""
+    if ev.get("type") == P.TOKEN and batch:
+        last = batch[-1]
+        if last.get("type") == P.TOKEN and last.get("id") == ev.get("id") and last.get("side") == ev.get("side"):
+            last["text"] += ev.get("text", "")
+            last["n"] = ev.get("n", last.get("n"))
+            return
+    batch.append(dict(ev))
+
+
+@dataclass
+class Turn:
+    """The newest exchange: the prompt, and each side's answer once it is done."""
+
+    request_id: str
+    prompt: str
+    sides: dict[int, dict[str, Any]] = field(default_factory=dict)
+    done: bool = False
+    cancelled: bool = False
+    failed: bool = False
+    judged: bool = False
+    rewards: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+class ChatScreen(Screen[None]):
+    """Base and tuned models side by side. Keys: re-ask, greedy, reward, judge, sides, settings."""
+
+    BINDINGS = [
+        Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the answer being generated"),
+        Binding("ctrl+r", "reask", "Re-ask", id="chat.reask", tooltip="Ask the last prompt again with a new seed"),
+        Binding("ctrl+g", "toggle_greedy", "Greedy", id="chat.greedy", tooltip="Toggle greedy decoding / sampling"),
+        Binding("ctrl+t", "toggle_rewards", "Reward", id="chat.reward",
+                tooltip="Show each answer's implicit DPO reward β·(log π_tuned − log π_base)"),
+        Binding("f7", "judge(0)", "Left ✓", id="chat.left", tooltip="Left answer is better: save it as chosen, the right one as rejected"),
+        Binding("f8", "judge(1)", "Right ✓", id="chat.right", tooltip="Right answer is better: save it as chosen, the left one as rejected"),
+        Binding("ctrl+o", "pick_sides", "Sides", id="chat.sides", tooltip="Pick the tuned sides: runs' adapters and checkpoints"),
+        Binding("f6", "settings", "Settings", id="chat.settings",
+                tooltip="Max new tokens, temperature, top-p, seed, system prompt, stop strings"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new", tooltip="Start a new conversation"),
+        Binding("f9", "restart_worker", "Restart", id="chat.restart", tooltip="Restart the chat worker"),
+    ]
+
+    DEFAULT_CSS = """
+    ChatScreen #chat-title {
+        background: $boost;
+    }
+    ChatScreen.-crashed #chat-title, ChatScreen.-error #chat-title {
+        color: $error;
+        text-style: bold;
+    }
+    ChatScreen #chat-panes {
+        height: 1fr;
+    }
+    ChatScreen #chat-empty {
+        width: 1fr;
+        height: 1fr;
+        padding: 1 2;
+        color: $text-muted;
+    }
+    ChatScreen #chat-settings {
+        color: $text-muted;
+    }
+    ChatScreen #chat-input {
+        margin: 0 0;
+    }
+    """
+
+    @dataclass
+    class WorkerEvents(Message):
+        """Events from the chat worker (token events merged per side)."""
+
+        events: list[dict[str, Any]]
+        generation: int
+
+    @dataclass
+    class SidesChosen(Message):
+        base_path: str
+        model: str
+        adapters: list[AdapterChoice]
+
+    @dataclass
+    class ChoicesListed(Message):
+        choices: list[AdapterChoice]
+        error: str | None = None
+
+    def __init__(self, *, show_timings: bool = True, device: str = "auto", name: str | None = None,
+                 id: str | None = None) -> None:
+        super().__init__(name=name, id=id)
+        self.show_timings = show_timings
+        """Show tokens/s, time to first token and memory (snapshot tests turn the varying numbers off)."""
+        self.device = device
+        self.run_id: str | None = None
+        self.base_path: str | None = None
+        self.model_spec = ""
+        self.tuned: list[AdapterChoice] = []
+        self.histories: list[list[dict[str, str]]] = []
+        self.settings = P.GenerationSettings(max_new_tokens=256)
+        self.show_rewards = False
+        self.state = "off"
+        """off · starting · loading · ready · busy · crashed · error"""
+        self.detail = ""
+        self.model_info: dict[str, Any] = {}
+        self.memory: dict[str, Any] = {}
+        self.gen_mode = ""
+        self.turn: Turn | None = None
+        self.last_prompt: str | None = None
+        self.judgements_file: Path | None = None
+        self.judged_rows = 0
+        self._client: ChatClient | None = None
+        self._generation = 0
+        self._pending: dict[str, tuple[str, Any]] = {}
+        self._loaded: dict[str, str] = {}  # adapter name -> path, as the worker has them
+
+    # --- layout ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield StatusHeader()
+        yield TextPanel(id="chat-title")
+        with Horizontal(id="chat-panes"):
+            yield Static(self._empty_text(), id="chat-empty")
+        yield TextPanel(id="chat-settings")
+        yield FieldInput(placeholder="Ask every side… (Enter)", id="chat-input")
+        yield Footer()
+
+    def _empty_text(self) -> Text:
+        return Text(
+            "No model to chat with yet.\n\n"
+            "Ctrl+O picks runs (their adapters or checkpoints) to compare with their base model;\n"
+            "'c' on a run in the Runs or Monitor screen opens it here.",
+        )
+
+    def on_mount(self) -> None:
+        self._refresh_lines()
+        self.query_one("#chat-input", Input).focus()
+        run_id = self.run_id or getattr(self.app, "chat_run_id", None)
+        if run_id:
+            self.run_id = run_id
+            self._resolve_run(run_id)
+        elif self.base_path is None:
+            self._list_choices(open_picker=False)
+
+    def on_unmount(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close(timeout=2.0)
+
+    @property
+    def runs_root(self) -> Path:
+        services = getattr(self.app, "services", None)
+        if services is not None:
+            return Path(services.runs_root)
+        from ...core.paths import runs_root
+
+        return runs_root()
+
+    @property
+    def panes(self) -> list[ChatPane]:
+        return list(self.query(ChatPane))
+
+    @property
+    def busy(self) -> bool:
+        return self.turn is not None and not self.turn.done
+
+    # --- choosing what to chat with ---------------------------------------------------------------
+    def set_run(self, run_id: str | None) -> None:
+        """Preselect ``run_id``'s adapter beside its base model (``DpoTuiApp.open_chat`` calls this)."""
+        self.run_id = run_id
+        if run_id and self.is_mounted:
+            self._resolve_run(run_id)
+
+    def set_adapters(self, base_model: str, adapters: list[tuple[str, str]], beta: float | None = None) -> None:
+        """Chat with ``base_model`` and adapters given as ``(label, folder)`` (e.g. from the model screen)."""
+        from ...core.config import resolve_model
+
+        base_path = resolve_model(base_model)
+        choices = [AdapterChoice(label=label, path=Path(path), beta=beta, model=base_model, base_path=base_path)
+                   for label, path in adapters]
+        self.post_message(self.SidesChosen(base_path, base_model, choices))
+
+    @work(thread=True, exclusive=True, group="chat-resolve", exit_on_error=False, description="find the run's adapter")
+    def _resolve_run(self, run_id: str) -> None:
+        from ...core.chat_client import run_adapter
+        from ...core.errors import UserError
+        from ...core.runs import find_run
+
+        try:
+            choice = run_adapter(find_run(self.runs_root, run_id))
+        except UserError as exc:
+            self.post_message(self.ChoicesListed([], error=exc.render()))
+            return
+        self.post_message(self.SidesChosen(choice.base_path, choice.model, [choice]))
+
+    @work(thread=True, exclusive=True, group="chat-resolve", exit_on_error=False, description="list adapters")
+    def _list_choices(self, open_picker: bool = True) -> None:
+        from ...core.chat_client import adapter_choices
+
+        try:
+            choices = adapter_choices(self.runs_root)
+        except OSError as exc:
+            self.post_message(self.ChoicesListed([], error=f"Cannot read the runs root: {exc}"))
+            return
+        if not open_picker:
+            finished = [c for c in choices if c.state == "finished" and "@" not in c.label]
+            if finished:
+                self.post_message(self.SidesChosen(finished[0].base_path, finished[0].model, [finished[0]]))
+            return
+        self.post_message(self.ChoicesListed(choices))
+
+    @on(ChoicesListed)
+    def _choices_listed(self, message: ChoicesListed) -> None:
+        if message.error:
+            self.notify(message.error, title="Chat", severity="warning", markup=False)
+            return
+        if not message.choices:
+            self.notify("No run in the runs root has a LoRA adapter yet.", title="Chat", severity="warning")
+            return
+        chosen = {str(c.path) for c in self.tuned}
+        self.app.push_screen(ChatSidesDialog(message.choices, chosen), self._sides_picked)
+
+    def _sides_picked(self, picked: list[AdapterChoice] | None) -> None:
+        if picked:
+            self.post_message(self.SidesChosen(picked[0].base_path, picked[0].model, picked))
+
+    @on(SidesChosen)
+    async def _sides_chosen(self, message: SidesChosen) -> None:
+        await self.configure(message.base_path, message.model, message.adapters)
+
+    async def configure(self, base_path: str, model: str, adapters: list[AdapterChoice]) -> None:
+        """Show the base and ``adapters``; load into the worker whatever it lacks."""
+        if self.busy and self._client is not None:
+            self._client.cancel(self.turn.request_id)
+        new_base = base_path != self.base_path
+        self.base_path, self.model_spec, self.tuned = base_path, model, list(adapters)
+        self.judgements_file = None
+        await self._rebuild_panes()
+        if self._client is None or not self._client.alive():
+            self._start_worker()
+            return
+        if new_base:
+            self._load_model()
+        wanted = {a.adapter_name: str(a.path) for a in self.tuned}
+        for name in list(self._loaded):
+            if name not in wanted:
+                self._send({"op": P.UNLOAD_ADAPTER, "name": name}, "unload_adapter", name)
+                self._loaded.pop(name, None)
+        for a in self.tuned:
+            if self._loaded.get(a.adapter_name) != str(a.path):
+                self._load_adapter(a)
+        self._refresh_lines()
+
+    async def _rebuild_panes(self) -> None:
+        container = self.query_one("#chat-panes", Horizontal)
+        await container.remove_children()
+        self.turn = None
+        self.last_prompt = None
+        if self.base_path is None:
+            await container.mount(Static(self._empty_text(), id="chat-empty"))
+            self.histories = []
+            return
+        base_name = "tiny-chat" if self.model_spec == "sample" else Path(self.base_path).name or self.base_path
+        panes = [ChatPane(f"base · {base_name}", kind="base", id="chat-pane-0")]
+        for i, a in enumerate(self.tuned, 1):
+            beta = f" · β {a.beta:g}" if a.beta is not None else ""
+            panes.append(ChatPane(f"{a.label}{beta}", kind="tuned", id=f"chat-pane-{i}"))
+        await container.mount_all(panes)
+        self.histories = [[] for _ in panes]
+        self.refresh_bindings()
+
+    # --- the worker -------------------------------------------------------------------------------
+    def _start_worker(self) -> None:
+        if self.base_path is None:
+            return
+        old, self._client = self._client, None
+        if old is not None:
+            old.close(timeout=1.0)
+        self._generation += 1
+        self._pending.clear()
+        self._loaded.clear()
+        self.model_info = {}
+        self.memory = {}
+        if self.turn is not None and not self.turn.done:
+            self.turn.done = self.turn.failed = True
+        log = self.runs_root / ".logs" / "chat-worker.log"
+        client = ChatClient(log_path=log)
+        try:
+            client.start()
+        except OSError as exc:
+            self._set_state("crashed", f"cannot start the chat worker: {exc}")
+            self.notify(f"Cannot start the chat worker: {exc}", title="Chat", severity="error", markup=False)
+            return
+        self._client = client
+        self._set_state("starting", "importing torch…")
+        self.run_worker(partial(self._pump, client, self._generation), thread=True, exclusive=True,
+                        group="chat-pump", exit_on_error=False, description="chat worker events")
+        self._load_model()
+        for a in self.tuned:
+            self._load_adapter(a)
+
+    def _pump(self, client: ChatClient, generation: int) -> None:
+        """Thread worker: read the worker's events; post them in batches (tokens merged per side)."""
+        worker = get_current_worker()
+        batch: list[dict[str, Any]] = []
+        last = time.monotonic()
+        try:
+            while not worker.is_cancelled:
+                ev = client.recv(timeout=FLUSH_S)
+                if ev is not None:
+                    _merge(batch, ev)
+                now = time.monotonic()
+                if batch and (ev is None or ev.get("type") != P.TOKEN or now - last >= FLUSH_S):
+                    self.post_message(self.WorkerEvents(batch, generation))
+                    batch = []
+                    last = now
+        finally:
+            client.close(timeout=2.0)
+
+    def _send(self, request: dict[str, Any], purpose: str, data: Any = None) -> str | None:
+        client = self._client
+        if client is None:
+            return None
+        rid = client.send(request)
+        self._pending[rid] = (purpose, data)
+        return rid
+
+    def _load_model(self) -> None:
+        assert self._client is not None and self.base_path is not None
+        self._set_state("loading", f"loading {Path(self.base_path).name}…")
+        self._send({"op": P.LOAD_MODEL, "id": self._client.new_id("m"), "model": self.base_path, "device": self.device},
+                   "load_model")
+
+    def _load_adapter(self, adapter: AdapterChoice) -> None:
+        assert self._client is not None
+        self._send({"op": P.LOAD_ADAPTER, "id": self._client.new_id("a"), "name": adapter.adapter_name,
+                    "path": str(adapter.path)}, "load_adapter", adapter)
+
+    # --- events -----------------------------------------------------------------------------------
+    @on(WorkerEvents)
+    async def _on_worker_events(self, message: WorkerEvents) -> None:
+        if message.generation != self._generation:
+            return  # from a worker that was restarted since
+        before = self._availability()
+        for ev in message.events:
+            await self._handle(ev)
+        self._refresh_lines()
+        if self._availability() != before:
+            self.refresh_bindings()  # the footer recomposes on this: only when a key's availability changed
+
+    def _availability(self) -> tuple[bool, ...]:
+        return (self.busy, self._can_judge(), bool(self.tuned), bool(self.last_prompt), self.base_path is not None)
+
+    async def _handle(self, ev: dict[str, Any]) -> None:
+        kind = ev.get("type")
+        rid = ev.get("id")
+        purpose, data = self._pending.get(rid, ("", None)) if rid else ("", None)
+        if kind in P.TERMINAL_FOR_REQUEST and rid:
+            self._pending.pop(rid, None)
+        if "memory" in ev and isinstance(ev["memory"], dict):
+            self.memory = ev["memory"]
+        panes = self.panes
+        if kind == P.READY:
+            if self.state == "starting":
+                self._set_state("loading", "loading the model…")
+        elif kind == P.MODEL_LOADED:
+            self.model_info = ev
+            self._set_state("ready" if not self.busy else "busy")
+            if ev.get("chat_template") == "plain":
+                self.detail = "no chat template: plain format"
+        elif kind == P.ADAPTER_LOADED:
+            self._loaded[str(ev.get("name"))] = str(ev.get("path"))
+            if not ev.get("mixable"):
+                self.notify(f"{ev.get('name')}: {ev.get('why_not_mixable')}; its side is answered after the others.",
+                            title="Chat", markup=False)
+        elif kind == P.WARNING:
+            self.notify(str(ev.get("message")), title="Chat", severity="warning", markup=False)
+        elif kind == P.STARTED:
+            self.gen_mode = str(ev.get("mode", ""))
+        elif kind == P.TOKEN:
+            side = int(ev.get("side", -1))
+            if self.turn is not None and rid == self.turn.request_id and 0 <= side < len(panes):
+                await panes[side].append(str(ev.get("text", "")))
+        elif kind == P.SIDE_DONE:
+            await self._side_done(ev, panes)
+        elif kind == P.DONE:
+            if self.turn is not None and rid == self.turn.request_id:
+                self.turn.done = True
+                self.turn.cancelled = bool(ev.get("cancelled"))
+                self._set_state("ready")
+                if self.show_rewards and not self.turn.cancelled:
+                    self._request_rewards()
+        elif kind == P.SCORES:
+            self._show_rewards(ev, data)
+        elif kind == P.MEMORY_INFO:
+            self.memory = {k: v for k, v in ev.items() if k not in ("type", "id")}
+        elif kind == P.ERROR:
+            await self._error(ev, purpose, data)
+        elif kind == P.CRASHED:
+            await self._crashed(ev)
+
+    async def _side_done(self, ev: dict[str, Any], panes: list[ChatPane]) -> None:
+        turn = self.turn
+        side = int(ev.get("side", -1))
+        if turn is None or ev.get("id") != turn.request_id or not 0 <= side < len(panes):
+            return
+        turn.sides[side] = ev
+        pane = panes[side]
+        text = str(ev.get("text", ""))
+        if len(text) > len(pane.answer_text):  # anything the merged stream has not shown yet
+            await pane.append(text[len(pane.answer_text):])
+        note = None
+        if ev.get("finish_reason") == "cancelled":
+            note = "(stopped)"
+        elif not text.strip():
+            note = "(empty answer)"
+        await pane.finish_answer(note)
+        pane.show_stats(side_stats(ev, self.show_timings))
+        if ev.get("finish_reason") != "cancelled":
+            self.histories[side].append({"role": "assistant", "content": text.strip()})
+        else:
+            self._drop_open_prompt(side)
+
+    def _drop_open_prompt(self, side: int) -> None:
+        history = self.histories[side]
+        if history and history[-1]["role"] == "user":
+            history.pop()
+
+    async def _error(self, ev: dict[str, Any], purpose: str, data: Any) -> None:
+        message = str(ev.get("message", "error"))
+        hint = ev.get("hint")
+        self.notify(message + (f"\n{hint}" if hint else ""), title="Chat", severity="error", markup=False, timeout=10)
+        if purpose == "load_model":
+            self._set_state("error", message)
+        elif purpose == "load_adapter" and isinstance(data, AdapterChoice):
+            for pane in self.panes:
+                if pane.border_title and pane.border_title.startswith(data.label):
+                    await pane.finish_answer(f"cannot load this adapter: {message}", error=True)
+        elif purpose == "generate":
+            await self._fail_turn(message)
+        elif purpose == "score":
+            self.show_rewards = False
+
+    async def _crashed(self, ev: dict[str, Any]) -> None:
+        from ...core.chat_client import crash_message
+
+        message = crash_message(ev)
+        self._set_state("crashed", message)
+        self.notify(f"{message}\nF9 restarts it; the log is {ev.get('log')}", title="Chat worker", severity="error",
+                    markup=False, timeout=15)
+        self._pending.clear()
+        self._loaded.clear()
+        if self.busy:
+            await self._fail_turn("the chat worker stopped")
+
+    async def _fail_turn(self, message: str) -> None:
+        turn = self.turn
+        if turn is None or turn.done:
+            return
+        turn.done = turn.failed = True
+        for i, pane in enumerate(self.panes):
+            if i not in turn.sides:
+                await pane.finish_answer(f"(no answer: {message})", error=True)
+                self._drop_open_prompt(i)
+        if self.state == "busy":
+            self._set_state("ready")
+
+    def _set_state(self, state: str, detail: str = "") -> None:
+        self.state, self.detail = state, detail
+        for s in ("crashed", "error"):
+            self.set_class(state == s, f"-{s}")
+        if self.is_mounted:
+            self._refresh_lines()
+
+    # --- asking -----------------------------------------------------------------------------------
+    @on(Input.Submitted, "#chat-input")
+    async def _submitted(self, event: Input.Submitted) -> None:
+        prompt = event.value.strip()
+        if not prompt:
+            return
+        if await self.ask(prompt):
+            event.input.value = ""
+
+    async def ask(self, prompt: str) -> bool:
+        """Send ``prompt`` to every side (each continues its own conversation). False when refused."""
+        if self.base_path is None:
+            self.notify("Pick something to chat with first (Ctrl+O).", title="Chat", severity="warning")
+            return False
+        if self.busy:
+            self.notify("Still answering (Esc stops it).", title="Chat", severity="warning")
+            return False
+        if self.state in ("crashed", "error") or self._client is None:
+            self.notify("The chat worker is not running: F9 restarts it.", title="Chat", severity="warning")
+            return False
+        panes = self.panes
+        for i, pane in enumerate(panes):
+            self.histories[i].append({"role": "user", "content": prompt})
+            await pane.add_prompt(prompt)
+            await pane.start_answer()
+            pane.show_stats("")
+        sides = [P.side(P.BASE, self.histories[0])]
+        sides += [P.side(a.adapter_name, self.histories[i]) for i, a in enumerate(self.tuned, 1)]
+        rid = self._client.new_id("g")
+        self.turn = Turn(rid, prompt)
+        self.last_prompt = prompt
+        self._send(P.generate_request(rid, [dict(s, messages=list(s["messages"])) for s in sides], self.settings),
+                   "generate")
+        self._set_state("busy")
+        self.refresh_bindings()
+        return True
+
+    # --- rewards ----------------------------------------------------------------------------------
+    def _request_rewards(self) -> None:
+        turn = self.turn
+        if turn is None or not self.tuned or turn.failed:
+            return
+        items, where = [], []
+        for side in sorted(turn.sides):
+            adapter = self.tuned[side - 1] if side >= 1 else self.tuned[0]
+            if self._loaded.get(adapter.adapter_name) is None:
+                continue
+            items.append({"adapter": adapter.adapter_name, "beta": adapter.beta or 0.1,
+                          "ref": {"request": turn.request_id, "side": side}})
+            where.append((side, adapter))
+        if items and self._client is not None:
+            self._send({"op": P.SCORE, "id": self._client.new_id("s"), "items": items}, "score", (turn, where))
+
+    def _show_rewards(self, ev: dict[str, Any], data: Any) -> None:
+        if not data:
+            return
+        turn, where = data
+        if turn is not self.turn:
+            return
+        panes = self.panes
+        for item, (side, adapter) in zip(ev.get("items", []), where, strict=False):
+            turn.rewards[side] = item
+            if side < len(panes) and side in turn.sides:
+                label = "" if side >= 1 or len(self.tuned) == 1 else f" by {adapter.label}"
+                stats = Text(f"reward {item['reward']:+.3f}{label}", style="bold")
+                stats.append(" · ")
+                stats.append_text(side_stats(turn.sides[side], self.show_timings))
+                panes[side].show_stats(stats)
+
+    # --- status lines -------------------------------------------------------------------------------
+    def _refresh_lines(self) -> None:
+        if not self.is_mounted:
+            return
+        title = Text()
+        if self.base_path is None:
+            title.append(" Chat · pick a run with Ctrl+O")
+        else:
+            name = "tiny-chat" if self.model_spec == "sample" else Path(self.base_path).name
+            title.append(f" base {name}", style="bold")
+            if self.model_info:
+                title.append(f" · {self.model_info.get('device')} {self.model_info.get('dtype')}")
+            title.append(f" · {len(self.tuned)} tuned" if len(self.tuned) != 1 else " · 1 tuned")
+            title.append(" · worker ")
+            style = {"crashed": "bold", "error": "bold", "busy": "bold"}.get(self.state, "")
+            title.append(self.state, style=style)
+            if self.detail:
+                title.append(f": {self.detail}")
+            if self.gen_mode and self.state in ("ready", "busy"):
+                title.append(f" · {self.gen_mode}")
+            mem = memory_text(self.memory) if self.show_timings else ""
+            if mem:
+                title.append(f" · {mem}")
+        self.query_one("#chat-title", TextPanel).show(title)
+        s = self.settings
+        line = Text(" ")
+        if s.greedy:
+            line.append("greedy", style="bold")
+        else:
+            line.append(f"sampling T {s.temperature:g} top-p {s.top_p:g}")
+        line.append(f" · seed {s.seed} · max {s.max_new_tokens} tokens")
+        if s.system_prompt:
+            line.append(" · system prompt")
+        if s.stop:
+            line.append(f" · {len(s.stop)} stop")
+        line.append(" · reward " + ("on" if self.show_rewards else "off"))
+        if self.judged_rows:
+            line.append(f" · {self.judged_rows} judged")
+        self.query_one("#chat-settings", TextPanel).show(line)
+
+    # --- actions ------------------------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "stop":
+            return True if self.busy else None
+        if action == "reask":
+            return True if self.last_prompt and not self.busy and self.base_path else None
+        if action == "judge":
+            return True if self._can_judge() else None
+        if action == "toggle_rewards":
+            return True if self.tuned else None
+        if action in ("new_chat", "restart_worker"):
+            return True if self.base_path else None
+        return True
+
+    def action_stop(self) -> None:
+        if self.busy and self._client is not None:
+            self._client.cancel(self.turn.request_id)
+
+    async def action_reask(self) -> None:
+        if not self.last_prompt or self.busy:
+            return
+        prompt = self.last_prompt
+        self.settings.seed += 1
+        turn = self.turn
+        for i, pane in enumerate(self.panes):
+            history = self.histories[i]
+            if turn is not None and i in turn.sides and history and history[-1]["role"] == "assistant":
+                history.pop()
+            if history and history[-1]["role"] == "user":
+                history.pop()
+            await pane.drop_last_turn()  # ask() shows the prompt again
+        await self.ask(prompt)
+
+    def action_toggle_greedy(self) -> None:
+        self.settings.greedy = not self.settings.greedy
+        self.notify("Greedy: the most likely token, deterministic." if self.settings.greedy else
+                    f"Sampling at temperature {self.settings.temperature:g}, top-p {self.settings.top_p:g}.",
+                    title="Chat")
+        self._refresh_lines()
+
+    def action_toggle_rewards(self) -> None:
+        self.show_rewards = not self.show_rewards
+        if self.show_rewards and self.turn is not None and self.turn.done and not self.turn.cancelled:
+            self._request_rewards()
+        self._refresh_lines()
+
+    def _can_judge(self) -> bool:
+        turn = self.turn
+        return (turn is not None and turn.done and not turn.cancelled and not turn.failed and not turn.judged
+                and len(self.panes) >= 2 and 0 in turn.sides and 1 in turn.sides
+                and all(str(turn.sides[i].get("text", "")).strip() for i in (0, 1)))
+
+    def action_judge(self, side: int) -> None:
+        """Save the newest prompt with side ``side`` (0 left, 1 right) as chosen, the other as rejected."""
+        if not self._can_judge():
+            return
+        assert self.turn is not None
+        other = 1 - side
+        chosen = str(self.turn.sides[side].get("text", "")).strip()
+        rejected = str(self.turn.sides[other].get("text", "")).strip()
+        if chosen == rejected:
+            self.notify("Both answers are the same: nothing to learn from this pair.", title="Chat", severity="warning")
+            return
+        history = self.histories[side]
+        prompt_history = history[:-1] if history and history[-1]["role"] == "assistant" else history
+        row = P.judgement_row(prompt_history, chosen, rejected, self.settings.system_prompt)
+        path = P.judgements_path(self.runs_root, self.model_spec or (self.base_path or "model"), P.is_conversational(row))
+        try:
+            P.append_judgement(path, row)
+        except OSError as exc:
+            self.notify(f"Cannot write {path}: {exc}", title="Chat", severity="error", markup=False)
+            return
+        self.turn.judged = True
+        self.judgements_file = path
+        self.judged_rows += 1
+        which = "left" if side == 0 else "right"
+        self.notify(f"Saved: {which} chosen → {path}", title="Judgement", markup=False)
+        self._refresh_lines()
+        self.refresh_bindings()
+
+    def action_pick_sides(self) -> None:
+        self._list_choices(open_picker=True)
+
+    def action_settings(self) -> None:
+        def done(settings: P.GenerationSettings | None) -> None:
+            if settings is not None:
+                self.settings = settings
+                self._refresh_lines()
+
+        self.app.push_screen(ChatSettingsDialog(self.settings), done)
+
+    async def action_new_chat(self) -> None:
+        if self.busy and self._client is not None:
+            self._client.cancel(self.turn.request_id)
+        for i, pane in enumerate(self.panes):
+            await pane.clear()
+            self.histories[i] = []
+        self.turn = None
+        self.last_prompt = None
+        self.refresh_bindings()
+
+    async def action_restart_worker(self) -> None:
+        if self.base_path is None:
+            return
+        if self.busy:
+            await self._fail_turn("the chat worker was restarted")
+        self._start_worker()
+        self.refresh_bindings()
+
+
+class ChatSidesDialog(ModalScreen[list[AdapterChoice] | None]):
+    """Pick the tuned sides: each run's final adapter and its checkpoints (all on one base model)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Open")]
+    DEFAULT_CSS = """
+    ChatSidesDialog {
+        align: center middle;
+    }
+    ChatSidesDialog > Vertical {
+        width: 96;
+        max-width: 96%;
+        height: auto;
+        max-height: 90%;
+        border: thick $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    ChatSidesDialog #sides-title {
+        text-style: bold;
+    }
+    ChatSidesDialog SelectionList {
+        height: auto;
+        max-height: 20;
+    }
+    ChatSidesDialog #sides-error {
+        color: $error;
+        height: auto;
+    }
+    ChatSidesDialog #sides-buttons {
+        height: auto;
+        align-horizontal: right;
+    }
+    """
+
+    def __init__(self, choices: list[AdapterChoice], chosen: set[str]) -> None:
+        super().__init__()
+        self.choices = choices
+        self.chosen = chosen
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Chat sides: pick adapters to compare with their base (Space toggles)", id="sides-title")
+            items = []
+            for i, c in enumerate(self.choices):
+                bits = [c.label]
+                if c.beta is not None:
+                    bits.append(f"β {c.beta:g}")
+                if c.rank:
+                    bits.append(f"r {c.rank}")
+                if c.state and c.state != "finished":
+                    bits.append(c.state)
+                bits.append(f"base {'tiny-chat' if c.model == 'sample' else Path(c.base_path).name}")
+                items.append(Selection("  ".join(bits), i, str(c.path) in self.chosen))
+            yield SelectionList[int](*items, id="sides-list")
+            yield Static("", id="sides-error")
+            with Horizontal(id="sides-buttons"):
+                yield Button("Cancel", id="sides-cancel")
+                yield Button("Open", variant="primary", id="sides-open")
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_confirm(self) -> None:
+        picked = [self.choices[i] for i in self.query_one(SelectionList).selected]
+        if not picked:
+            self.query_one("#sides-error", Static).update("Pick at least one adapter.")
+            return
+        bases = {c.base_path for c in picked}
+        if len(bases) > 1:
+            self.query_one("#sides-error", Static).update(
+                "These adapters were trained on different base models; side-by-side chat shares one base.")
+            return
+        self.dismiss(picked)
+
+    @on(Button.Pressed, "#sides-open")
+    def _open(self) -> None:
+        self.action_confirm()
+
+    @on(Button.Pressed, "#sides-cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ChatSettingsDialog(ModalScreen[P.GenerationSettings | None]):
+    """Generation settings for every side."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    ChatSettingsDialog {
+        align: center middle;
+    }
+    ChatSettingsDialog > Vertical {
+        width: 72;
+        max-width: 96%;
+        height: auto;
+        border: thick $primary;
+        background: $surface;
+        padding: 0 1;
+    }
+    ChatSettingsDialog Horizontal {
+        height: auto;
+    }
+    ChatSettingsDialog Label.field {
+        width: 18;
+        padding: 1 0 0 0;
+    }
+    ChatSettingsDialog Input {
+        width: 1fr;
+    }
+    ChatSettingsDialog #settings-error {
+        color: $error;
+        height: auto;
+    }
+    ChatSettingsDialog #settings-buttons {
+        align-horizontal: right;
+    }
+    """
+    FIELDS = (
+        ("max_new_tokens", "max new tokens"),
+        ("temperature", "temperature"),
+        ("top_p", "top-p"),
+        ("seed", "seed"),
+        ("system_prompt", "system prompt"),
+        ("stop", "stop strings"),
+    )
+
+    def __init__(self, settings: P.GenerationSettings) -> None:
+        super().__init__()
+        self.settings = settings
+
+    def compose(self) -> ComposeResult:
+        s = self.settings
+        values = {"max_new_tokens": str(s.max_new_tokens), "temperature": f"{s.temperature:g}", "top_p": f"{s.top_p:g}",
+                  "seed": str(s.seed), "system_prompt": s.system_prompt, "stop": " | ".join(s.stop)}
+        with Vertical():
+            yield Label("Generation settings (stop strings separated by ' | ')", id="settings-title")
+            for key, label in self.FIELDS:
+                with Horizontal():
+                    yield Label(label, classes="field")
+                    yield FieldInput(values[key], id=f"set-{key}")
+            yield Static("", id="settings-error")
+            with Horizontal(id="settings-buttons"):
+                yield Button("Cancel", id="settings-cancel")
+                yield Button("Save", variant="primary", id="settings-save")
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _value(self, key: str) -> str:
+        return self.query_one(f"#set-{key}", Input).value.strip()
+
+    def _save(self) -> None:
+        error = self.query_one("#settings-error", Static)
+        try:
+            settings = P.GenerationSettings(
+                max_new_tokens=int(self._value("max_new_tokens")),
+                temperature=float(self._value("temperature")),
+                top_p=float(self._value("top_p")),
+                seed=int(self._value("seed")),
+                greedy=self.settings.greedy,
+                system_prompt=self.query_one("#set-system_prompt", Input).value,
+                stop=[x for x in (p.strip() for p in self._value("stop").split("|")) if x],
+            )
+        except ValueError as exc:
+            error.update(f"Not a number: {exc}")
+            return
+        problems = settings.problems()
+        if problems:
+            error.update("; ".join(problems))
+            return
+        self.dismiss(settings)
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self._save()
+
+    @on(Button.Pressed, "#settings-save")
+    def _save_pressed(self) -> None:
+        self._save()
+
+    @on(Button.Pressed, "#settings-cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss(None)
+

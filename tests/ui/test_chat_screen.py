@@ -1,0 +1,245 @@
+"""The chat screen with the real chat worker (a subprocess on the tiny model, CPU).
+
+The console opens in the chat mode with a run preselected (what ``c`` on a run does); the tests
+type prompts, wait for the streamed answers, and check the panes, the conversations, the keys
+(greedy, re-ask, reward, judgements) and how a crashed worker is shown and restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from uikit import make_services, screen_text
+
+from dpo_tui.core import chat_protocol as P
+from dpo_tui.core.config import build_config
+from dpo_tui.core.runs import Run, RunStatus, create_run
+from tests.worker.test_chat_support import ChatAssets, build_assets
+
+RUN_ID = "20251126-212000-tiny-chat-b0.1"
+SIZE = (120, 36)
+
+
+@pytest.fixture(scope="session")
+def assets(tmp_path_factory) -> ChatAssets:
+    return build_assets(tmp_path_factory.mktemp("chat-assets"))
+
+
+def make_adapter_run(root: Path, assets: ChatAssets, run_id: str = RUN_ID, adapter: Path | None = None,
+                     model: Path | None = None, beta: float = 0.1) -> Run:
+    """A finished LoRA run folder whose adapter/ is one of the test adapters."""
+    run = create_run(root, build_config({"model": str(model or assets.base), "beta": beta}), run_id=run_id)
+    shutil.copytree(adapter or assets.adapter_a, run.adapter_dir)
+    (run.adapter_dir / "COMPLETE").write_text("")
+    run.write_status(RunStatus(state="finished", created_at=0.0, step=30, max_steps=30, exit_code=0))
+    return run
+
+
+def chat_app(root: Path, run_id: str | None = RUN_ID):
+    from dpo_tui.ui.app import DpoTuiApp
+
+    app = DpoTuiApp(make_services(root), initial_mode="chat")
+    app.chat_run_id = run_id
+    return app
+
+
+async def wait_for(pilot: Any, condition, timeout: float = 120.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            screen = pilot.app.screen
+            raise AssertionError(f"timed out waiting for {what or condition}: state={getattr(screen, 'state', '?')} "
+                                 f"detail={getattr(screen, 'detail', '')}\n{screen_text(pilot.app)}")
+        await pilot.pause(0.05)
+
+
+def chat_screen(app: Any) -> Any:
+    from dpo_tui.ui.screens.chat import ChatScreen
+
+    screen = app.screen
+    assert isinstance(screen, ChatScreen), type(screen)
+    return screen
+
+
+async def ready(pilot: Any) -> Any:
+    await wait_for(pilot, lambda: getattr(pilot.app.screen, "state", "") == "ready", what="worker ready")
+    return chat_screen(pilot.app)
+
+
+async def ask(pilot: Any, prompt: str) -> Any:
+    screen = chat_screen(pilot.app)
+    from textual.widgets import Input
+
+    box = screen.query_one("#chat-input", Input)
+    box.focus()
+    box.value = prompt
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: screen.turn is not None and screen.turn.done, what="the reply")
+    await pilot.pause(0.2)
+    return screen
+
+
+async def test_two_panes_stream_one_reply_each(ui_root, assets):
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    messages: list[Any] = []
+    async with app.run_test(size=SIZE, message_hook=messages.append) as pilot:
+        screen = await ready(pilot)
+        panes = screen.panes
+        assert [p.border_title for p in panes] == [f"base · {Path(screen.base_path).name}", f"{RUN_ID} · β 0.1"]
+        assert screen.model_info["chat_template"] == "model"
+        await ask(pilot, "What is the capital of Kenya?")
+        turn = screen.turn
+        assert turn.done and not turn.failed and sorted(turn.sides) == [0, 1]
+        for i, pane in enumerate(panes):
+            assert pane.answer_text == turn.sides[i]["text"], "what streamed is the whole answer"
+            assert screen.histories[i][0] == {"role": "user", "content": "What is the capital of Kenya?"}
+            assert screen.histories[i][1]["role"] == "assistant"
+        assert screen.gen_mode == "batched"
+        text = screen_text(app)
+        assert "› What is the capital of Kenya?" in text and "tok" in text
+        batches = [m for m in messages if type(m).__name__ == "WorkerEvents"]
+        tokens = [e for m in batches for e in m.events if e["type"] == P.TOKEN]
+        assert tokens, "tokens are streamed, not only the final answer"
+        # a second prompt continues each side's own conversation
+        await ask(pilot, "And of Chile?")
+        assert [len(h) for h in screen.histories] == [4, 4]
+
+
+async def test_greedy_reask_reward_and_judgement(ui_root, assets):
+    from tests.conftest import run_cli
+
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("ctrl+g")
+        assert screen.settings.greedy
+        await ask(pilot, "What is the capital of Kenya?")
+        first = [screen.turn.sides[i]["text"] for i in (0, 1)]
+        seed = screen.settings.seed
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: screen.turn.done, what="the re-asked reply")
+        await pilot.pause(0.2)
+        assert screen.settings.seed == seed + 1
+        assert [screen.turn.sides[i]["text"] for i in (0, 1)] == first, "greedy ignores the seed"
+        assert [len(h) for h in screen.histories] == [2, 2], "re-ask replaces the last answer"
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: len(screen.turn.rewards) == 2, what="the rewards")
+        await pilot.pause(0.1)
+        rewards = screen.turn.rewards
+        assert rewards[1]["reward"] > rewards[0]["reward"], "the tuned answer has the higher implicit reward"
+        assert "reward" in screen_text(app)
+        if first[0] == first[1] or not all(t.strip() for t in first):
+            pytest.skip("identical or empty answers cannot be judged (random-weight stand-in model)")
+        await pilot.press("f8")  # right (tuned) is better
+        path = P.judgements_path(ui_root, str(assets.base))
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        assert rows == [{"prompt": "What is the capital of Kenya?", "chosen": first[1].strip(), "rejected": first[0].strip()}]
+        await pilot.press("f7")  # already judged: ignored
+        assert len(path.read_text().splitlines()) == 1
+    proc = run_cli("data", "check", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+async def test_multi_turn_judgement_is_conversational(ui_root, assets):
+    from tests.conftest import run_cli
+
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        screen.settings.greedy = True
+        await ask(pilot, "What is the capital of Kenya?")
+        await ask(pilot, "Are you sure?")
+        texts = [screen.turn.sides[i]["text"].strip() for i in (0, 1)]
+        if texts[0] == texts[1] or not all(texts):
+            pytest.skip("identical or empty answers cannot be judged (random-weight stand-in model)")
+        await pilot.press("f7")
+    path = P.judgements_path(ui_root, str(assets.base), conversational=True)
+    row = json.loads(path.read_text())
+    assert [m["role"] for m in row["prompt"]] == ["user", "assistant", "user"]
+    assert row["chosen"] == [{"role": "assistant", "content": texts[0]}]
+    proc = run_cli("data", "check", str(path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+async def test_crash_is_shown_and_restart_recovers(ui_root, assets):
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await ready(pilot)
+        old_pid = screen._client.pid
+        screen._client.kill()
+        await wait_for(pilot, lambda: screen.state == "crashed", what="the crash")
+        assert "signal 9" in screen.detail
+        assert "crashed" in screen_text(app)
+        await pilot.press("f9")
+        screen = await ready(pilot)
+        assert screen._client.pid != old_pid
+        await ask(pilot, "Hello")
+        assert sorted(screen.turn.sides) == [0, 1]
+
+
+async def test_adapter_for_another_base_is_refused_with_a_message(ui_root, assets):
+    make_adapter_run(ui_root, assets, adapter=assets.adapter_other)  # config says base, adapter is for "other"
+    app = chat_app(ui_root)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "different base" in screen_text(pilot.app) or "another model" in screen_text(pilot.app)
+                       or "differs" in screen_text(pilot.app), what="the mismatch message")
+        screen = chat_screen(app)
+        assert screen.state in ("ready", "busy")  # the base still chats
+
+
+async def test_open_chat_from_another_mode_preselects_the_run(ui_root, assets):
+    """What 'c' on a run in the Runs or Monitor screen does: ``app.open_chat(run_id)``."""
+    from dpo_tui.ui.app import DpoTuiApp
+
+    make_adapter_run(ui_root, assets)
+    other = make_adapter_run(ui_root, assets, run_id="20251126-222000-tiny-chat-b0.5", adapter=assets.adapter_b, beta=0.5)
+    app = DpoTuiApp(make_services(ui_root), initial_mode="runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        app.open_chat(other.id)
+        screen = await ready(pilot)
+        assert [a.label for a in screen.tuned] == [other.id]
+        assert screen.tuned[0].beta == 0.5
+        await ask(pilot, "Hello")
+        assert sorted(screen.turn.sides) == [0, 1]
+        app.open_chat(RUN_ID)  # another run: the same worker swaps the adapter
+        await wait_for(pilot, lambda: [a.label for a in screen.tuned] == [RUN_ID] and screen.state == "ready"
+                       and screen._loaded.keys() == {screen.tuned[0].adapter_name}, what="the adapter swap")
+        assert screen.histories == [[], []]
+
+
+async def test_no_run_means_an_empty_chat_with_a_hint(ui_root):
+    ui_root.mkdir(parents=True, exist_ok=True)
+    app = chat_app(ui_root, run_id=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.3)
+        screen = chat_screen(app)
+        assert screen.base_path is None and screen._client is None
+        assert "Ctrl+O" in screen_text(app)
+
+
+def test_chat_screen_snapshot(ui_root, assets, snap_compare):
+    if not assets.real_sample:
+        pytest.skip("the snapshot shows sample_data/tiny-chat's answers; build it with `make sample`")
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+
+    async def run_before(pilot: Any) -> None:
+        screen = await ready(pilot)
+        await wait_for(pilot, lambda: app.gpu_inventory is not None, what="the header")
+        screen.show_timings = False
+        screen.settings.greedy = True
+        screen._refresh_lines()
+        await ask(pilot, "What is the capital of Kenya?")
+        await pilot.pause(0.5)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
