@@ -14,8 +14,9 @@ import time
 from ..core import paths
 from ..core import runs as runs_mod
 from ..core.errors import UserError
+from ..core.preflight import check_inputs
 from . import add_runs_dir
-from .runs_cmd import add_config_flags, check_inputs, config_from_args
+from .runs_cmd import add_config_flags, config_from_args
 
 
 def parse_betas(text: str) -> list[float]:

@@ -22,6 +22,7 @@ from ..core import paths
 from ..core import runs as runs_mod
 from ..core.config import FREE_TEXT_LISTS, SAMPLE_PRESET, RunConfig, build_config, load_config
 from ..core.errors import UserError
+from ..core.preflight import check_inputs
 from . import add_runs_dir
 
 # Short aliases operators expect, beside the generated --field-name flags.
@@ -114,62 +115,12 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return build_config(base)
 
 
-def check_inputs(config: RunConfig) -> None:
-    """Pre-flight checks that need no ML library: model and dataset exist and are usable."""
-    model = config.resolved_model()
-    if config.is_sample() and not Path(model).is_dir():
-        raise UserError(f"The bundled sample model is missing at {model}", hint="run `make sample` to rebuild sample_data/")
-    if Path(model).exists() and Path(model).is_dir() and not (Path(model) / "config.json").exists():
-        raise UserError(f"Model folder {model} has no config.json", hint="point --model at a Hugging Face model folder")
-    from ..core.config import looks_like_hub_id
-
-    dataset = config.resolved_dataset()
-    if not Path(dataset).exists() and not looks_like_hub_id(dataset):
-        raise UserError(f"Dataset not found: {config.dataset}", hint="give a .jsonl/.json/.csv/.parquet file, a folder, or a hub id")
-    check_strategy(config)
-    check_dataset(config)
-
-
-def check_dataset(config: RunConfig) -> None:
-    """Lint the data before a run exists: bad data is rejected with file, line and field (no GPU minute spent).
-
-    Streaming and cheap (≥ 50k rows/s); the trainer runs the same loader again on the same file.
-    """
-    from ..core.datasets import check_data
-
-    dataset = config.resolved_dataset()
-    if not Path(dataset).exists():
-        return  # a hub id: checked by the trainer once it is fetched
-    report = check_data(dataset, split=config.dataset_split, column_map=config.column_map)
-    if report.errors:
-        from ..core.errors import Problem
-
-        shown = report.errors[:5]
-        more = len(report.errors) - len(shown)
-        raise UserError(
-            f"The dataset {config.dataset} has {len(report.errors)} kind(s) of error; nothing was started:",
-            problems=[Problem(f.render(report.source)) for f in shown] + ([Problem(f"... and {more} more")] if more else []),
-            hint=f"`dpo-tui data check {config.dataset}` shows the full report; `dpo-tui data convert --drop-bad` writes the usable rows",
-        )
-
-
-def check_strategy(config: RunConfig) -> None:
-    """A multi-process strategy needs its library and (for DeepSpeed/FSDP) GPUs: say what to install."""
-    import importlib.util
-
-    if config.nproc == 1 or config.strategy == "ddp":
-        return
-    if config.strategy.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
-        raise UserError(f"strategy '{config.strategy}' needs DeepSpeed, which is not installed", hint="pip install 'dpo-tui[deepspeed]'")
-    from ..worker.supervise import visible_gpu_count
-
-    if visible_gpu_count() == 0:
-        raise UserError(f"strategy '{config.strategy}' needs GPUs; on CPU only 'ddp' runs (over gloo)", hint="use --strategy ddp")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_inputs(config)
+    if config.trust_remote_code:
+        print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {config.model}, "
+              "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
     root = paths.runs_root(args.runs_dir)
     run = runs_mod.create_run(root, config)
     try:

@@ -14,7 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from . import paths
 from .errors import Problem, UserError
@@ -225,9 +233,10 @@ class RunConfig(BaseModel):
 
     @field_validator("model")
     @classmethod
-    def _model_exists(cls, value: str) -> str:
+    def _model_exists(cls, value: str, info: ValidationInfo) -> str:
         value = value.strip()
-        if value == SAMPLE_MODEL or looks_like_hub_id(value) or Path(value).expanduser().exists():
+        frozen = bool(info.context and info.context.get("frozen"))  # a run's config.json: the folder may be gone now
+        if frozen or value == SAMPLE_MODEL or looks_like_hub_id(value) or Path(value).expanduser().exists():
             return value
         raise ValueError(f"no model folder at '{value}' and it is not a hub id like 'org/name'")
 

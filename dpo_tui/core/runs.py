@@ -167,7 +167,7 @@ class Run:
 
     def config(self) -> RunConfig:
         try:
-            return RunConfig.model_validate(read_json(self.config_path))
+            return RunConfig.model_validate(read_json(self.config_path), context={"frozen": True})
         except FileNotFoundError:
             raise UserError(f"Run {self.id} has no {CONFIG_FILE}", hint="the folder is incomplete; delete it") from None
         except (ValueError, ValidationError) as exc:
@@ -333,6 +333,17 @@ def make_run_id(config: RunConfig, now: datetime | None = None) -> str:
     return "-".join(parts)
 
 
+def freeze_paths(config: RunConfig) -> RunConfig:
+    """Local model/dataset paths made absolute: the supervisor and trainer run inside the run folder, and
+    every later reader (runs, chat, export) in some other directory."""
+    updates = {}
+    for name in ("model", "dataset"):
+        value = getattr(config, name)
+        if value != "sample" and Path(value).expanduser().exists():
+            updates[name] = str(Path(value).expanduser().resolve())
+    return config.model_copy(update=updates) if updates else config
+
+
 def create_run(root: Path, config: RunConfig, run_id: str | None = None) -> Run:
     """Make the run folder with its frozen config and a ``queued`` status. Never overwrites a run."""
     try:
@@ -341,6 +352,7 @@ def create_run(root: Path, config: RunConfig, run_id: str | None = None) -> Run:
         raise UserError(f"Cannot create the runs root {root}: permission denied", hint="pass --runs-dir to a writable folder") from None
     except OSError as exc:
         raise UserError(f"Cannot create the runs root {root}: {exc.strerror}") from None
+    config = freeze_paths(config)
     base = run_id or make_run_id(config)
     for n in range(1, 1000):
         candidate = root / (base if n == 1 else f"{base}-{n}")
@@ -369,15 +381,30 @@ def is_run_dir(path: Path) -> bool:
     )
 
 
+def made_by_dpo_tui(path: Path) -> bool:
+    """Not just any folder with a config.json (a model folder has one): a status.json or event log beside a
+    config.json that is a run config. A path given on the command line must pass this before anything is
+    written to it or deleted."""
+    if not ((path / STATUS_FILE).exists() or (path / ev.EVENTS_FILE).exists()):
+        return False
+    try:
+        data = read_json(path / CONFIG_FILE)
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return True  # a damaged run folder is still a run (listed as unreadable)
+    return isinstance(data, dict) and "beta" in data and "model_type" not in data and "architectures" not in data
+
+
 def find_run(root: Path, run_id: str) -> Run:
     """A run by id, unique id prefix, or path. Raises a UserError naming close matches."""
     if not run_id or "\x00" in run_id:
         raise UserError("No run id given")
     as_path = Path(run_id).expanduser()
     if as_path.is_absolute() or os.sep in run_id:
-        if is_run_dir(as_path):
+        if is_run_dir(as_path) and made_by_dpo_tui(as_path):
             return Run(as_path)
-        raise UserError(f"No run folder at {as_path}")
+        raise UserError(f"No run folder at {as_path}", hint="a run folder holds the config.json and status.json that dpo-tui wrote")
     exact = root / run_id
     if is_run_dir(exact):
         return Run(exact)

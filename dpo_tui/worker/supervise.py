@@ -29,6 +29,7 @@ from typing import IO
 
 from ..core import events as ev
 from ..core.fsutil import atomic_write_json
+from ..core.preflight import visible_gpu_count
 from ..core.runs import (
     EXIT_FAILED,
     LOCKS_DIR,
@@ -93,23 +94,6 @@ def accelerate_config(config, keys: list[str]) -> dict:  # noqa: ANN001 - RunCon
             "fsdp_sync_module_states": True,
         }
     return out
-
-
-def visible_gpu_count() -> int:
-    """GPUs this process may use: NVML's count, narrowed by CUDA_VISIBLE_DEVICES. 0 without NVML."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return int(pynvml.nvmlDeviceGetCount())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no driver, no library: CPU only
-        return 0
 
 
 def device_keys(gpus: list[int], nproc: int) -> list[str]:

@@ -590,6 +590,10 @@ def classify(exc: BaseException, config: RunConfig, phase: str) -> tuple[str, st
     """Map an exception to (kind, one-line message, hint)."""
     import errno
 
+    from ..core.errors import UserError
+
+    if isinstance(exc, UserError):  # the operator's input (a dataset not found, offline, ...): no class name
+        return ("data" if phase == "loading data" else "config"), exc.summary, exc.hint or "details in trainer.log"
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else name
     if name == "OutOfMemoryError" or "CUDA out of memory" in text:

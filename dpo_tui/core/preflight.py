@@ -1,0 +1,137 @@
+"""Pre-flight checks: everything that can be known wrong before a run folder exists.
+
+The CLI (``train``, ``ladder``) and the console's launch call :func:`check_inputs`; each problem is a
+:class:`UserError` naming the model, file, line or field and what to do, found in about a second
+instead of after the trainer has loaded a model (``../shared/docs/failure-modes.md`` §2).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+from .config import RunConfig, looks_like_hub_id
+from .errors import Problem, UserError
+
+
+def visible_gpu_count() -> int:
+    """GPUs this process may use: NVML's count, narrowed by CUDA_VISIBLE_DEVICES. 0 without NVML."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no driver, no library: CPU only
+        return 0
+
+
+def check_inputs(config: RunConfig) -> None:
+    """Pre-flight checks that need no ML library: model and dataset exist and are usable."""
+    model = config.resolved_model()
+    if config.is_sample() and not Path(model).is_dir():
+        raise UserError(f"The bundled sample model is missing at {model}", hint="run `make sample` to rebuild sample_data/")
+    info = check_model(config)  # config.json, tokenizer, weights, causal LM, remote code (an adapter is named as one)
+    dataset = config.resolved_dataset()
+    if not Path(dataset).exists() and not looks_like_hub_id(dataset):
+        raise UserError(f"Dataset not found: {config.dataset}", hint="give a .jsonl/.json/.csv/.parquet file, a folder, or a hub id")
+    check_strategy(config)
+    report = check_dataset(config)
+    if report is not None and report.format == "conversational" and info is not None and not info.has_chat_template:
+        raise UserError(
+            f"The dataset {config.dataset} is conversational, but the tokenizer of {config.model} has no chat template; "
+            "nothing was started",
+            hint="use a chat/instruct model, or standard (prompt/chosen/rejected text) data",
+        )
+
+
+# Heads that are not causal language models (DPO trains a decoder-only LM).
+NON_CAUSAL_HEADS = ("ForMaskedLM", "ForSequenceClassification", "ForTokenClassification", "ForQuestionAnswering",
+                    "ForMultipleChoice", "ForNextSentencePrediction", "ForPreTraining", "ForImageClassification", "ForCTC")
+
+
+def not_a_causal_lm(cfg: dict) -> str | None:
+    archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return None
+    name = archs[0] if archs else str(cfg.get("model_type") or "this model")
+    if cfg.get("is_encoder_decoder"):
+        return f"{name} is an encoder-decoder (sequence-to-sequence) model, not a causal language model"
+    bad = [a for a in archs if a.endswith(NON_CAUSAL_HEADS)]
+    return f"{bad[0]} is not a causal language model" if bad else None
+
+
+def check_model(config: RunConfig):  # noqa: ANN201 - core.models.ModelInfo (imported lazily)
+    """The base model has what the trainer loads (config, tokenizer, readable weights), is a causal LM, and
+    ships no Python code unless the operator trusts it. A hub id is checked from the cache (or its config.json
+    on the hub when online)."""
+    from .models import inspect_model
+
+    if config.is_sample():
+        return None
+    model = config.resolved_model()
+    if Path(model).is_file():
+        raise UserError(f"--model {config.model} is a file, not a model folder",
+                        hint="point --model at the folder that holds config.json, the tokenizer and the weights")
+    spec = model if Path(model).exists() or not config.model_revision else f"{model}@{config.model_revision}"
+    info = inspect_model(spec)
+    hint = "point --model at a Hugging Face model folder (config.json, tokenizer, *.safetensors) or a cached hub id"
+    if info.is_adapter:
+        raise UserError(f"{config.model} is a LoRA adapter, not a base model", hint=f"train on its base model ({info.base_model or '?'})")
+    try:
+        cfg = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8")) if info.path else {}
+    except (OSError, ValueError):
+        cfg = {}
+    reason = not_a_causal_lm(cfg) if isinstance(cfg, dict) else None
+    if reason:
+        raise UserError(f"Cannot train on {config.model}: {reason}", hint="DPO here trains causal (decoder-only) language models (*ForCausalLM)")
+    if info.error:
+        raise UserError(f"Cannot train on {config.model}: {info.error}", hint=hint)
+    if any(w.startswith("no weight files") for w in info.warnings):
+        raise UserError(f"Cannot train on {config.model}: no weight files (*.safetensors or *.bin)", hint=hint)
+    if isinstance(cfg, dict) and cfg.get("auto_map") and not config.trust_remote_code:
+        raise UserError(
+            f"{config.model} ships its own Python code (auto_map: {', '.join(sorted(set(map(str, cfg['auto_map'].values()))))})",
+            hint="read that code; if you trust its authors, add --trust-remote-code (it runs with your permissions)",
+        )
+    return info
+
+
+def check_dataset(config: RunConfig):  # noqa: ANN201 - core.datasets.DataReport or None
+    """Lint the data before a run exists: bad data is rejected with file, line and field (no GPU minute spent).
+
+    Streaming and cheap (≥ 50k rows/s); the trainer runs the same loader again on the same file.
+    """
+    from .datasets import check_data
+
+    dataset = config.resolved_dataset()
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not Path(dataset).exists() and not offline:
+        return None  # a hub id, online: checked by the trainer once it is fetched (offline: from the cache, now)
+    report = check_data(dataset, split=config.dataset_split, column_map=config.column_map)
+    if report.errors:
+        shown = report.errors[:5]
+        more = len(report.errors) - len(shown)
+        raise UserError(
+            f"The dataset {config.dataset} has {len(report.errors)} kind(s) of error; nothing was started:",
+            problems=[Problem(f.render(report.source)) for f in shown] + ([Problem(f"... and {more} more")] if more else []),
+            hint=f"`dpo-tui data check {config.dataset}` shows the full report; `dpo-tui data convert --drop-bad` writes the usable rows",
+        )
+    return report
+
+
+def check_strategy(config: RunConfig) -> None:
+    """A multi-process strategy needs its library and (for DeepSpeed/FSDP) GPUs: say what to install."""
+    if config.nproc == 1 or config.strategy == "ddp":
+        return
+    if config.strategy.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
+        raise UserError(f"strategy '{config.strategy}' needs DeepSpeed, which is not installed", hint="pip install 'dpo-tui[deepspeed]'")
+    if visible_gpu_count() == 0:
+        raise UserError(f"strategy '{config.strategy}' needs GPUs; on CPU only 'ddp' runs (over gloo)", hint="use --strategy ddp")
