@@ -18,6 +18,11 @@ import json
 import math
 import os
 import time
+
+try:  # 3-5x faster parsing of long event logs (reattach to a 100,000-event run); optional.
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - the stdlib parser is the fallback
+    _loads = json.loads
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +179,7 @@ class EventReader:
             if not raw.strip():
                 continue
             try:
-                event = json.loads(raw)
+                event = _loads(raw)
             except (ValueError, UnicodeDecodeError):
                 self.bad_lines += 1
                 continue
@@ -214,6 +219,7 @@ class RunHistory:
     last_t: float | None = None
     # (t, step) of recent log events, for throughput and ETA.
     step_times: list[tuple[float, int]] = field(default_factory=list)
+    _max_step: int = -1
 
     def apply(self, events: Iterable[dict[str, Any]]) -> None:
         for event in events:
@@ -247,7 +253,9 @@ class RunHistory:
                 # keep it aside, or it would truncate that step's real points.
                 self.summary = metrics
                 return
-            self._truncate_after(step - 1)
+            if step <= self._max_step:  # a repeated step: a resumed attempt supersedes it
+                self._truncate_after(step - 1)
+            self._max_step = step
             for name, value in metrics.items():
                 if value is None or isinstance(value, (int, float)):
                     self.series.setdefault(name, []).append((step, value))
@@ -275,6 +283,7 @@ class RunHistory:
         for points in self.series.values():
             while points and points[-1][0] > step:
                 points.pop()
+        self._max_step = min(self._max_step, step)
 
     @property
     def step(self) -> int:
