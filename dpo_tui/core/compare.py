@@ -26,7 +26,7 @@ BETTER: dict[str, str] = {
 }
 
 # Fields that differ between any two runs by construction; never the "what differs" of a comparison.
-IDENTITY_FIELDS = frozenset({"name"})
+IDENTITY_FIELDS = frozenset({"name", "group"})
 
 SHORT_NAMES = {
     "beta": "β",

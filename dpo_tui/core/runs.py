@@ -449,6 +449,7 @@ class RunSummary:
     kind: str | None = None
     hint: str | None = None
     message: str | None = None
+    phase: str = ""
     stalled: bool = False
     error: str | None = None
 
@@ -520,6 +521,7 @@ def summarize(path: Path, reconcile: bool = True) -> RunSummary:
         kind=status.kind,
         hint=status.hint,
         message=status.message,
+        phase=status.phase,
         stalled=run.is_stalled(status),
     )
 
@@ -649,8 +651,11 @@ def _kill(run: Run, status: RunStatus) -> None:
 
 
 def delete(run: Run) -> None:
-    status = run.status()
-    if status.state in ACTIVE_STATES and run.processes_alive(status):
+    try:
+        status = run.status()
+    except UserError:
+        status = None  # an unreadable status.json: no recorded process to protect, the folder can go
+    if status is not None and status.state in ACTIVE_STATES and run.processes_alive(status):
         raise UserError(f"Run {run.id} is {status.state}; stop it before deleting it")
     # Rename first so a reader never sees a half-deleted run, then remove.
     trash = run.path.with_name(f".deleting-{run.id}-{os.getpid()}")

@@ -11,11 +11,17 @@ chat       base vs tuned side by side (helper-5's screen; a placeholder until it
 
 Screens are imported when their mode is first shown, so start-up pays only for the first one
 (``bench/startup.py`` holds it to 1.5× a minimal Textual app).
+
+The app also watches the runs root (every ``Services.watch_interval`` seconds, in a thread): a run
+it saw active that is now finished, failed, crashed or stopped gets a toast, the terminal bell and
+an OSC 9 desktop notification (``ui/notify.py`` holds the pure part). Runs that had ended before
+the console opened never notify.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -25,11 +31,13 @@ from typing import Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
 
 from ..core import paths
 from .messages import GpuInventoryChanged, Notice
+from .notify import TERMINAL, RunState, Transition, osc9, transitions
 from .services import Services, default_services
 from .setup_state import SetupState
 
@@ -79,6 +87,45 @@ def _bindings_provider() -> type[Any]:
     return BindingsProvider
 
 
+class RunStatesRead(Message):
+    """The run watcher's snapshot of the runs root: ``{run_id: RunState}`` and the stat cache it used."""
+
+    def __init__(self, states: dict[str, RunState] | None, cache: dict[str, tuple[tuple[int, int], RunState]]) -> None:
+        super().__init__()
+        self.states = states
+        self.cache = cache
+
+
+def read_run_states(root: Path, cache: dict[str, tuple[tuple[int, int], RunState]]) -> tuple[dict[str, RunState], dict[str, tuple[tuple[int, int], RunState]]]:
+    """Every run's state, cheaply: an ended run whose status.json is unchanged (same mtime and size)
+    is not read again; active runs are read every time (``status(reconcile=False)`` also notices a
+    dead trainer as ``crashed``, without writing). Never writes to a run folder."""
+    from ..core.errors import UserError
+    from ..core.runs import STATUS_FILE, Run
+
+    states: dict[str, RunState] = {}
+    new_cache: dict[str, tuple[tuple[int, int], RunState]] = {}
+    for name in run_folder_names(root):
+        path = root / name
+        try:
+            st = (path / STATUS_FILE).stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = (0, 0)
+        cached = cache.get(name)
+        if cached is not None and cached[0] == stamp and cached[1].state in TERMINAL:
+            state = cached[1]
+        else:
+            try:
+                status = Run(path).status(reconcile=False)
+                state = RunState(str(status.state), status.kind, status.message)
+            except (UserError, OSError):
+                state = RunState("unreadable")
+        states[name] = state
+        new_cache[name] = (stamp, state)
+    return states, new_cache
+
+
 class DpoTuiApp(App[int]):
     """The console. ``services`` carries the runs root, clock, launcher and other dependencies."""
 
@@ -124,6 +171,12 @@ class DpoTuiApp(App[int]):
         """Published once the operator's settings are loaded (model roots, keymap, theme)."""
         self.ready_at: float | None = None
         """perf_counter() when the first screen showed its content."""
+        self.run_states: dict[str, RunState] | None = None
+        """The run watcher's last snapshot (None until the first one: the baseline, never notified)."""
+        self._watch_cache: dict[str, tuple[tuple[int, int], RunState]] = {}
+        self._watching = False
+        self.rung: list[str] = []
+        """Terminal notifications sent (OSC 9 texts), newest last; tests read it."""
         for mode, (module, name) in MODE_SCREENS.items():
             self.add_mode(mode, _screen_factory(module, name))
 
@@ -144,6 +197,54 @@ class DpoTuiApp(App[int]):
         if self.services.gpu_refresh_interval > 0:
             self.set_interval(self.services.gpu_refresh_interval, self._refresh_gpus, name="gpu-refresh")
         self._load_settings()
+        if self.services.watch_interval > 0:
+            self.watch_runs()
+            self.set_interval(self.services.watch_interval, self.watch_runs, name="run-watch")
+
+    # --- run outcome notifications --------------------------------------------------------------
+    def watch_runs(self) -> None:
+        """Take a snapshot of the runs root; runs that ended since the last one notify."""
+        if self._watching:
+            return  # the last snapshot is still being read: never let an older one land after a newer one
+        self._watching = True
+        self._read_run_states(self.services.runs_root, self._watch_cache)
+
+    @work(thread=True, group="run-watch", exit_on_error=False, description="watch the runs")
+    def _read_run_states(self, root: Path, cache: dict[str, tuple[tuple[int, int], RunState]]) -> None:
+        try:
+            states, new_cache = read_run_states(root, cache)
+        except OSError:
+            self.post_message(RunStatesRead(None, cache))  # the root went away: try again next time
+            return
+        except BaseException:
+            self.post_message(RunStatesRead(None, cache))  # a bug: the next tick still runs
+            raise
+        self.post_message(RunStatesRead(states, new_cache))
+
+    @on(RunStatesRead)
+    def _run_states_read(self, message: RunStatesRead) -> None:
+        self._watching = False
+        if message.states is None:
+            return
+        previous, self.run_states = self.run_states, message.states
+        self._watch_cache = message.cache
+        if previous is None:
+            return  # the baseline: runs that ended before the console opened are old news
+        for change in transitions(previous, message.states):
+            self.announce(change)
+
+    def announce(self, change: Transition) -> None:
+        """A toast, the terminal bell, and a desktop notification (OSC 9) for a run that ended."""
+        self.notify(change.text(), title=change.title(), severity=change.severity, markup=False)  # type: ignore[arg-type]
+        self.ring(f"dpo-tui: {change.text()}")
+
+    def ring(self, text: str) -> None:
+        """Ring the bell and send ``text`` as an OSC 9 desktop notification (tmux-wrapped under tmux)."""
+        self.rung.append(text)
+        del self.rung[:-20]
+        self.bell()
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(osc9(text, tmux=bool(os.environ.get("TMUX"))))
 
     @work(thread=True, exclusive=True, group="gpus", exit_on_error=False, description="query the GPUs")
     def _refresh_gpus(self) -> None:
@@ -208,6 +309,12 @@ class DpoTuiApp(App[int]):
         base = self._mode_base("monitor")
         if getattr(base, "run_id", None) != run_id and hasattr(base, "show_run"):
             base.show_run(run_id)  # type: ignore[attr-defined]
+
+    def open_runs(self, group: str | None = None) -> None:
+        """Switch to the runs mode; with ``group``, filter to that group and select its runs."""
+        base = self._mode_base("runs")
+        if group and hasattr(base, "show_group"):
+            base.show_group(group)  # type: ignore[attr-defined]
 
     def open_chat(self, run_id: str | None) -> None:
         """Switch to the chat mode with ``run_id``'s adapter preselected.

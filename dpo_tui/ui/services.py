@@ -19,6 +19,12 @@ if TYPE_CHECKING:
     from ..core.runs import Run
 
 
+def _preflight(config: Any) -> None:
+    from ..core.preflight import check_inputs
+
+    check_inputs(config)
+
+
 def _launch(run: Run) -> int:
     from ..core import runs
 
@@ -38,6 +44,12 @@ def _discover_models(extra_roots: list[Path]) -> list[Any]:
     from ..core import models
 
     return models.discover_models(extra_roots=extra_roots, include_cache=True)
+
+
+def _make_ladder(root: Path, config: Any, betas: list[float], group: str) -> list[Run]:
+    from ..cli.ladder import make_ladder
+
+    return make_ladder(root, config, betas, group)
 
 
 def _load_settings() -> Any:
@@ -60,6 +72,10 @@ class Services:
     """Shown in the header; tests fix it so snapshots do not depend on the machine."""
     launcher: Callable[[Run], int] = _launch
     """Starts a created run detached (``core.runs.launch``); returns a pid."""
+    preflight: Callable[[Any], None] = _preflight
+    """Checks a RunConfig before a run exists (``core.preflight.check_inputs``): raises UserError."""
+    ladder: Callable[[Path, Any, list[float], str], list[Run]] = _make_ladder
+    """Creates and launches one queued run per β (``cli.ladder.make_ladder(root, config, betas, group)``)."""
     gpu_inventory: Callable[[], Any] = _gpu_inventory
     """Returns a ``core.gpus.GpuInventory`` (or None when unknown)."""
     discover_models: Callable[[list[Path]], list[Any]] = _discover_models
@@ -72,6 +88,8 @@ class Services:
     """How often the monitor reads new events (seconds)."""
     runs_refresh_interval: float = 2.0
     """How often the runs overview re-reads the runs root (seconds)."""
+    watch_interval: float = 2.0
+    """How often the app checks the runs root for runs that ended, to notify (seconds; 0 = never)."""
     gpu_refresh_interval: float = 5.0
     """How often the header refreshes free GPU memory (seconds; 0 = once)."""
     animate: bool = True

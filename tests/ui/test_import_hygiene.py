@@ -69,8 +69,19 @@ def test_every_screen_without_the_ml_stack(tmp_path: Path) -> None:
                 await pilot.pause(0.3)
                 await pilot.press("ctrl+n")
                 await wait(lambda: type(app.screen).__name__ == "ExperimentScreen" and app.screen.estimate is not None)
+                await pilot.press("ctrl+g")  # the β ladder dialog validates with cli.ladder
+                await wait(lambda: type(app.screen).__name__ == "LadderDialog")
+                app.screen.query_one("#ladder-betas").value = "0.1,0.2"
+                await pilot.pause(0.2)
+                await pilot.press("escape")
                 await pilot.press("2")
                 await pilot.pause(0.5)
+                from dpo_tui.ui.screens.compare import CompareScreen
+                app.push_screen(CompareScreen([]))
+                await wait(lambda: type(app.screen).__name__ == "CompareScreen" and app.screen.comparison is not None)
+                await pilot.press("escape")
+                app.watch_runs()
+                await wait(lambda: app.run_states is not None)
                 await pilot.press("3")
                 await pilot.pause(0.3)
                 await pilot.press("4")

@@ -7,17 +7,20 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.ui.app import DpoTuiApp
+from dpo_tui.ui.screens.compare import CompareScreen
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.dataset import DatasetScreen
 from dpo_tui.ui.screens.experiment import ExperimentScreen
 from dpo_tui.ui.screens.help import HelpScreen
+from dpo_tui.ui.screens.ladder_dialog import LadderDialog
 from dpo_tui.ui.screens.models import ModelScreen, ModelTable
 from dpo_tui.ui.screens.monitor import MonitorScreen
 from dpo_tui.ui.screens.runs import RunsScreen
 from dpo_tui.ui.screens.save_dialog import SavePathDialog
 
 KEYS_DOC = Path(__file__).resolve().parents[2] / "docs" / "keys.md"
-OWNERS = [DpoTuiApp, ModelScreen, ModelTable, DatasetScreen, ExperimentScreen, RunsScreen, MonitorScreen, ConfirmDialog, HelpScreen, SavePathDialog]
+OWNERS = [DpoTuiApp, ModelScreen, ModelTable, DatasetScreen, ExperimentScreen, RunsScreen, MonitorScreen, CompareScreen, ConfirmDialog, HelpScreen,
+          SavePathDialog, LadderDialog]
 
 
 @pytest.mark.parametrize("owner", OWNERS, ids=lambda c: c.__name__)

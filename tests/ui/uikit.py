@@ -63,6 +63,7 @@ def make_services(root: Path, **overrides: Any) -> Services:
         "gpu_inventory": lambda: fake_inventory(1),
         "gpu_refresh_interval": 0.0,
         "runs_refresh_interval": 0.0,
+        "watch_interval": 0.0,
         "animate": False,
         "load_settings": lambda: None,
         "root_label": "~/.local/share/dpo-tui/runs",

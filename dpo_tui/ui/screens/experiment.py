@@ -48,7 +48,9 @@ class ExperimentScreen(ConsoleScreen):
         Binding("ctrl+r", "launch", "Launch", id="experiment.launch", priority=True, tooltip="Create the run and start it detached"),
         Binding("ctrl+s", "save_toml", "Save TOML", id="experiment.save", priority=True, tooltip="Save these settings as a TOML config"),
         Binding("ctrl+b", "next_beta", "β preset", id="experiment.beta", priority=True, tooltip="Cycle β through the presets"),
-        Binding("escape", "back", "Back", id="experiment.back", tooltip="Back to the dataset"),
+        Binding("ctrl+g", "ladder", "β ladder", id="experiment.ladder", priority=True,
+                tooltip="Queue one run per β, everything else equal"),
+        Binding("escape", "back", "Back", id="experiment.back", show=False, tooltip="Back to the dataset"),
         *[
             Binding(key, f"apply_suggestion({i})", f"Suggestion {i + 1}", id=f"experiment.suggest{i + 1}", show=False, priority=True,
                     tooltip="Apply this VRAM suggestion")
@@ -60,6 +62,13 @@ class ExperimentScreen(ConsoleScreen):
         def __init__(self, model: str, info: Any, error: str | None) -> None:
             super().__init__()
             self.model, self.info, self.error = model, info, error
+
+    class LadderLaunched(Message):
+        """A β ladder was created and queued (``run_ids`` empty when it failed)."""
+
+        def __init__(self, group: str, run_ids: list[str], betas: list[float]) -> None:
+            super().__init__()
+            self.group, self.run_ids, self.betas = group, run_ids, betas
 
     def __init__(self) -> None:
         super().__init__()
@@ -311,7 +320,7 @@ class ExperimentScreen(ConsoleScreen):
 
     # --- actions -------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "launch":
+        if action in ("launch", "ladder"):
             return True if self.config is not None and not self.launching else None
         if action == "save_toml":
             return True if self.config is not None else None
@@ -370,6 +379,7 @@ class ExperimentScreen(ConsoleScreen):
 
         services = self.app.services  # type: ignore[attr-defined]
         try:
+            services.preflight(config)  # the same checks as `dpo-tui train`: nothing is created on bad input
             run = runs.create_run(services.runs_root, config)
         except UserError as exc:
             self.post_message(Notice("Launch", exc.render(), "error"))
@@ -393,3 +403,62 @@ class ExperimentScreen(ConsoleScreen):
         if message.run_id:
             self.notify(f"Started {message.run_id}. It keeps running if you quit.", title="Launch", markup=False)
             self.app.open_monitor(message.run_id)  # type: ignore[attr-defined]
+
+    # --- β ladder ------------------------------------------------------------------------------------
+    def ladder_group(self, config: RunConfig) -> str:
+        """The ladder's group: the experiment's own group, else ``ladder-YYYYmmdd-HHMMSS`` (the CLI's name)."""
+        if config.group:
+            return config.group
+        now = self.app.services.clock()  # type: ignore[attr-defined]
+        return time.strftime("ladder-%Y%m%d-%H%M%S", time.localtime(now))
+
+    def action_ladder(self) -> None:
+        from .ladder_dialog import LadderDialog
+
+        config = self.config
+        if config is None or self.launching:
+            return
+        group = self.ladder_group(config)
+        model = "tiny-chat" if config.model == "sample" else Path(config.model).name or config.model
+        rank = "full" if config.method == "full" else f"r={config.lora_rank}"
+        detail = (
+            f"Same model, data, seed and data order as this experiment ({model} · {config.loss_type} · {rank}). "
+            "The runs wait in the queue and train one after another on the same device."
+        )
+
+        def answer(betas: list[float] | None) -> None:
+            if betas:
+                self.launching = True
+                self.refresh_bindings()
+                self.query_one("#form-problems", TextPanel).show(Text(f"queueing {len(betas)} runs…", style="bold"))
+                self._ladder(config, betas, group)
+
+        self.app.push_screen(LadderDialog(group, detail), answer)
+
+    @work(thread=True, exclusive=True, group="experiment-launch", exit_on_error=False, description="queue a β ladder")
+    def _ladder(self, config: RunConfig, betas: list[float], group: str) -> None:
+        services = self.app.services  # type: ignore[attr-defined]
+        try:
+            services.preflight(config)
+            runs = services.ladder(services.runs_root, config, betas, group)
+        except (UserError, OSError, ValueError) as exc:
+            text = exc.render() if isinstance(exc, UserError) else str(exc).splitlines()[0]
+            self.post_message(Notice("β ladder", f"Could not queue the ladder: {text}", "error"))
+            self.post_message(self.LadderLaunched(group, [], betas))
+            return
+        self.post_message(self.LadderLaunched(group, [run.id for run in runs], betas))
+
+    @on(LadderLaunched)
+    def _ladder_launched(self, message: LadderLaunched) -> None:
+        self.launching = False
+        self.refresh_bindings()
+        self._validate()
+        if message.run_ids:
+            betas = ", ".join(f"{b:g}" for b in message.betas)
+            self.notify(
+                f"Ladder '{message.group}': {len(message.run_ids)} runs queued (β = {betas}). "
+                "They keep running if you quit; x on the runs screen cancels the ladder.",
+                title="β ladder",
+                markup=False,
+            )
+            self.app.open_runs(message.group)  # type: ignore[attr-defined]

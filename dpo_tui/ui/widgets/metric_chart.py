@@ -1,7 +1,9 @@
 """A braille line chart of one or more metric series against the step, with axis labels.
 
 The parent sets :meth:`MetricChart.set_series` (attributes down); the widget only redraws. The
-drawing itself is :func:`dpo_tui.ui.chart.draw`, a pure function.
+drawing itself is :func:`dpo_tui.ui.chart.draw`, a pure function. Series take the colours of the
+component classes ``metric-chart--series-0`` … ``-5`` in order (app.tcss, theme variables), and
+:class:`ChartLegend` shows the same colours beside each series' label (the compare screen's legend).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from .. import chart
 from ..format import metric
 
 Y_LABEL_WIDTH = 7
+SERIES_COLOURS = 6
+"""Distinct series colours; a seventh series reuses the first."""
+SERIES_CLASSES = tuple(f"metric-chart--series-{i}" for i in range(SERIES_COLOURS))
 
 
 @dataclass
@@ -29,15 +34,16 @@ class MetricChart(Widget):
     """``title`` on the first line with the latest values, the plot, then the step axis."""
 
     COMPONENT_CLASSES = {
-        "metric-chart--series-0",
-        "metric-chart--series-1",
+        *SERIES_CLASSES,
         "metric-chart--axis",
         "metric-chart--title",
     }
 
-    def __init__(self, title: str, *, id: str | None = None, classes: str | None = None) -> None:
+    def __init__(self, title: str, *, latest: bool = True, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.title = title
+        self.show_latest = latest
+        """Show each series' latest value after the title (off where a legend names the series)."""
         self.series: list[Series] = []
         self.smooth = False
         self._summaries: dict[str, chart.Summary] = {}
@@ -52,6 +58,8 @@ class MetricChart(Widget):
         self.refresh()
 
     def _latest(self) -> str:
+        if not self.show_latest:
+            return ""
         parts = []
         for s in self.series:
             value = next((y for _, y in reversed(s.points) if y is not None), None) if s.points else None
@@ -62,10 +70,7 @@ class MetricChart(Widget):
         width, height = self.size.width, self.size.height
         title_style = self.get_component_rich_style("metric-chart--title", partial=True)
         axis_style = self.get_component_rich_style("metric-chart--axis", partial=True)
-        styles = [
-            self.get_component_rich_style("metric-chart--series-0", partial=True),
-            self.get_component_rich_style("metric-chart--series-1", partial=True),
-        ]
+        styles = [self.get_component_rich_style(name, partial=True) for name in SERIES_CLASSES]
         out = Text(no_wrap=True, overflow="crop")
         head = Text(self.title, style=title_style)
         latest = self._latest()
@@ -112,4 +117,32 @@ class MetricChart(Widget):
         left, right = f"{x0:g}", f"step {x1:g}"
         gap = max(1, plot_w - len(left) - len(right))
         out.append("\n" + " " * Y_LABEL_WIDTH + "└" + left + " " * gap + right, style=axis_style)
+        return out
+
+
+class ChartLegend(Widget):
+    """One line: ``━━ β=0.05  ━━ β=0.1  ━━ β=0.5``, each swatch in its series' chart colour."""
+
+    COMPONENT_CLASSES = {*SERIES_CLASSES, "metric-chart--axis"}
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.labels: list[str] = []
+        self.prefix = ""
+
+    def set_labels(self, labels: list[str], prefix: str = "") -> None:
+        self.labels = list(labels)
+        self.prefix = prefix
+        self.refresh()
+
+    def render(self) -> Text:
+        out = Text(no_wrap=True, overflow="ellipsis")
+        if self.prefix:
+            out.append(self.prefix, style=self.get_component_rich_style("metric-chart--axis", partial=True))
+        for index, label in enumerate(self.labels):
+            style = self.get_component_rich_style(SERIES_CLASSES[index % SERIES_COLOURS], partial=True)
+            if index or self.prefix:
+                out.append("  ")
+            out.append("━━ ", style=style)
+            out.append(label, style=style)
         return out

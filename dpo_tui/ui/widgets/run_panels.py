@@ -101,6 +101,8 @@ def outcome_text(state: str, status: Any, history: RunHistory) -> str:
         message = getattr(status, "message", None) or "the trainer vanished without a final event"
         return f"crashed: {message}"
     phase = getattr(status, "phase", "") or ""
+    if state == "queued" and phase.startswith("queued: "):
+        return phase.replace("queued: ", "queued, ", 1)  # "queued, position 2, gpu0 busy with <run>"
     return state + (f" ({phase})" if phase and state == "running" and phase != "training" else "")
 
 

@@ -1,0 +1,75 @@
+"""Ask for a β ladder's values (modal). Dismisses with the β list, or None when cancelled.
+
+The text is checked as you type with the CLI's own parser (``cli.ladder.parse_betas``: at least two
+values, each > 0), so the dialog and ``dpo-tui ladder --betas`` accept exactly the same input.
+"""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Label
+
+from ...core.errors import UserError
+from ..widgets.inputs import FieldInput
+
+DEFAULT_BETAS = "0.05,0.1,0.5"
+
+
+def check_betas(text: str) -> tuple[list[float] | None, str]:
+    """(the β values, "") or (None, what is wrong)."""
+    from ...cli.ladder import parse_betas
+
+    try:
+        betas = parse_betas(text)
+    except UserError as exc:
+        return None, exc.summary.replace("--betas", "β list")
+    if len(set(betas)) != len(betas):
+        return None, "β list: each value once (a repeated β would train the same run twice)"
+    return betas, ""
+
+
+class LadderDialog(ModalScreen[list[float] | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="ladder.cancel")]
+
+    def __init__(self, group: str, detail: str, default: str = DEFAULT_BETAS) -> None:
+        super().__init__()
+        self.group = group
+        self.detail = detail
+        self.default = default
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="ladder-box"):
+            yield Label("β ladder: one run per β, everything else equal", id="ladder-title")
+            yield Label(self.detail, id="ladder-detail")
+            yield FieldInput(self.default, id="ladder-betas", placeholder="comma-separated β values, e.g. 0.05,0.1,0.5")
+            yield Label("", id="ladder-error")
+            yield Label(f"group {self.group} · enter queues the runs · esc cancels", id="ladder-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#ladder-error", Label).display = False
+        self.query_one("#ladder-betas", Input).focus()
+
+    def _show_error(self, problem: str) -> None:
+        label = self.query_one("#ladder-error", Label)
+        label.update(problem)
+        label.display = bool(problem)
+
+    @on(Input.Changed, "#ladder-betas")
+    def _changed(self, event: Input.Changed) -> None:
+        _, problem = check_betas(event.value)
+        self._show_error(problem)
+
+    @on(Input.Submitted, "#ladder-betas")
+    def _submitted(self, event: Input.Submitted) -> None:
+        betas, problem = check_betas(event.value)
+        if betas is None:
+            self._show_error(problem)
+            return
+        self.dismiss(betas)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
