@@ -566,6 +566,13 @@ def prepare_resume(run: Run) -> Checkpoint:
         raise UserError(f"Run {run.id} already finished; nothing to resume", hint="start a new run, or `dpo-tui train --config` with more steps")
     if status.state in ACTIVE_STATES:
         raise UserError(f"Run {run.id} is {status.state}; stop it before resuming", hint=f"`dpo-tui attach {run.id}` follows it")
+    # The previous attempt's supervisor records the outcome just after its trainer exits: let it finish,
+    # so the two never write status.json at once.
+    deadline = time.time() + 15
+    while run.processes_alive(status) and time.time() < deadline:
+        time.sleep(0.1)
+    if run.processes_alive(status):
+        raise UserError(f"Run {run.id} is still shutting down", hint="try again in a few seconds")
     ckpt = run.newest_complete_checkpoint()
     if ckpt is None:
         broken = [c.path.name + f" ({c.reason})" for c in run.checkpoints() if not c.complete]

@@ -32,6 +32,8 @@ from ..core.fsutil import atomic_write_json
 from ..core.preflight import visible_gpu_count
 from ..core.runs import (
     EXIT_FAILED,
+    EXIT_FINISHED,
+    EXIT_STOPPED,
     LOCKS_DIR,
     TERMINAL_STATES,
     Run,
@@ -231,7 +233,11 @@ class Supervisor:
     def record_outcome(self, rc: int) -> None:
         """If the trainer died without its terminal event, write one, so a run never silently disappears."""
         status = self.run.raw_status()
+        if status.supervisor_pid not in (None, os.getpid()):
+            return  # the run was resumed under a new supervisor meanwhile: its status is no longer ours
         if status.state in TERMINAL_STATES and status.attempt and status.exit_code is not None:
+            return
+        if rc in (EXIT_FINISHED, EXIT_STOPPED, EXIT_FAILED) and status.state in TERMINAL_STATES:
             return
         if rc < 0:
             sig = signal.Signals(-rc).name

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.slow
 def test_two_processes_stop_resume_finish(runs_root: Path, sample_model: Path) -> None:
     path = start_run(runs_root, "--nproc", "2", "--max-steps", "10", "--per-device-batch-size", "4",
                      env={"DPO_TUI_FAULT_STEP_DELAY": "0.5"})
-    config = json.loads((path / "accelerate_config.json").read_text())
-    assert config["num_processes"] == 2 and config["distributed_type"] == "MULTI_GPU"
     wait_for_step(path, 3, timeout=240)
+    config = json.loads((path / "accelerate_config.json").read_text())  # written by the supervisor at start
+    assert config["num_processes"] == 2 and config["distributed_type"] == "MULTI_GPU"
     run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
     status = wait_for_state(path, {"stopped", "failed", "crashed"}, timeout=120)
     assert status["state"] == "stopped", status
