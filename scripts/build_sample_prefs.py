@@ -379,7 +379,7 @@ how-tos, definitions and comparisons, with 3-4 phrasings per question kind.
 | `heldout_prompts.txt` | {len(heldout)} | prompts about held-out subjects, never in a pair (one per line) |
 
 `chosen` is a short direct answer (mean {mean_words("chosen"):.1f} words); `rejected` answers the same
-question with a preamble, hedging, the answer, a repeat of it and a sign-off (mean
+question with a preamble, hedging, the answer, often a filler "once again" line, and a sign-off (mean
 {mean_words("rejected"):.1f} words). DPO on these pairs should shorten the answers of
 `sample_data/tiny-chat` on the held-out prompts; "mean words per greedy answer" is the metric.
 """
