@@ -55,7 +55,7 @@ import os
 import re
 import sys
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import field as _field
 from pathlib import Path
@@ -941,7 +941,8 @@ def _type_name(v: Any) -> str:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _stat(values: array) -> dict[str, Any] | None:
+def percentiles(values: Sequence[int] | array) -> dict[str, Any] | None:
+    """n, mean, min, p50, p90, p99 and max of a list of lengths (None when empty)."""
     n = len(values)
     if not n:
         return None
@@ -1456,7 +1457,7 @@ class _Scanner:
             "bytes": nbytes,
             "rows_total": self.total,
             "rows_usable": self.usable,
-            "chars": {k: _stat(v) for k, v in (("prompt", self.lp), ("chosen", self.lc), ("rejected", self.lr))},
+            "chars": {k: percentiles(v) for k, v in (("prompt", self.lp), ("chosen", self.lc), ("rejected", self.lr))},
         }
         return rep
 

@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .datasets import DataReport, Finding, iter_preference_rows
+from .datasets import DataReport, Finding, iter_preference_rows, percentiles
 from .errors import Problem, UserError
 
 __all__ = [
@@ -354,19 +354,6 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _pcts(values: Sequence[int]) -> dict[str, Any] | None:
-    n = len(values)
-    if not n:
-        return None
-    s = sorted(values)
-
-    def pct(q: float) -> int:
-        return int(s[min(n - 1, int(q * (n - 1) + 0.5))])
-
-    return {"n": n, "mean": round(sum(s) / n, 1), "min": int(s[0]), "p50": pct(0.5), "p90": pct(0.9),
-            "p99": pct(0.99), "max": int(s[-1])}
-
-
 def _histogram(values: Sequence[int], bins: int = 20) -> list[dict[str, int]]:
     if not values:
         return []
@@ -423,10 +410,10 @@ class TokenStats:
             "tokenizer": self.tok.name,
             "notes": list(self.tok.notes),
             "rows": n,
-            "prompt": _pcts(self.prompt),
-            "chosen": _pcts(self.chosen),
-            "rejected": _pcts(self.rejected),
-            "sequence": _pcts(longest),
+            "prompt": percentiles(self.prompt),
+            "chosen": percentiles(self.chosen),
+            "rejected": percentiles(self.rejected),
+            "sequence": percentiles(longest),
             "histogram": _histogram(longest),
         }
         kept = list(range(n))
@@ -457,7 +444,7 @@ class TokenStats:
             if pad_to_multiple_of:
                 width = -(-width // pad_to_multiple_of) * pad_to_multiple_of
             padded.append(width)
-        out["padded"] = {"batch_size": bs, "sequences_per_batch": 2 * bs, **(_pcts(padded) or {})}
+        out["padded"] = {"batch_size": bs, "sequences_per_batch": 2 * bs, **(percentiles(padded) or {})}
         return out
 
     def findings(self, max_length: int | None = None) -> list[Finding]:

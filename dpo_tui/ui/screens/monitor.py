@@ -37,6 +37,7 @@ from ...core import events as ev
 from ...core.errors import UserError
 from ...core.health import HealthContext, assess, headline
 from ..messages import Notice
+from ..run_actions import resume_run, stop_run
 from ..widgets.header import StatusHeader
 from ..widgets.health import HealthPanel
 from ..widgets.metric_chart import MetricChart, Series
@@ -415,14 +416,7 @@ class MonitorScreen(ConsoleScreen):
 
     @work(thread=True, group="monitor-action", exit_on_error=False, description="stop the run")
     def _stop(self, run_id: str, now: bool) -> None:
-        from ...core import runs
-
-        try:
-            runs.stop(runs.Run(self.app.services.runs_root / run_id), now=now)  # type: ignore[attr-defined]
-        except (UserError, OSError) as exc:
-            self.post_message(Notice("Stop", exc.render() if isinstance(exc, UserError) else str(exc), "error"))
-            return
-        self.post_message(Notice("Stop", "Stopping: the trainer saves a checkpoint at the next step."))
+        self.post_message(stop_run(self.app.services.runs_root, run_id, now))  # type: ignore[attr-defined]
 
     def action_resume_run(self) -> None:
         if self.run_id:
@@ -430,14 +424,7 @@ class MonitorScreen(ConsoleScreen):
 
     @work(thread=True, group="monitor-action", exit_on_error=False, description="resume the run")
     def _resume(self, run_id: str) -> None:
-        from ...core import runs
-
-        try:
-            ckpt = runs.resume(runs.Run(self.app.services.runs_root / run_id))  # type: ignore[attr-defined]
-        except (UserError, OSError) as exc:
-            self.post_message(Notice("Resume", exc.render() if isinstance(exc, UserError) else str(exc), "error"))
-            return
-        self.post_message(Notice("Resume", f"Resuming from {ckpt.path.name}."))
+        self.post_message(resume_run(self.app.services.runs_root, run_id))  # type: ignore[attr-defined]
 
     @on(Notice)
     def _after_action(self, message: Notice) -> None:

@@ -33,6 +33,7 @@ from textual.widgets import DataTable, Footer, Input
 from ...core.errors import UserError
 from ..format import duration, metric
 from ..messages import Notice
+from ..run_actions import resume_run, stop_run
 from ..services import root_label
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
@@ -603,14 +604,7 @@ class RunsScreen(ConsoleScreen):
 
     @work(thread=True, group="runs-action", exit_on_error=False, description="stop a run")
     def _stop(self, run_id: str, now: bool) -> None:
-        from ...core import runs
-
-        try:
-            runs.stop(runs.Run(self.app.services.runs_root / run_id), now=now)  # type: ignore[attr-defined]
-        except (UserError, OSError) as exc:
-            self.post_message(Notice("Stop", exc.render() if isinstance(exc, UserError) else str(exc), "error"))
-            return
-        self.post_message(Notice("Stop", f"Stopping {run_id}: it saves a checkpoint at the next step."))
+        self.post_message(stop_run(self.app.services.runs_root, run_id, now))  # type: ignore[attr-defined]
 
     def action_resume_run(self) -> None:
         if self.highlighted_id:
@@ -618,14 +612,7 @@ class RunsScreen(ConsoleScreen):
 
     @work(thread=True, group="runs-action", exit_on_error=False, description="resume a run")
     def _resume(self, run_id: str) -> None:
-        from ...core import runs
-
-        try:
-            ckpt = runs.resume(runs.Run(self.app.services.runs_root / run_id))  # type: ignore[attr-defined]
-        except (UserError, OSError) as exc:
-            self.post_message(Notice("Resume", exc.render() if isinstance(exc, UserError) else str(exc), "error"))
-            return
-        self.post_message(Notice("Resume", f"Resuming {run_id} from {ckpt.path.name}."))
+        self.post_message(resume_run(self.app.services.runs_root, run_id))  # type: ignore[attr-defined]
 
     def action_delete_run(self) -> None:
         from .confirm import ConfirmDialog
