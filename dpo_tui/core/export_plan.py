@@ -178,6 +178,20 @@ def plan_export(
         precious.append(Path(base_model).resolve())
     _check_destinations(merged_p, gguf_p, ollama_p, precious, force)
 
+    # Code shipped with the base model runs only with the consent given when the run was trained.
+    base_config = Path(base_model) / "config.json"
+    if not config.trust_remote_code and base_config.is_file():
+        try:
+            auto_map = json.loads(base_config.read_text(encoding="utf-8")).get("auto_map")
+        except (OSError, ValueError, AttributeError):
+            auto_map = None
+        if auto_map:
+            raise UserError(
+                f"The base model {base_spec} ships its own Python code (custom code via auto_map), and this run was "
+                "not trained with trust_remote_code; export will not run that code",
+                hint="train with --trust-remote-code if you trust the model's authors, then export that run",
+            )
+
     # Architecture (early, when the model's config.json is on disk).
     model_type = _model_type(Path(source) if method == "full" else None, base_model, config.model_revision)
     if gguf_p is not None:

@@ -383,8 +383,9 @@ def trl_steps(model_path: str, spec: ProbeSpec, device: int = 0) -> dict[str, An
     from trl import DPOConfig, DPOTrainer
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[spec.precision]
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    load_kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}}
+    # The probe only measures memory: it never runs code shipped with a model folder.
+    tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=False)
+    load_kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}, "trust_remote_code": False}
     if spec.method == "qlora":
         from transformers import BitsAndBytesConfig
 
@@ -455,7 +456,7 @@ def load_for_manual(model_path: str, spec: ProbeSpec, device: int = 0) -> tuple[
     from transformers import AutoModelForCausalLM
 
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[spec.precision]
-    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}, "attn_implementation": "sdpa"}
+    kwargs: dict[str, Any] = {"dtype": dtype, "device_map": {"": device}, "attn_implementation": "sdpa", "trust_remote_code": False}
     if spec.method == "qlora":
         from transformers import BitsAndBytesConfig
 

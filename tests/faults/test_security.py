@@ -36,10 +36,7 @@ TERMINAL = {"finished", "failed", "crashed", "stopped"}
 SECRET = "hf_SECRETtoken123"
 # Loader calls without the switch that are known and reported (file -> what is missing). Remove an entry
 # once its owner passes the run's trust_remote_code through.
-KNOWN_GAPS = {
-    "dpo_tui/worker/probe.py": "the VRAM probe loads the tokenizer and model without trust_remote_code "
-    "(ProbeSpec should carry the run config's value)",
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 # --- 1. trust_remote_code is off unless asked for -------------------------------------------------
