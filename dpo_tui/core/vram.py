@@ -684,6 +684,18 @@ def suggestions(arch: Arch, wl: Workload, free: int | None, config: Any = None) 
                 hi = mid - 1
         if best_len:
             add(f"max length {best_len} (longer pairs are truncated)", {"max_length": best_len}, total_of(seq_len=best_len))
+    if target is not None and wl.nproc == 1 and compute(arch, wl).total > target:
+        # One GPU is not enough: shard over several (ZeRO-3 shards weights, gradients and optimizer
+        # state; ZeRO-2 keeps the weights whole, which suffices when the frozen base fits).
+        for strategy in ("zero2", "zero3"):
+            n = next((k for k in (2, 4, 8) if total_of(nproc=k, strategy=strategy) <= target), None)
+            if n is not None:
+                add(
+                    f"shard over {n} GPUs with {strategy.upper().replace('ZERO', 'ZeRO-')} (--nproc {n} --strategy {strategy})",
+                    {"nproc": n, "strategy": strategy},
+                    total_of(nproc=n, strategy=strategy),
+                )
+                break
     if target is not None and not any(s.fits for s in out):
         combo: dict[str, Any] = {"batch": 1, "grad_ckpt": True}
         changes: dict[str, Any] = {"per_device_batch_size": 1, "gradient_checkpointing": True}

@@ -479,3 +479,20 @@ def test_probe_worker_without_gpu_exits_0(monkeypatch: pytest.MonkeyPatch, capsy
     monkeypatch.setitem(sys.modules, "torch", fake_torch)
     assert probe.main(["--spec", json.dumps({"model": "x", "config": {}})]) == 0
     assert "no GPU: probe skipped" in capsys.readouterr().out
+
+
+def test_suggests_sharding_when_one_gpu_is_not_enough() -> None:
+    from dpo_tui.core.config import RunConfig
+    from dpo_tui.core.models import info_from_config
+    from dpo_tui.core.vram import estimate
+
+    llama8b = info_from_config({
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336,
+        "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+        "max_position_embeddings": 8192, "torch_dtype": "bfloat16", "tie_word_embeddings": False,
+    })
+    est = estimate(llama8b, RunConfig(method="full", precision="bf16", max_length=1024, per_device_batch_size=1), free_bytes=40 * 2**30)
+    assert est.verdict == "no"
+    shard = [s for s in est.suggestions if "strategy" in s.changes]
+    assert shard and shard[0].fits and shard[0].changes["nproc"] in (2, 4, 8)
+    assert shard[0].total_bytes < est.total_bytes
