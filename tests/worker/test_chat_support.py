@@ -33,6 +33,7 @@ class ChatAssets:
     adapter_a: Path
     adapter_b: Path
     adapter_c: Path
+    adapter_zero: Path
     other: Path
     adapter_other: Path
     no_template: Path
@@ -47,6 +48,7 @@ def assets_at(root: Path) -> ChatAssets:
         adapter_a=root / "adapter-a",
         adapter_b=root / "adapter-b",
         adapter_c=root / "adapter-c",
+        adapter_zero=root / "adapter-zero",
         other=root / "other",
         adapter_other=root / "adapter-other",
         no_template=root / "no-template",
@@ -92,19 +94,22 @@ def _build(root: Path) -> None:  # pragma: no cover - runs in the subprocess
         tok.save_pretrained(base)
     tokenizer = AutoTokenizer.from_pretrained(base)
 
-    def adapter(model_dir: Path, out: Path, seed: int, rank: int = 8, targets: str | list[str] = "all-linear") -> None:
+    def adapter(model_dir: Path, out: Path, seed: int, rank: int = 8, targets: str | list[str] = "all-linear",
+                scale: float = 4.0) -> None:
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_pretrained(model_dir)
         peft_model = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets, init_lora_weights=False))
-        with torch.no_grad():  # big enough to change greedy answers
+        with torch.no_grad():  # scale 4: big enough to change greedy answers; 0: the base's answers exactly
             for name, param in peft_model.named_parameters():
                 if "lora_B" in name:
-                    param.mul_(4.0)
+                    param.mul_(scale)
         peft_model.save_pretrained(out)
 
     adapter(base, root / "adapter-a", 1)
     adapter(base, root / "adapter-b", 2)
     adapter(base, root / "adapter-c", 4, rank=4, targets=["q_proj", "v_proj"])
+    # For snapshots: random adapters make greedy garbage whose exact tokens flip with float noise.
+    adapter(base, root / "adapter-zero", 5, scale=0.0)
     cfg = AutoModelForCausalLM.from_pretrained(base).config
     cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers = 64, 128, 2
     from transformers import LlamaForCausalLM
