@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from dpo_tui.core.config import build_config
 from dpo_tui.core.datasets import load_preference_data
+from dpo_tui.core.runs import create_run
 from dpo_tui.core.tokenstats import ChatTokenizer
-from tests.conftest import start_run, wait_for_state
+from tests.conftest import run_cli, start_run, wait_for_state
 
 pytestmark = pytest.mark.slow
 
@@ -211,10 +213,15 @@ def test_trainer_sees_exactly_the_loader_rows(tmp_path, shape):
 
 def test_trainer_refuses_data_with_errors(tmp_path, tiny_model, runs_root):
     src = write_rows(tmp_path / "bad.jsonl", [{"prompt": "Q?\n", "chosen": "same", "rejected": "same"}] * 3)
-    run = start_run(runs_root, "--model", str(tiny_model), "--dataset", str(src), "--max-steps", "2")
-    status = wait_for_state(run, {"finished", "failed", "crashed"}, timeout=300)
-    assert status["state"] == "failed"
-    events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+    # `dpo-tui train` lints first: refused with exit 2, nothing created.
+    proc = run_cli("train", "--runs-dir", str(runs_root), "--model", str(tiny_model), "--dataset", str(src), "--max-steps", "2")
+    assert proc.returncode == 2 and "identical" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(runs_root.iterdir()) == []
+    # The trainer refuses the same data on its own (a run created some other way, or data changed after launch).
+    run = create_run(runs_root, build_config({"model": str(tiny_model), "dataset": str(src), "max_steps": 2}))
+    trainer = subprocess.run([sys.executable, "-m", "dpo_tui.worker.train", str(run.path)], capture_output=True, text=True, timeout=300)
+    assert trainer.returncode == 4
+    events = [json.loads(line) for line in run.events_path.read_text().splitlines()]
     failed = [e for e in events if e["type"] == "failed"]
     assert failed and failed[0]["kind"] == "data" and "identical" in json.dumps(failed[0])
 
