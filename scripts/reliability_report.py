@@ -19,7 +19,8 @@ DEFAULT_RESULTS = ROOT / "build" / "reliability-results.jsonl"
 DOC = ROOT / "docs" / "reliability.md"
 
 # Outcomes in which the run (or the operator's input) was handled as documented.
-GOOD = {"recovered", "survived", "failed-clean", "rejected", "tolerated", "ignored", "queued", "measured", "warned"}
+GOOD = {"recovered", "survived", "failed-clean", "rejected", "refused", "tolerated", "ignored", "queued", "measured", "warned",
+        "passed", "accepted", "accepted-with-warning", "listed", "no-code-run"}
 
 
 def load(path: Path) -> list[dict]:
