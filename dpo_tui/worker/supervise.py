@@ -163,7 +163,10 @@ def queue_ahead(run: Run, keys: list[str]) -> list[Run]:
             continue
         if status.state != "queued" or not status.supervisor_pid:
             continue
-        if set(status.devices or []) & set(keys) and (status.created_at, other.id) < (mine.created_at, run.id):
+        # Devices are recorded once the other supervisor is up; until then assume it wants ours, so a run
+        # launched a moment later can never overtake it (a ladder starts its supervisors back to back).
+        wants_ours = not status.devices or bool(set(status.devices) & set(keys))
+        if wants_ours and (status.created_at, other.id) < (mine.created_at, run.id):
             ahead.append(other)
     return ahead
 

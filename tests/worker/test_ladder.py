@@ -40,6 +40,7 @@ def test_ladder_cancel_stops_running_and_cancels_queued(runs_root: Path, sample_
     ids = proc.stdout.split()[:3]
     wait_for_step(runs_root / ids[0], 1, timeout=180)
     run_cli("ladder", "--runs-dir", str(runs_root), "--cancel", "c", check=True)
+    assert Run(runs_root / ids[0]).raw_status().started_at is not None  # the first created is the first to run
     states = [wait_for_state(runs_root / i, {"stopped", "finished", "failed", "crashed"}, timeout=120) for i in ids]
     assert [s["state"] for s in states] == ["stopped", "stopped", "stopped"]
     assert states[1]["kind"] == "cancelled" and states[2]["kind"] == "cancelled"
