@@ -46,7 +46,6 @@ Token statistics and the chat-template preview live in :mod:`dpo_tui.core.tokens
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -1545,24 +1544,14 @@ def iter_preference_rows(source: str, *, split: str = "train", column_map: dict[
 
 def write_jsonl(rows: Iterable[dict], out: str | os.PathLike[str]) -> int:
     """Write normalized rows as JSON lines, streamed to a temp file then renamed. Returns the row count."""
-    import tempfile
+    from .fsutil import atomic_open
 
-    out = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     n = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False))
-                fh.write("\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False))
+            fh.write("\n")
+            n += 1
     return n
 
 

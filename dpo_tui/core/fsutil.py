@@ -11,8 +11,9 @@ import contextlib
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def fsync_dir(path: Path) -> None:
@@ -29,18 +30,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically. On any failure the old file is untouched and no temp is left.
+@contextlib.contextmanager
+def atomic_open(path: Path | str, mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
+    """Write ``path`` through a handle; readers see the old file or the whole new one, never a part.
 
     The temp file is created with mode 0666 minus the process umask, like a plain ``open()``; the umask is never
     changed (``os.umask`` is process-wide: changing it even briefly races with other threads creating files).
+    On any failure the temp file is removed and the old file stays as it was.
     """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -49,6 +52,12 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: Path | str, text: str) -> None:
