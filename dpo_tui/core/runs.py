@@ -174,11 +174,19 @@ class Run:
             raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: {str(exc).splitlines()[0]}") from None
 
     def raw_status(self) -> RunStatus:
-        """status.json as written (no liveness check). A missing file reads as a fresh queued status."""
+        """status.json as written (no liveness check).
+
+        A missing file reads as a fresh queued status, or, when the event log exists, as the status
+        rebuilt from it: the trainer's heartbeat rewrites status.json from this, so a file deleted
+        mid-run must come back as ``running`` with its pids, never as a pid-less ``queued``.
+        """
         try:
             return RunStatus.model_validate(read_json(self.status_path))
         except FileNotFoundError:
-            return RunStatus(state="queued", created_at=self._ctime())
+            status = RunStatus(state="queued", created_at=self._ctime())
+            if self.events_path.exists():
+                status = self._status_from_events(status)
+            return status
         except (ValueError, ValidationError) as exc:
             raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {str(exc).splitlines()[0]}") from None
 
@@ -210,8 +218,6 @@ class Run:
         A run whose status.json vanished mid-run is rebuilt from its event log and live pids.
         """
         status = self.raw_status()
-        if not self.status_path.exists() and self.events_path.exists():
-            status = self._status_from_events(status)
         if status.state in ACTIVE_STATES and (not status.host or status.host == host_name()):
             if status.supervisor_pid is None and status.pid is None:
                 # Created but never launched (launcher died before spawning): nothing will run it.

@@ -94,6 +94,21 @@ def test_status_json_deleted_mid_run_is_rebuilt_from_events(tmp_path: Path) -> N
     assert status.state == "running" and status.step == 4 and status.max_steps == 9
 
 
+def test_heartbeat_after_status_json_was_deleted_keeps_the_run_running(tmp_path: Path) -> None:
+    """The trainer's heartbeat rewrites status.json; it must not resurrect it as a pid-less ``queued``."""
+    run = runs.create_run(tmp_path, _config())
+    started = {"type": "started", "max_steps": 9, "pid": os.getpid(), "pid_start": runs.process_start_time(os.getpid()),
+               "host": runs.host_name(), "attempt": 1}
+    with open(run.events_path, "w") as fh:
+        fh.write(json.dumps(started) + "\n")
+        fh.write(json.dumps({"type": "log", "step": 4, "metrics": {"loss": 0.5}}) + "\n")
+    run.status_path.unlink()
+    run.update_status(heartbeat=time.time())  # what the trainer does every few seconds
+    written = json.loads(run.status_path.read_text())
+    assert written["state"] == "running" and written["pid"] == os.getpid() and written["step"] == 4
+    assert run.status().state == "running"
+
+
 def test_list_runs_marks_broken_folders_unreadable(tmp_path: Path) -> None:
     good = runs.create_run(tmp_path, _config())
     broken = tmp_path / "20990101-000000-broken"
