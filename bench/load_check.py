@@ -471,14 +471,20 @@ async def measure_big_run(root: Path, n_events: int = 100_000) -> dict[str, Any]
             assert isinstance(screen, MonitorScreen)
             await wait_until(pilot, lambda: "t" in drawn, 60, "the first chart")
             opened = drawn["t"] - started
+            first_points = len(screen.history.series.get("loss", []))
+            # A long log paints a thinned fold first; the exact one (every step) follows.
+            await wait_until(pilot, lambda: screen.loaded, 60, "the full history")
+            full = time.perf_counter() - started
             events = screen.history.event_count
             points = len(screen.history.series.get("loss", []))
             load_cpu = screen.load_seconds
     finally:
         MetricChart.render = original  # type: ignore[method-assign]
-    return {"events": events, "loss_points": points, "open_to_first_chart_s": round(opened, 3), "fold_cpu_s": round(load_cpu or 0, 3),
+    return {"events": events, "loss_points": points, "first_chart_loss_points": first_points,
+            "open_to_first_chart_s": round(opened, 3), "open_to_full_history_s": round(full, 3), "fold_cpu_s": round(load_cpu or 0, 3),
             "file_mb": round((path / "events.jsonl").stat().st_size / 2**20, 1), "baseline_json_loads_s": round(baseline, 3),
-            "open_vs_baseline": round(opened / baseline, 2) if baseline else None}
+            "open_vs_baseline": round(opened / baseline, 2) if baseline else None,
+            "full_vs_baseline": round(full / baseline, 2) if baseline else None}
 
 
 def main() -> int:
@@ -519,8 +525,9 @@ def main() -> int:
     if "big_run" in results:
         b = results["big_run"]
         print(f"monitor opens a {b['events']:,}-event run ({b['file_mb']} MB): first chart after {b['open_to_first_chart_s']:.2f} s "
+              f"({b['first_chart_loss_points']:,} loss points), every step after {b['open_to_full_history_s']:.2f} s "
               f"(fold {b['fold_cpu_s']:.2f} s CPU); plain json.loads pass {b['baseline_json_loads_s']:.2f} s; "
-              f"ratio {b['open_vs_baseline']}  [budget: < 2 s]")
+              f"ratio {b['open_vs_baseline']} / {b['full_vs_baseline']}  [budget: first chart < 2 s]")
     if "many_runs" in results:
         m = results["many_runs"]
         print(f"runs overview with {m['runs']:,} runs: ids painted {m['ids_painted_s']:.2f} s, states listed {m['listed_s']:.2f} s; "

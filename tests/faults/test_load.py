@@ -4,7 +4,7 @@ The measurements live in ``bench/load_check.py`` (which prints the exact numbers
 them with loose, machine-relative bounds: each latency is compared with a baseline measured in the
 same test (the same keys on an idle console, a plain ``json.loads`` pass over the same files), so a
 busy CI machine slows both sides alike. Absolute budgets that this machine misses are reported as
-xfail with the numbers, never silently passed.
+failures with the numbers, never silently passed.
 """
 
 from __future__ import annotations
@@ -63,11 +63,10 @@ async def test_runs_screen_lists_1000_runs(tmp_path: Path) -> None:
                    ratio=r["listed_vs_baseline"], key_p50_ms=r["keys"]["p50_ms"], key_p95_ms=r["keys"]["p95_ms"],
                    key_no_refresh_p95_ms=r["keys_no_refresh"]["p95_ms"], table_rebuild_ms=r["table_rebuild_ms"])
     assert r["ids_painted_s"] < 10 and r["listed_s"] < 60, r
+    # The periodic re-list (every 2 s) must not make keys wait: ended runs whose files did not
+    # change keep their rows (core.runs.RunLister), so a re-list is stat calls, not 2,000 JSON reads.
     quiet = r["keys_no_refresh"]["p95_ms"]
-    if r["keys"]["p95_ms"] > max(500.0, 2 * quiet):
-        pytest.xfail(f"1,000 runs listed in {r['listed_s']} s, but keys wait p95 {r['keys']['p95_ms']} ms with the 2 s re-list vs "
-                     f"{quiet} ms without it: each re-list clears and refills the 1,000-row table on the UI thread "
-                     f"({r['table_rebuild_ms']} ms, then a relayout)")
+    assert r["keys"]["p95_ms"] <= max(600.0, 2 * quiet), r
 
 
 async def test_monitor_opens_a_100000_event_run(tmp_path: Path) -> None:
@@ -75,8 +74,9 @@ async def test_monitor_opens_a_100000_event_run(tmp_path: Path) -> None:
     r = await lc.measure_big_run(tmp_path / "runs", n_events=100_000)
     record_outcome(SUITE, "monitor-open-100k", "measured", **r)
     assert r["events"] == 100_000 and r["loss_points"] > 80_000
-    # Regression guard, machine-relative: opening costs a few plain json.loads passes over the file.
-    assert r["open_vs_baseline"] <= 5, r
-    if r["open_to_first_chart_s"] >= 2.0:
-        pytest.xfail(f"first chart after {r['open_to_first_chart_s']} s (budget 2 s); the fold took {r['fold_cpu_s']} s CPU and a plain "
-                     f"json.loads pass over the {r['file_mb']} MB log takes {r['baseline_json_loads_s']} s on this machine")
+    # First paint from a thinned fold of the whole log (every attempt, the terminal event, the newest
+    # steps exact); the exact fold of every step replaces it a moment later.
+    assert r["first_chart_loss_points"] >= 1_000, r
+    assert r["open_to_first_chart_s"] < 2.0, r
+    # Regression guard, machine-relative: the full fold costs a few plain json.loads passes over the file.
+    assert r["full_vs_baseline"] <= 5, r

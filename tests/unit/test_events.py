@@ -117,3 +117,54 @@ def test_history_keeps_the_summary_event_aside() -> None:
                    {"type": "log", "step": 2, "summary": True, "metrics": {"train_loss": 0.5, "train_runtime": 3.0}}])
     assert history.latest("loss") == 0.4 and [s for s, _ in history.series["loss"]] == [1, 2]
     assert history.summary == {"train_loss": 0.5, "train_runtime": 3.0}
+
+
+def _long_log(path: Path, steps: int, resume_at: int) -> None:
+    """Attempt 1 logs steps 1..steps, is resumed at ``resume_at`` and logs to ``steps`` again, then ends."""
+    with ev.EventWriter(path, attempt=1) as w:
+        w.emit(ev.STARTED, max_steps=steps)
+        for step in range(1, steps + 1):
+            w.emit(ev.LOG, step=step, metrics={"loss": 1.0 / step, "rewards/margins": step / 100})
+            if step % 1000 == 0:
+                w.emit(ev.CHECKPOINT, step=step, path=f"checkpoint-{step}")
+    with ev.EventWriter(path, attempt=2) as w:
+        w.emit(ev.STARTED, max_steps=steps, attempt=2)
+        w.emit(ev.RESUMED, step=resume_at)
+        for step in range(resume_at + 1, steps + 1):
+            w.emit(ev.LOG, step=step, metrics={"loss": 2.0 / step, "rewards/margins": step / 50})
+        w.emit(ev.LOG, step=steps, summary=True, metrics={"train_loss": 0.3})
+        w.emit(ev.FINISHED, step=steps)
+    with open(path, "a") as fh:
+        fh.write('{"type": "log", "step": 99999, "metr')  # a torn last line: not an event yet
+
+
+def test_preview_is_a_thinned_but_faithful_fold(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _long_log(path, steps=6000, resume_at=4000)
+    full = ev.RunHistory()
+    full.apply(ev.read_events(path))
+    preview = ev.preview_history(path, max_points=500, tail_logs=50)
+    assert full.complete and not preview.complete
+    loss = preview.series["loss"]
+    assert 400 <= len(loss) <= 700 < len(full.series["loss"]) == 6000
+    steps = [s for s, _ in loss]
+    assert steps == sorted(set(steps))  # one point per step, in order: the resume superseded attempt 1
+    exact = dict(full.series["loss"])
+    assert all(value == exact[step] for step, value in loss)  # every sampled point is the true one
+    assert loss[-45:] == full.series["loss"][-45:]  # the newest steps are exact
+    # Everything that is not a log is folded in full: attempts, checkpoints, the end, the summary.
+    assert preview.terminal == full.terminal and preview.attempt == full.attempt == 2
+    assert preview.last_checkpoint == full.last_checkpoint and preview.summary == full.summary
+    assert preview.step == full.step == 6000 and preview.event_count == full.event_count
+
+
+def test_preview_of_a_short_log_is_the_full_fold(tmp_path: Path) -> None:
+    path = tmp_path / "events.jsonl"
+    _long_log(path, steps=300, resume_at=200)
+    with open(path, "a") as fh:
+        fh.write("\n\x00garbage\n")
+    full = ev.RunHistory()
+    full.apply(ev.read_events(path))
+    preview = ev.preview_history(path)
+    assert preview.complete and preview.series == full.series and preview.terminal == full.terminal
+    assert ev.preview_history(tmp_path / "missing.jsonl").event_count == 0

@@ -175,3 +175,30 @@ def test_listing_a_thousand_runs_is_fast(tmp_path: Path) -> None:
     elapsed = time.perf_counter() - t0
     assert len(rows) == 1001
     assert elapsed < 5  # the budget (1 s) is measured in bench/; this only guards against pathologies
+
+
+def test_run_lister_rereads_only_what_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ended = runs.create_run(tmp_path, _config(name="ended"))
+    ended.update_status(state="finished", step=5, max_steps=5)
+    active = runs.create_run(tmp_path, _config(name="active"))
+    read: list[str] = []
+    real = runs.summarize
+
+    def counting(path: Path, reconcile: bool = True) -> runs.RunSummary:
+        read.append(path.name)
+        return real(path, reconcile)
+
+    monkeypatch.setattr(runs, "summarize", counting)
+    lister = runs.RunLister()
+    first = {s.id: s.state for s in lister.list(tmp_path, reconcile=False)}
+    assert first == {ended.id: "finished", active.id: "queued"} and sorted(read) == sorted([ended.id, active.id])
+    read.clear()
+    lister.list(tmp_path, reconcile=False)
+    assert read == [active.id]  # the ended run's files did not change: its row is kept
+    time.sleep(0.01)
+    ended.update_status(message="edited")  # any write to its files makes it read again
+    read.clear()
+    rows = {s.id: s for s in lister.list(tmp_path, reconcile=False)}
+    assert sorted(read) == sorted([ended.id, active.id]) and rows[ended.id].message == "edited"
+    runs.delete(ended)
+    assert [s.id for s in lister.list(tmp_path, reconcile=False)] == [active.id]

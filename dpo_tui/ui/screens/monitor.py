@@ -8,6 +8,9 @@ Data flow:
 
 - :meth:`show_run` starts a thread worker that folds the whole event log into a fresh
   :class:`RunHistory` (10,000 events in well under a second) and posts :class:`HistoryLoaded`.
+  A log over ``PREVIEW_ABOVE_BYTES`` (about 20,000 events) is first folded thinned
+  (:func:`events.preview_history`, a tenth of the cost), so a 100,000-event run shows its whole
+  curves at once and the exact fold replaces them a moment later.
 - A timer then reads new events by byte offset every ``poll_interval`` (0.1 s) on the UI
   thread (one ``stat`` when nothing changed), folds them, and redraws at once if anything
   changed. So an event is on screen within one poll interval plus one render, and a burst of
@@ -64,6 +67,7 @@ def chartable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 LOG_TAIL_BYTES = 16384
+PREVIEW_ABOVE_BYTES = 8 << 20
 STATUS_EVERY_S = 1.0
 READ_CHUNK = 8 << 20
 
@@ -84,6 +88,8 @@ class LoadedRun:
     config: Any
     elapsed: float
     """CPU seconds the load took (thread time: waiting for the GIL or a busy CPU does not count)."""
+    preview: bool = False
+    """A thinned first fold; the full one follows (and only it carries the reader)."""
 
 
 @dataclass
@@ -203,13 +209,6 @@ class MonitorScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="monitor-load", exit_on_error=False, description="read the event log")
     def _load_history(self, run_id: str, path: Path) -> None:
         started = time.thread_time()
-        reader = ev.EventReader(path / ev.EVENTS_FILE)
-        history = ev.RunHistory()
-        while True:
-            batch = reader.read_new(max_bytes=READ_CHUNK)
-            if not batch:
-                break
-            history.apply(chartable(batch))
         config = None
         try:
             from ...core.runs import Run
@@ -217,6 +216,21 @@ class MonitorScreen(ConsoleScreen):
             config = Run(path).config()
         except (UserError, OSError):
             config = None
+        events_path = path / ev.EVENTS_FILE
+        try:
+            big = events_path.stat().st_size > PREVIEW_ABOVE_BYTES
+        except OSError:
+            big = False
+        if big:
+            preview = ev.preview_history(events_path)
+            self.post_message(self.HistoryLoaded(LoadedRun(run_id, preview, None, config, time.thread_time() - started, preview=True)))
+        reader = ev.EventReader(events_path)
+        history = ev.RunHistory()
+        while True:
+            batch = reader.read_new(max_bytes=READ_CHUNK)
+            if not batch:
+                break
+            history.apply(chartable(batch))
         self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started)))
 
     @on(HistoryLoaded)
@@ -224,8 +238,15 @@ class MonitorScreen(ConsoleScreen):
         loaded = message.loaded
         if loaded.run_id != self.run_id:
             return  # the operator switched runs while this one loaded
+        if loaded.preview and self.loaded:
+            return  # the full fold already landed (it never does first, but a preview must not undo it)
         # The worker handed over its objects; from here the UI thread owns them.
         self.history, self.reader, self.config = loaded.history, loaded.reader, loaded.config
+        if loaded.preview:
+            self._newest_t = None
+            self._dirty = True
+            self._tick()
+            return
         self.load_seconds = loaded.elapsed
         self.loaded = True
         self._newest_t = self.history.last_t
@@ -330,6 +351,8 @@ class MonitorScreen(ConsoleScreen):
             text.append(f"  {model} β={cfg.beta:g} {cfg.loss_type}{rank}", style="dim")
         if self.snapshot and self.snapshot.error:
             text.append(f"  ({self.snapshot.error})", style="dim")
+        if not self.history.complete:
+            text.append(f"  reading all {self.history.event_count:,} events…", style="dim italic")
         return text
 
     def _redraw(self) -> None:

@@ -1,7 +1,8 @@
 """The runs overview: every run in the runs root, newest first, refreshed live.
 
-A thread worker lists the root (``core.runs.list_runs(reconcile=False)``: a dead run shows as
-crashed, and nothing is written to a run folder while you merely look) every
+A thread worker lists the root (``core.runs.RunLister``, ``reconcile=False``: a dead run shows as
+crashed, and nothing is written to a run folder while you merely look; an ended run whose files
+did not change keeps its row without being re-read) every
 ``runs_refresh_interval`` seconds and posts :class:`RunsScreen.RunsListed`; the handler owns the
 table. ``core.runs`` is imported inside the worker: it pulls in pydantic, which the first paint
 must not wait for.
@@ -285,6 +286,8 @@ class RunsScreen(ConsoleScreen):
         self._cells: dict[str, list[Any]] = {}
         self._id_width = 0
         self._pending_group: str | None = None
+        self._lister: Any = None
+        """core.runs.RunLister, made in the worker (core.runs is not imported before the first paint)."""
 
     def compose(self) -> ComposeResult:
         yield StatusHeader()
@@ -336,10 +339,12 @@ class RunsScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="list the runs")
     def _list(self, root: Path) -> None:
         from ...core.fsutil import read_json
-        from ...core.runs import STATUS_FILE, list_runs
+        from ...core.runs import STATUS_FILE, RunLister
 
+        if self._lister is None:
+            self._lister = RunLister()
         try:
-            summaries = list_runs(root, reconcile=False)
+            summaries = self._lister.list(root, reconcile=False)
         except UserError as exc:
             self.post_message(self.RunsListed([], exc.render()))
             return
