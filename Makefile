@@ -18,7 +18,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# Bytecode for the console's own modules: an editable install has none, and with
+# PYTHONDONTWRITEBYTECODE set Python would recompile them at every start (~80 ms).
+# Incremental: only changed files are compiled again.
 run: $(STAMP)
+	@$(BIN)/python -m compileall -q -j 0 dpo_tui >/dev/null
 	$(BIN)/dpo-tui
 
 test: $(STAMP)
