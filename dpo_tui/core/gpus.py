@@ -48,6 +48,15 @@ class GpuInfo:
     def busy(self) -> bool:
         return bool(self.processes)
 
+    def others(self, user: str | None = None) -> list[GpuProcess]:
+        """Processes on this GPU that belong to somebody else (``user`` defaults to this login).
+
+        A process whose owner NVML/psutil cannot tell (another container's pid) counts as another
+        user's: its memory is just as taken.
+        """
+        me = user if user is not None else current_user()
+        return [p for p in self.processes if p.user is None or p.user.split("\\")[-1] != me]
+
 
 @dataclass
 class GpuInventory:
@@ -73,6 +82,16 @@ class GpuInventory:
             return None
         chosen = [g for g in self.gpus if g.index in indices] if indices else self.gpus[: max(1, count)]
         return min(g.memory_free for g in chosen) if chosen else None
+
+
+def current_user() -> str:
+    """This login's user name (what psutil reports as a process's owner)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return str(os.getuid())
 
 
 def _ram() -> tuple[int, int]:

@@ -42,6 +42,7 @@ def check_inputs(config: RunConfig) -> None:
     dataset = config.resolved_dataset()
     if not Path(dataset).exists() and not looks_like_hub_id(dataset):
         raise UserError(f"Dataset not found: {config.dataset}", hint="give a .jsonl/.json/.csv/.parquet file, a folder, or a hub id")
+    check_devices(config)
     check_strategy(config)
     report = check_dataset(config)
     if report is not None and report.format == "conversational" and info is not None and not info.has_chat_template:
@@ -127,9 +128,36 @@ def check_dataset(config: RunConfig):  # noqa: ANN201 - core.datasets.DataReport
     return report
 
 
+def check_devices(config: RunConfig, visible: int | None = None, what: str = "this run") -> None:
+    """The GPUs a run asks for exist here. ``visible`` defaults to :func:`visible_gpu_count`.
+
+    With no GPU visible, any ``nproc`` is fine (CPU processes over gloo) but GPU ids are not.
+    """
+    count = visible_gpu_count() if visible is None else visible
+    ids = ",".join(map(str, config.gpus))
+    if count == 0:
+        if config.gpus:
+            raise UserError(
+                f"{what} asks for GPU {ids}, but no GPU is visible here",
+                hint="drop --gpus to train on the CPU, or check `nvidia-smi` and CUDA_VISIBLE_DEVICES",
+            )
+        return
+    missing = [g for g in config.gpus if g >= count]
+    if missing:
+        raise UserError(
+            f"{what} asks for GPU {','.join(map(str, missing))}, but only GPUs 0–{count - 1} are visible here",
+            hint="pick GPUs that exist (`nvidia-smi -L`; ctrl+o on the experiment screen)",
+        )
+    if config.nproc > count and not config.gpus:
+        raise UserError(
+            f"{what} needs {config.nproc} processes, one per GPU, but {count} GPU{'s are' if count != 1 else ' is'} visible here",
+            hint=f"use --nproc {count} or fewer (or expose more GPUs with CUDA_VISIBLE_DEVICES)",
+        )
+
+
 def check_strategy(config: RunConfig) -> None:
     """A multi-process strategy needs its library and (for DeepSpeed/FSDP) GPUs: say what to install."""
-    if config.nproc == 1 or config.strategy == "ddp":
+    if config.strategy == "ddp":
         return
     if config.strategy.startswith("zero") and importlib.util.find_spec("deepspeed") is None:
         raise UserError(f"strategy '{config.strategy}' needs DeepSpeed, which is not installed", hint="pip install 'dpo-tui[deepspeed]'")

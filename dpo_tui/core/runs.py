@@ -286,6 +286,16 @@ class Run:
                 found.append(Checkpoint(child, int(m.group(1)), ok, reason))
         return sorted(found, key=lambda c: c.step)
 
+    def last_started_event(self) -> dict[str, Any] | None:
+        """The newest ``started`` event (device, world size, pids), found by a byte search, not a full fold."""
+        try:
+            with open(self.events_path, "rb") as fh:
+                candidates = [line for line in fh if b'"started"' in line]
+        except OSError:
+            return None
+        events = ev.EventReader(self.events_path).parse_lines(reversed(candidates))
+        return next((e for e in events if e.get("type") == ev.STARTED), None)
+
     def newest_complete_checkpoint(self) -> Checkpoint | None:
         complete = [c for c in self.checkpoints() if c.complete]
         return complete[-1] if complete else None
@@ -615,6 +625,7 @@ def prepare_resume(run: Run) -> Checkpoint:
         time.sleep(0.1)
     if run.processes_alive(status):
         raise UserError(f"Run {run.id} is still shutting down", hint="try again in a few seconds")
+    check_resume_devices(run)
     ckpt = run.newest_complete_checkpoint()
     if ckpt is None:
         broken = [c.path.name + f" ({c.reason})" for c in run.checkpoints() if not c.complete]
@@ -624,6 +635,30 @@ def prepare_resume(run: Run) -> Checkpoint:
             hint="start it again as a new run with `dpo-tui train --config` using its config.json",
         )
     return ckpt
+
+
+def check_resume_devices(run: Run, visible: int | None = None) -> None:
+    """A resumed run gets the same world size as before (its config is frozen), so the GPUs it
+    trained on must be there: sharded optimizer states (ZeRO, FSDP) only load into as many ranks as
+    saved them, and a DDP run on fewer GPUs would silently change the effective batch size. Refuse
+    with the numbers instead of starting a trainer that fails or trains differently."""
+    from .preflight import check_devices, visible_gpu_count
+
+    started = run.last_started_event()
+    if not started or started.get("device") != "cuda":
+        return  # trained on the CPU: gloo processes need no GPU
+    config = run.config()
+    count = visible_gpu_count() if visible is None else visible
+    world = int(started.get("world_size") or config.nproc)
+    if count < world:
+        where = f"GPU {','.join(map(str, config.gpus))}" if config.gpus else f"{world} GPU{'s' if world != 1 else ''}"
+        raise UserError(
+            f"Run {run.id} trained on {where} ({world} process{'es' if world != 1 else ''}, {config.strategy}), "
+            f"but {count} GPU{'s are' if count != 1 else ' is'} visible now",
+            hint="resume where those GPUs are visible (check CUDA_VISIBLE_DEVICES and `nvidia-smi`); the checkpoint "
+            f"resumes with the same number of processes; to change it, start a new run from {CONFIG_FILE}",
+        )
+    check_devices(config, count, what=f"Run {run.id}")
 
 
 def resume(run: Run) -> Checkpoint:

@@ -321,7 +321,8 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     c = _bytes_of(wl.precision)
     w = _bytes_of(wl.precision)
     n = max(1, wl.nproc)
-    strategy = wl.strategy if n > 1 else "ddp"
+    # One process shards nothing, but ZeRO-3 offload still moves the optimizer off the GPU.
+    strategy = wl.strategy if n > 1 or wl.strategy == "zero3-offload" else "ddp"
     N = wl.tokens
     Nc = max(1, int(N * wl.completion_fraction))
     dpo = wl.objective == "dpo"
@@ -357,7 +358,7 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
 
     # --- several processes -------------------------------------------------------------------
     gathered = 0.0
-    if n > 1:
+    if n > 1 or strategy == "zero3-offload":
         if strategy == "ddp":
             bucket = grads  # DDP's gradient buckets duplicate the trainable gradients
         elif strategy == "zero2":

@@ -202,8 +202,10 @@ class Supervisor:
         """One process: the trainer itself. Several: ``accelerate launch`` with a config generated into the run."""
         args = [str(self.run.path)] + (["--resume-from", str(self.resume_from)] if self.resume_from is not None else [])
         config = self.run.config()
-        if config.nproc == 1:
+        if config.nproc == 1 and config.strategy == "ddp":
             return [sys.executable, "-m", "dpo_tui.worker.train", *args]
+        # Several processes, or one under DeepSpeed/FSDP (ZeRO-3 offload on one GPU fits models that
+        # do not fit otherwise): accelerate sets up the plugin.
         launch_config = self.run.path / ACCELERATE_CONFIG
         atomic_write_json(launch_config, accelerate_config(config, keys))
         return [

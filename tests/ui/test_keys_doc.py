@@ -11,6 +11,7 @@ from dpo_tui.ui.screens.compare import CompareScreen
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.dataset import DatasetScreen
 from dpo_tui.ui.screens.experiment import ExperimentScreen
+from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog
 from dpo_tui.ui.screens.help import HelpScreen
 from dpo_tui.ui.screens.ladder_dialog import LadderDialog
 from dpo_tui.ui.screens.models import ModelScreen, ModelTable
@@ -20,7 +21,7 @@ from dpo_tui.ui.screens.save_dialog import SavePathDialog
 
 KEYS_DOC = Path(__file__).resolve().parents[2] / "docs" / "keys.md"
 OWNERS = [DpoTuiApp, ModelScreen, ModelTable, DatasetScreen, ExperimentScreen, RunsScreen, MonitorScreen, CompareScreen, ConfirmDialog, HelpScreen,
-          SavePathDialog, LadderDialog]
+          SavePathDialog, LadderDialog, GpuPickerDialog]
 
 
 @pytest.mark.parametrize("owner", OWNERS, ids=lambda c: c.__name__)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 from dpo_tui.ui.services import Services
@@ -18,34 +17,23 @@ NOW = T0 + 600.0
 GIB = 1024**3
 
 
-def fake_inventory(gpus: int = 1) -> Any:
-    """A GPU inventory shaped like ``core.gpus.GpuInventory`` (real class when present)."""
-    try:
-        from dpo_tui.core import gpus as gpus_mod
+def fake_inventory(gpus: int = 1, others: dict[int, list[tuple[str, int, float]]] | None = None) -> Any:
+    """A fixed ``core.gpus.GpuInventory``: ``gpus`` H100s with 71 of 80 GiB free each.
 
-        make_gpu = getattr(gpus_mod, "GpuInfo", None)
-        make_inv = getattr(gpus_mod, "GpuInventory", None)
-    except ImportError:
-        make_gpu = make_inv = None
+    ``others`` maps a GPU index to processes on it, as (user, pid, GiB); their memory is taken from
+    that GPU's free memory.
+    """
+    from dpo_tui.core.gpus import GpuInfo, GpuInventory, GpuProcess
+
     items = []
     for i in range(gpus):
-        fields = {"index": i, "name": "NVIDIA H100 80GB HBM3", "total_bytes": 80 * GIB, "free_bytes": 71 * GIB}
-        items.append(_build(make_gpu, fields))
-    inv = {"gpus": items, "cpu_only": gpus == 0, "ram_total": 128 * GIB, "ram_available": 100 * GIB}
-    return _build(make_inv, inv)
-
-
-def _build(cls: Any, fields: dict[str, Any]) -> Any:
-    if cls is not None:
-        try:
-            import dataclasses
-
-            if dataclasses.is_dataclass(cls):
-                names = {f.name for f in dataclasses.fields(cls)}
-                return cls(**{k: v for k, v in fields.items() if k in names})
-        except TypeError:
-            pass
-    return SimpleNamespace(**fields)
+        procs = [GpuProcess(pid=pid, used_bytes=int(gib * GIB), user=user, name="python") for user, pid, gib in (others or {}).get(i, [])]
+        taken = sum(p.used_bytes or 0 for p in procs)
+        free = 71 * GIB - taken
+        items.append(GpuInfo(index=i, name="NVIDIA H100 80GB HBM3", memory_total=80 * GIB, memory_used=80 * GIB - free,
+                             memory_free=free, utilization=97 if procs else 0, processes=procs))
+    return GpuInventory(gpus=items, cpu_only=gpus == 0, ram_total=128 * GIB, ram_available=100 * GIB,
+                        error="no NVIDIA GPU found" if gpus == 0 else None)
 
 
 def _discover_no_cache(roots: list[Path]) -> list[Any]:

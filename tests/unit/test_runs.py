@@ -202,3 +202,77 @@ def test_run_lister_rereads_only_what_changed(tmp_path: Path, monkeypatch: pytes
     assert sorted(read) == sorted([ended.id, active.id]) and rows[ended.id].message == "edited"
     runs.delete(ended)
     assert [s.id for s in lister.list(tmp_path, reconcile=False)] == [active.id]
+
+
+def _stopped_gpu_run(tmp_path: Path, world: int, **config) -> runs.Run:
+    run = runs.create_run(tmp_path, _config(nproc=world, **config))
+    with open(run.events_path, "w") as fh:
+        fh.write(json.dumps({"type": "started", "attempt": 1, "device": "cuda", "world_size": world, "max_steps": 9}) + "\n")
+        fh.write(json.dumps({"type": "warning", "message": 'a line that says "started" but is no start'}) + "\n")
+        fh.write(json.dumps({"type": "stopped", "step": 4}) + "\n")
+    run.update_status(state="stopped", step=4)
+    _checkpoint(run, 4)
+    return run
+
+
+def test_resume_refuses_when_fewer_gpus_are_visible_than_the_run_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _stopped_gpu_run(tmp_path, 2, strategy="zero2")
+    assert run.last_started_event()["world_size"] == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with pytest.raises(UserError) as err:
+        runs.prepare_resume(run)
+    assert "trained on 2 GPUs (2 processes, zero2), but 1 GPU is visible now" in err.value.summary
+    assert "CUDA_VISIBLE_DEVICES" in err.value.hint
+    assert run.raw_status().state == "stopped"  # nothing changed
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert runs.prepare_resume(run).step == 4
+
+
+def test_resume_refuses_a_named_gpu_that_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _stopped_gpu_run(tmp_path, 1, gpus=[3])
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(UserError, match=r"asks for GPU 3, but only GPUs 0–1 are visible here"):
+        runs.prepare_resume(run)
+
+
+def test_a_cpu_run_resumes_without_gpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run = _stopped_gpu_run(tmp_path, 2)
+    run.events_path.write_text(json.dumps({"type": "started", "device": "cpu", "world_size": 2}) + "\n")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert runs.prepare_resume(run).step == 4
+
+
+@pytest.mark.parametrize(
+    ("config", "visible", "message"),
+    [
+        ({"gpus": [0]}, 0, "asks for GPU 0, but no GPU is visible here"),
+        ({"gpus": [1, 2], "nproc": 2}, 2, "asks for GPU 2, but only GPUs 0–1 are visible here"),
+        ({"nproc": 4}, 2, "needs 4 processes, one per GPU, but 2 GPUs are visible here"),
+    ],
+)
+def test_preflight_refuses_gpus_that_are_not_there(config: dict, visible: int, message: str) -> None:
+    from dpo_tui.core.preflight import check_devices
+
+    with pytest.raises(UserError, match=message):
+        check_devices(_config(**config), visible)
+
+
+def test_preflight_accepts_cpu_processes_and_present_gpus() -> None:
+    from dpo_tui.core.preflight import check_devices
+
+    check_devices(_config(nproc=2), 0)  # gloo on the CPU
+    check_devices(_config(nproc=2, gpus=[0, 1]), 2)
+    check_devices(_config(nproc=1), 8)
+
+
+def test_one_process_zero3_offload_needs_deepspeed_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZeRO/FSDP run through accelerate even with one process (offload fits bigger models on one GPU)."""
+    import importlib.util
+
+    from dpo_tui.core.preflight import check_strategy
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name, *a))
+    with pytest.raises(UserError, match="needs DeepSpeed"):
+        check_strategy(_config(strategy="zero3-offload"))
+    check_strategy(_config(strategy="ddp"))

@@ -269,6 +269,10 @@ def test_several_processes(qwen7) -> None:
     off = vram.estimate(qwen7, cfg(method="full", nproc=4, strategy="zero3-offload"))
     assert ddp.total_bytes > one.total_bytes  # gradient buckets
     assert z3.total_bytes < one.total_bytes / 2 and off.total_bytes < z3.total_bytes
+    # One process: ZeRO-2 shards nothing; ZeRO-3 offload still moves the optimizer states to the CPU.
+    assert vram.estimate(qwen7, cfg(method="full", strategy="zero2")).total_bytes == one.total_bytes
+    single_off = vram.estimate(qwen7, cfg(method="full", strategy="zero3-offload"))
+    assert single_off.components["optimizer"] == 0 and single_off.total_bytes < one.total_bytes
 
 
 def test_fp32_and_accumulation(qwen7) -> None:

@@ -33,12 +33,35 @@ from ..widgets.vram_bar import SUGGESTION_KEYS, VramBar
 from .base import ConsoleScreen
 
 
-def _gpu_attr(gpu: Any, *names: str) -> Any:
-    for name in names:
-        value = getattr(gpu, name, None)
-        if value is not None:
-            return value
-    return None
+def chosen_gpus(inventory: Any, config: RunConfig | None) -> list[Any]:
+    """The GPUs a run with ``config`` would take: its ``gpus``, else the first ``nproc``."""
+    gpus = list(getattr(inventory, "gpus", None) or [])
+    if not gpus:
+        return []
+    nproc = config.nproc if config else 1
+    wanted = list(config.gpus) if config and config.gpus else [g.index for g in gpus[:nproc]]
+    return [g for g in gpus if g.index in wanted]
+
+
+def device_note(inventory: Any, config: RunConfig | None, user: str | None = None) -> str:
+    """A warning when the chosen GPUs are missing or shared with other users; "" when all is well."""
+    gpus = list(getattr(inventory, "gpus", None) or [])
+    if not gpus or config is None:
+        return ""
+    chosen = chosen_gpus(inventory, config)
+    missing = sorted(set(config.gpus) - {g.index for g in gpus})
+    if missing:
+        return f"GPU {','.join(map(str, missing))} not found on this machine (GPUs 0–{len(gpus) - 1}; ctrl+o picks)"
+    if config.nproc > len(gpus):
+        return f"nproc {config.nproc} but this machine has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}"
+    shared = []
+    for gpu in chosen:
+        others = gpu.others(user)
+        if others:
+            taken = sum(p.used_bytes or 0 for p in others) / 1024**3
+            users = ", ".join(sorted({p.user or "unknown user" for p in others}))
+            shared.append(f"GPU{gpu.index} also used by {users} ({taken:.1f} GiB)")
+    return "; ".join(shared) + ("  · ctrl+o picks other GPUs" if shared else "")
 
 
 class ExperimentScreen(ConsoleScreen):
@@ -50,6 +73,8 @@ class ExperimentScreen(ConsoleScreen):
         Binding("ctrl+b", "next_beta", "β preset", id="experiment.beta", priority=True, tooltip="Cycle β through the presets"),
         Binding("ctrl+g", "ladder", "β ladder", id="experiment.ladder", priority=True,
                 tooltip="Queue one run per β, everything else equal"),
+        Binding("ctrl+o", "pick_gpus", "GPUs", id="experiment.gpus", priority=True,
+                tooltip="Pick the GPUs: free memory and other users' processes on each"),
         Binding("escape", "back", "Back", id="experiment.back", show=False, tooltip="Back to the dataset"),
         *[
             Binding(key, f"apply_suggestion({i})", f"Suggestion {i + 1}", id=f"experiment.suggest{i + 1}", show=False, priority=True,
@@ -257,16 +282,14 @@ class ExperimentScreen(ConsoleScreen):
     def chosen_memory(self, config: RunConfig | None) -> tuple[float | None, str]:
         """Free bytes of the chosen GPU(s) (the smallest, since every process needs it) and a label."""
         inventory = getattr(self.app, "gpu_inventory", None)
-        gpus = list(getattr(inventory, "gpus", None) or [])
-        if not gpus:
-            ram = _gpu_attr(inventory, "ram_available") if inventory is not None else None
+        chosen = chosen_gpus(inventory, config)
+        if not chosen:
+            if getattr(inventory, "gpus", None):
+                return None, "no such GPU"
+            ram = getattr(inventory, "ram_available", None) if inventory is not None else None
             return (float(ram) if ram else None), "CPU RAM"
-        nproc = config.nproc if config else 1
-        wanted = list(config.gpus) if config and config.gpus else list(range(nproc))
-        chosen = [g for g in gpus if _gpu_attr(g, "index") in wanted] or gpus[:1]
-        free = [float(_gpu_attr(g, "free_bytes", "mem_free", "free") or 0) for g in chosen]
-        label = ",".join(f"GPU{_gpu_attr(g, 'index')}" for g in chosen)
-        return (min(free) if free else None), label
+        label = ",".join(f"GPU{g.index}" for g in chosen)
+        return float(min(g.memory_free for g in chosen)), label
 
     def _update_vram(self) -> None:
         bar = self.query_one(VramBar)
@@ -274,6 +297,7 @@ class ExperimentScreen(ConsoleScreen):
         config = self.config
         free, label = self.chosen_memory(config)
         bar.free_bytes, bar.device_label = free, label
+        bar.note = device_note(getattr(self.app, "gpu_inventory", None), config)
         if self.vram_error:
             bar.error = self.vram_error
         elif setup.model_info is None:
@@ -328,6 +352,26 @@ class ExperimentScreen(ConsoleScreen):
             suggestions = list(getattr(self.estimate, "suggestions", None) or [])
             return bool(parameters) and int(parameters[0]) < len(suggestions)  # type: ignore[arg-type]
         return True
+
+    def action_pick_gpus(self) -> None:
+        from .gpu_picker import GpuPickerDialog
+
+        values = self.values
+        picked = [int(i) for i in values.get("gpus") or [] if str(i).isdigit()]
+        nproc = self.config.nproc if self.config else int(values.get("nproc") or 1)
+        inventory = getattr(self.app, "gpu_inventory", None)
+
+        def chosen(indices: list[int] | None) -> None:
+            if indices is None:
+                return
+            changes: dict[str, Any] = {"gpus": indices}
+            if indices:
+                changes["nproc"] = len(indices)  # one process per GPU
+            self.apply_changes(changes)
+            where = f"GPU {','.join(map(str, indices))}" if indices else f"the first {nproc} GPU(s)"
+            self.notify(f"The run will use {where}.", title="GPUs", timeout=3, markup=False)
+
+        self.app.push_screen(GpuPickerDialog(inventory, picked, nproc, str(values.get("strategy") or "ddp")), chosen)
 
     def action_next_beta(self) -> None:
         try:

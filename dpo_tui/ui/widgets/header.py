@@ -13,31 +13,24 @@ from ..format import GIB
 MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"), ("chat", "4 Chat"))
 
 
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    for name in names:
-        value = getattr(obj, name, None)
-        if value is not None:
-            return value
-    return default
-
-
 def gpu_summary(inventory: Any) -> str:
-    """``GPU0 71.2/79.6G free`` for one GPU, ``4 GPUs 301/320G free`` for several, or the CPU/RAM line."""
+    """``GPU0 71.2/79.6G free`` for one GPU, ``4 GPUs 301/320G free`` for several, or the CPU/RAM line.
+
+    ``inventory`` is a ``core.gpus.GpuInventory`` (None until the first read).
+    """
     if inventory is None:
         return "GPUs: …"
-    gpus = list(_get(inventory, "gpus", default=[]) or [])
+    gpus = list(inventory.gpus or [])
     if not gpus:
-        avail = _get(inventory, "ram_available")
-        total = _get(inventory, "ram_total")
+        avail, total = inventory.ram_available, inventory.ram_total
         ram = f" · RAM {avail / GIB:.0f}/{total / GIB:.0f}G free" if avail and total else ""
         return f"CPU only{ram}"
-    free = [float(_get(g, "free_bytes", "mem_free", "free", default=0) or 0) for g in gpus]
-    total = [float(_get(g, "total_bytes", "mem_total", "total", default=0) or 0) for g in gpus]
+    free = [float(g.memory_free) for g in gpus]
+    total = [float(g.memory_total) for g in gpus]
     if len(gpus) == 1:
-        index = _get(gpus[0], "index", default=0)
-        return f"GPU{index} {free[0] / GIB:.1f}/{total[0] / GIB:.1f}G free"
+        return f"GPU{gpus[0].index} {free[0] / GIB:.1f}/{total[0] / GIB:.1f}G free"
     if len(gpus) <= 3:
-        return " ".join(f"G{_get(g, 'index', default=i)} {f / GIB:.0f}/{t / GIB:.0f}G" for i, (g, f, t) in enumerate(zip(gpus, free, total, strict=True)))
+        return " ".join(f"G{g.index} {f / GIB:.0f}/{t / GIB:.0f}G" for g, f, t in zip(gpus, free, total, strict=True))
     return f"{len(gpus)} GPUs {sum(free) / GIB:.0f}/{sum(total) / GIB:.0f}G free"
 
 

@@ -38,12 +38,13 @@ def verdict_word(estimate: Any) -> str:
     return "fits" if fits else "does not fit" if fits is False else "unknown"
 
 
-def vram_text(estimate: Any, free_bytes: float | None, device_label: str, width: int, error: str | None = None) -> Text:
-    """Up to five lines: bar + verdict, breakdown, free memory, suggestions."""
+def vram_text(estimate: Any, free_bytes: float | None, device_label: str, width: int, error: str | None = None, note: str = "") -> Text:
+    """Up to six lines: bar + verdict, a device warning (shared or missing GPUs), breakdown, suggestions."""
+    warning = Text(f"\n⚠ {note}", style="bold") if note else Text()
     if error:
-        return Text(f"VRAM: {error}", style="dim")
+        return Text(f"VRAM: {error}", style="dim") + warning
     if estimate is None:
-        return Text("VRAM: estimating…", style="dim")
+        return Text("VRAM: estimating…", style="dim") + warning
     total = float(getattr(estimate, "total_bytes", 0) or 0)
     word = verdict_word(estimate)
     out = Text()
@@ -57,6 +58,7 @@ def vram_text(estimate: Any, free_bytes: float | None, device_label: str, width:
     else:
         out.append(f"VRAM peak ≈ {human_bytes(total)} ({device_label}) ")
     out.append(f" {word} ", style="bold reverse")
+    out.append_text(warning)
     parts = [(name, value) for name, value in components_of(estimate) if value >= 0.005 * total]
     if parts:
         out.append("\n" + " · ".join(f"{name.replace('_', ' ')} {human_bytes(value)}" for name, value in parts), style="dim")
@@ -76,6 +78,8 @@ class VramBar(Widget):
     free_bytes: reactive[float | None] = reactive(None)
     device_label: reactive[str] = reactive("GPU")
     error: reactive[str | None] = reactive(None)
+    note: reactive[str] = reactive("")
+    """A device warning: the chosen GPUs are shared with other users, or missing."""
 
     def watch_estimate(self, estimate: Any) -> None:
         word = verdict_word(estimate) if estimate is not None else ""
@@ -84,4 +88,4 @@ class VramBar(Widget):
         self.set_class(word == "does not fit", "-oom")
 
     def render(self) -> Text:
-        return vram_text(self.estimate, self.free_bytes, self.device_label, self.size.width, self.error)
+        return vram_text(self.estimate, self.free_bytes, self.device_label, self.size.width, self.error, self.note)

@@ -1,0 +1,91 @@
+"""The experiment screen's GPU picker: free memory and other users' processes per GPU, picked by keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_setup_screens import to_experiment, until
+from uikit import GIB, fake_inventory, make_services, screen_text
+
+from dpo_tui.core.config import RunConfig
+from dpo_tui.ui.app import DpoTuiApp
+from dpo_tui.ui.screens.experiment import device_note
+from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog, others_text, picked_summary
+from dpo_tui.ui.widgets.vram_bar import VramBar
+
+pytestmark = pytest.mark.usefixtures("fake_sample")
+
+SHARED = {1: [("bob", 4242, 12.0)]}
+
+
+def test_rows_name_other_users_and_skip_mine() -> None:
+    inv = fake_inventory(2, {0: [("me", 10, 1.0)], 1: [("bob", 4242, 12.0), ("carol", 77, 3.5)]})
+    assert others_text(inv.gpus[0], user="me") == "—"
+    assert others_text(inv.gpus[1], user="me") == "bob pid 4242 12.0G, carol pid 77 3.5G"
+    assert picked_summary(inv, [0, 1], 1, "zero2") == "GPU 0,1: 2 processes (zero2), 55.5 GiB free on the fullest"
+    assert picked_summary(inv, [], 2, "ddp") == "nothing picked: the run takes the first 2 GPUs (ddp)"
+
+
+def test_device_note_warns_about_shared_missing_and_too_few_gpus() -> None:
+    inv = fake_inventory(2, SHARED)
+    assert device_note(inv, RunConfig(gpus=[0]), user="me") == ""
+    assert device_note(inv, RunConfig(gpus=[1]), user="me") == "GPU1 also used by bob (12.0 GiB)  · ctrl+o picks other GPUs"
+    assert device_note(inv, RunConfig(gpus=[3]), user="me").startswith("GPU 3 not found on this machine (GPUs 0–1")
+    assert device_note(inv, RunConfig(nproc=4), user="me") == "nproc 4 but this machine has 2 GPUs"
+    assert device_note(fake_inventory(0), RunConfig(nproc=2), user="me") == ""  # CPU: gloo processes
+
+
+async def test_pick_gpus_by_keys_updates_the_config_and_the_vram_bar(ui_root: Path) -> None:
+    app = DpoTuiApp(make_services(ui_root, gpu_inventory=lambda: fake_inventory(2, SHARED)))
+    async with app.run_test(size=(100, 30)) as pilot:
+        exp = await to_experiment(pilot, app)
+        await until(pilot, lambda: app.gpu_inventory is not None and exp.estimate is not None)
+        bar = exp.query_one(VramBar)
+        assert bar.device_label == "GPU0" and bar.free_bytes == 71 * GIB and bar.note == ""
+
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        text = screen_text(app)
+        assert "bob pid 4242 12.0G" in text and "59.0/80.0G" in text and "71.0/80.0G" in text
+        await pilot.press("down", "space", "enter")  # GPU 1, the one bob is using
+        await until(pilot, lambda: app.screen is exp)
+        assert exp.values["gpus"] == [1] and exp.config is not None and exp.config.gpus == [1] and exp.config.nproc == 1
+        assert bar.device_label == "GPU1" and bar.free_bytes == 59 * GIB
+        assert "GPU1 also used by bob (12.0 GiB)" in bar.note
+        assert "--gpus 1" in str(exp.query_one("#command-line").render())
+
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        assert app.screen.picked == [1]  # the dialog opens on the current choice
+        await pilot.press("a", "enter")  # every idle GPU: only GPU 0
+        await until(pilot, lambda: app.screen is exp)
+        assert exp.config.gpus == [0] and bar.note == ""
+
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        await pilot.press("down", "space", "escape")  # cancelled: nothing changes
+        await until(pilot, lambda: app.screen is exp)
+        assert exp.config.gpus == [0]
+
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        await pilot.press("down", "space", "enter")  # GPU 0 and 1: one process each
+        await until(pilot, lambda: app.screen is exp)
+        assert exp.config.gpus == [0, 1] and exp.config.nproc == 2
+        assert bar.device_label == "GPU0,GPU1" and bar.free_bytes == 59 * GIB  # every process needs room
+
+
+async def test_cpu_only_machine_explains_instead_of_listing(ui_root: Path) -> None:
+    app = DpoTuiApp(make_services(ui_root, gpu_inventory=lambda: fake_inventory(0)))
+    async with app.run_test(size=(100, 30)) as pilot:
+        exp = await to_experiment(pilot, app)
+        await until(pilot, lambda: app.gpu_inventory is not None)
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        await pilot.pause(0.2)
+        text = " ".join(screen_text(app).replace("█", " ").split())
+        assert "No GPU is visible (no NVIDIA GPU found)" in text and "over gloo" in text
+        await pilot.press("enter")
+        await until(pilot, lambda: app.screen is exp)
+        assert exp.config is not None and exp.config.gpus == [] and exp.config.nproc == 1
