@@ -89,3 +89,14 @@ async def test_cpu_only_machine_explains_instead_of_listing(ui_root: Path) -> No
         await pilot.press("enter")
         await until(pilot, lambda: app.screen is exp)
         assert exp.config is not None and exp.config.gpus == [] and exp.config.nproc == 1
+
+
+def test_header_reads_the_real_inventory_fields() -> None:
+    """The header and the VRAM bar read ``core.gpus.GpuInfo`` as NVML fills it (memory_free/memory_total)."""
+    from dpo_tui.ui.widgets.header import gpu_summary
+
+    assert gpu_summary(fake_inventory(1)) == "GPU0 71.0/80.0G free"
+    assert gpu_summary(fake_inventory(2, SHARED)) == "G0 71/80G G1 59/80G"
+    assert gpu_summary(fake_inventory(5)) == "5 GPUs 355/400G free"
+    assert gpu_summary(fake_inventory(0)) == "CPU only · RAM 100/128G free"
+    assert gpu_summary(None) == "GPUs: …"
