@@ -347,6 +347,12 @@ def build_pairs(seed: int = SEED) -> tuple[list[dict], list[str]]:
     return rows, [q.prompt for q in held_qs]
 
 
+def to_standard(row: dict) -> dict:
+    """The plain-text form TRL trains on as ``prompt + completion``: the prompt ends with a newline,
+    so question and answer never run together ("…a sea?A lake is…"; the data lint's no-separator)."""
+    return {**row, "prompt": row["prompt"] + "\n"}
+
+
 def to_conversational(row: dict) -> dict:
     """Standard-form row -> TRL conversational (implicit-prompt-free) form."""
     return {
@@ -374,7 +380,7 @@ how-tos, definitions and comparisons, with 3-4 phrasings per question kind.
 
 | file | rows | content |
 |------|-----:|---------|
-| `train.jsonl` | {len(rows)} | standard form `{{"prompt", "chosen", "rejected"}}` (strings) |
+| `train.jsonl` | {len(rows)} | standard form `{{"prompt", "chosen", "rejected"}}` (strings; each prompt ends with a newline) |
 | `train_conversational.jsonl` | {len(rows)} | the same pairs in TRL conversational form (message lists) |
 | `heldout_prompts.txt` | {len(heldout)} | prompts about held-out subjects, never in a pair (one per line) |
 
@@ -397,7 +403,7 @@ def main() -> None:
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    _write_jsonl(out / "train.jsonl", rows)
+    _write_jsonl(out / "train.jsonl", [to_standard(r) for r in rows])
     _write_jsonl(out / "train_conversational.jsonl", [to_conversational(r) for r in rows])
     (out / "heldout_prompts.txt").write_text("\n".join(heldout) + "\n", encoding="utf-8")
     (out / "README.md").write_text(_readme(rows, heldout), encoding="utf-8")

@@ -35,8 +35,17 @@ def parse_map(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+def dataset_arg(text: str) -> str:
+    """``sample`` names the bundled pairs, as ``--dataset sample`` does for ``train``."""
+    from ..core.config import SAMPLE_DATASET
+    from ..core.paths import sample_dataset_path
+
+    return str(sample_dataset_path()) if text == SAMPLE_DATASET else text
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="a .jsonl/.json/.csv/.parquet file, a folder, or a hub dataset id")
+    p.add_argument("path", metavar="PATH", type=dataset_arg,
+                   help="a .jsonl/.json/.csv/.parquet file, a folder, a hub dataset id, or 'sample' (the bundled pairs)")
     p.add_argument("--split", default="train", help="split to read when the dataset has several (default: train)")
     p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
                    help="map a column to prompt/chosen/rejected/system, e.g. --map prompt=question (repeatable)")

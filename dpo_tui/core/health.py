@@ -101,6 +101,11 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}g}"
 
 
+def _pct(value: float | None) -> str:
+    """A reward accuracy as a share of pairs: ``100 %``, not ``1.`` at the end of a sentence."""
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
 # --- rules ---------------------------------------------------------------------------------
 # Each rule returns a Finding or None. They are listed below in no particular order; assess()
 # sorts by severity, so the worst news wins the one line of the panel.
@@ -116,7 +121,7 @@ def rule_terminal(h: RunHistory, ctx: HealthContext) -> Finding | None:
     kind = term.get("type")
     if kind == FINISHED:
         margin, acc = h.latest("rewards/margins"), h.latest("rewards/accuracies")
-        return Finding("ok", "finished", f"Finished at step {h.step}: margin {_fmt(margin)}, accuracy {_fmt(acc, 2)}.")
+        return Finding("ok", "finished", f"Finished at step {h.step}: margin {_fmt(margin)}, accuracy {_pct(acc)}.")
     if kind == STOPPED:
         hint = term.get("hint") or (f"resume continues from {ctx.resume_checkpoint}" if ctx.resume_checkpoint else "")
         return Finding("info", "stopped", f"Stopped at step {term.get('step', h.step)}" + (f"; {hint}." if hint else "."))
@@ -199,7 +204,7 @@ def rule_margins(h: RunHistory, ctx: HealthContext) -> Finding | None:
             f"Margins rising ({_fmt(margins[-1])}) while both rewards fall: normal for DPO, rejected falls faster.",
         )
     acc = h.latest("rewards/accuracies")
-    return Finding("ok", "learning", f"Learning: margin {_fmt(margins[-1])} and rising, accuracy {_fmt(acc, 2)}.")
+    return Finding("ok", "learning", f"Learning: margin {_fmt(margins[-1])} and rising, accuracy {_pct(acc)}.")
 
 
 def rule_overfit(h: RunHistory, ctx: HealthContext) -> Finding | None:

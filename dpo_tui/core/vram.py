@@ -605,9 +605,16 @@ def estimate(
     free_bytes: int | None = None,
     trl_version: str | None = None,
     suggest: bool = True,
+    device: str = "cuda",
 ) -> Estimate:
-    """Peak GPU memory per device for a DPO run of ``config`` on ``model``; never raises for missing facts."""
+    """Peak GPU memory per device for a DPO run of ``config`` on ``model``; never raises for missing facts.
+
+    ``device="cpu"`` (a machine without GPUs) counts the tensors only: there is no CUDA context and
+    no caching allocator's slack in RAM.
+    """
     wl = workload_for(config, padded_length, trl_version)
+    if device == "cpu":
+        wl = replace(wl, metric="allocated")
     try:
         arch = Arch.from_model(model)
     except ValueError as exc:

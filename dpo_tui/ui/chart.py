@@ -219,7 +219,17 @@ def axis_label(value: float) -> str:
     if value == 0:
         return "0"
     if abs(value) >= 1e4 or abs(value) < 1e-3:
-        return f"{value:.1e}"
+        # Scientific with a bare exponent (-7.0e-5, not -7.0e-05), one digit less when still too wide.
+        for digits in (1, 0):
+            mantissa, exponent = f"{value:.{digits}e}".split("e")
+            text = f"{mantissa}e{int(exponent)}"
+            if len(text) <= 7:
+                return text
+        return text
     if abs(value) >= 100:
         return f"{value:.0f}"
-    return f"{value:.3g}"
+    for digits in (3, 2, 1):  # -0.00702 is 8 wide: -0.007
+        text = f"{value:.{digits}g}"
+        if len(text) <= 7:
+            break
+    return text

@@ -315,7 +315,8 @@ class ExperimentScreen(ConsoleScreen):
             if tokens and (tokens.get("padded") or {}).get("max"):
                 padded = min(int(tokens["padded"]["max"]), config.max_length)
             try:
-                self.estimate = estimate(setup.model_info, config, padded_length=padded, free_bytes=free)
+                device = "cpu" if label == "CPU RAM" else "cuda"
+                self.estimate = estimate(setup.model_info, config, padded_length=padded, free_bytes=free, device=device)
             except (UserError, ValueError, TypeError) as exc:
                 bar.error = f"cannot estimate: {exc}"
                 return

@@ -95,12 +95,11 @@ class GpuPickerDialog(ModalScreen[list[int] | None]):
                 yield Label("", id="gpus-summary")
             else:
                 reason = getattr(self.inventory, "error", None) if self.inventory is not None else "the GPU inventory is still being read"
-                yield Label(
-                    f"No GPU is visible ({reason or 'no NVIDIA GPU found'}). Runs train on the CPU; "
-                    f"nproc {self.nproc} starts {self.nproc} CPU process{'es' if self.nproc != 1 else ''} over gloo "
-                    "(strategy ddp).",
-                    id="gpus-none",
-                )
+                if self.nproc > 1:
+                    how = f": nproc {self.nproc} starts {self.nproc} processes over gloo (strategy ddp)."
+                else:
+                    how = " in one process; nproc above 1 starts several over gloo (strategy ddp)."
+                yield Label(f"No GPU is visible ({reason or 'no NVIDIA GPU found'}). Runs train on the CPU{how}", id="gpus-none")
                 yield Label("enter or esc closes", id="gpus-hint")
 
     def on_mount(self) -> None:

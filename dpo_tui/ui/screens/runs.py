@@ -432,7 +432,7 @@ class RunsScreen(ConsoleScreen):
             header = Text(f"Runs in {root_label(services)}  ·  reading…", style="dim")
         elif summaries:
             active = sum(1 for s in summaries if s.state in ACTIVE)
-            parts = [f"Runs in {root_label(services)}", f"{len(summaries)} runs, {active} active"]
+            parts = [f"Runs in {root_label(services)}", f"{len(summaries)} run{'' if len(summaries) == 1 else 's'}, {active} active"]
             if self.filter_text:
                 parts.append(f"{len(self.shown)} match")
             if self.sort_index or self.sort_reverse:
