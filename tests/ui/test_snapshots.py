@@ -124,36 +124,24 @@ def test_experiment_invalid(snap_compare, ui_root: Path, size) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_gpu_picker(snap_compare, ui_root: Path, size) -> None:
-    """Two GPUs, the second shared with another user; the operator has picked it (warning under the bar)."""
+@pytest.mark.parametrize("confirm", [False, True], ids=["picker", "picked"])
+def test_gpu_picker(snap_compare, ui_root: Path, size, confirm: bool) -> None:
+    """Two GPUs, the second shared with another user. ``picker``: the dialog with GPU 1 picked;
+    ``picked``: back on the experiment screen, the VRAM bar says who else is on that GPU."""
     from uikit import fake_inventory
 
     from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog
 
     async def run_before(pilot) -> None:
+        app = pilot.app
         await on_experiment(pilot)
         await pilot.press("ctrl+o")
-        await settle(pilot, lambda: isinstance(pilot.app.screen, GpuPickerDialog))
-        await pilot.press("down", "space")
-        await settle(pilot, lambda: pilot.app.screen.picked == [1])
-
-    services = make_services(ui_root, gpu_inventory=lambda: fake_inventory(2, {1: [("bob", 4242, 12.0)]}))
-    assert snap_compare(DpoTuiApp(services), terminal_size=size, run_before=run_before)
-
-
-@pytest.mark.parametrize("size", SIZES)
-def test_experiment_shared_gpu(snap_compare, ui_root: Path, size) -> None:
-    """After picking the shared GPU: the VRAM bar says who else is on it."""
-    from uikit import fake_inventory
-
-    from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog
-
-    async def run_before(pilot) -> None:
-        await on_experiment(pilot)
-        await pilot.press("ctrl+o")
-        await settle(pilot, lambda: isinstance(pilot.app.screen, GpuPickerDialog))
-        await pilot.press("down", "space", "enter")
-        await settle(pilot, lambda: isinstance(pilot.app.screen, ExperimentScreen) and pilot.app.screen.config.gpus == [1])
+        await settle(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        await pilot.press("down", "space", *(["enter"] if confirm else []))
+        if confirm:
+            await settle(pilot, lambda: isinstance(app.screen, ExperimentScreen) and app.screen.config.gpus == [1])
+        else:
+            await settle(pilot, lambda: app.screen.picked == [1])
 
     services = make_services(ui_root, gpu_inventory=lambda: fake_inventory(2, {1: [("bob", 4242, 12.0)]}))
     assert snap_compare(DpoTuiApp(services), terminal_size=size, run_before=run_before)
