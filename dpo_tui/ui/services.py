@@ -8,6 +8,7 @@ Core modules are imported inside the functions that need them: ``core.runs`` pul
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -96,8 +97,17 @@ class Services:
     """Tests turn animations and cursor blink off for deterministic snapshots."""
 
 
-def root_label(services: Services) -> str:
-    return services.root_label or str(services.runs_root)
+def root_label(services: Services, width: int | None = None) -> str:
+    """The runs root as shown: ``~`` for the home folder, and at most ``width`` characters (the middle
+    elided: ``/scratch/…/dpo-tui/runs``), so a deep path never pushes the counts off the line."""
+    label = services.root_label or str(services.runs_root)
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and (label == home or label.startswith(home + os.sep)):
+        label = "~" + label[len(home):]
+    if width is not None and len(label) > width:
+        keep = max(1, width - 1)
+        label = label[: keep // 3] + "…" + label[len(label) - (keep - keep // 3):]
+    return label
 
 
 def default_services(runs_root: Path) -> Services:

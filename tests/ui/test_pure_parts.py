@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import shlex
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +180,15 @@ def test_summary_log_does_not_erase_the_last_point() -> None:
     history = RunHistory()
     history.apply(chartable(events))
     assert history.series["loss"] == [(1, 0.69), (2, 0.5)]
+
+
+def test_root_label_abbreviates_home_and_elides_deep_paths(tmp_path, monkeypatch) -> None:
+    from dpo_tui.ui.services import Services, root_label
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    mine = Services(runs_root=tmp_path / ".local" / "share" / "dpo-tui" / "runs")
+    assert root_label(mine) == "~/.local/share/dpo-tui/runs"
+    deep = Services(runs_root=Path("/scratch/pytest-of-root/pytest-182/test_launch_quit_reopen0/home/runs"))
+    short = root_label(deep, 30)
+    assert len(short) == 30 and short.startswith("/scratch") and short.endswith("home/runs") and "…" in short
+    assert root_label(Services(runs_root=Path("/srv/runs")), 30) == "/srv/runs"

@@ -19,6 +19,7 @@ The row builders (:func:`row_cells`, :func:`detail_text`, :func:`exit_text`, :fu
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,11 +266,14 @@ class RunsScreen(ConsoleScreen):
     ]
 
     class RunsListed(Message):
-        def __init__(self, summaries: list[RunSummary], error: str | None = None, phases: dict[str, str] | None = None) -> None:
+        def __init__(self, summaries: list[RunSummary], error: str | None = None, phases: dict[str, str] | None = None,
+                     generation: int = 0) -> None:
             super().__init__()
             self.summaries = summaries
             self.error = error
             self.phases = phases or {}
+            self.generation = generation
+            """Which refresh this answers: a listing started earlier never replaces a later one."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -288,6 +292,9 @@ class RunsScreen(ConsoleScreen):
         self._pending_group: str | None = None
         self._lister: Any = None
         """core.runs.RunLister, made in the worker (core.runs is not imported before the first paint)."""
+        self._lister_lock = threading.Lock()
+        self._generation = 0
+        self._shown_generation = 0
 
     def compose(self) -> ComposeResult:
         yield StatusHeader()
@@ -308,7 +315,7 @@ class RunsScreen(ConsoleScreen):
         from ..app import run_folder_names
 
         services = self.app.services  # type: ignore[attr-defined]
-        self.query_one("#runs-root", TextPanel).show(Text(f"Runs in {root_label(services)}  ·  reading…", style="dim"))
+        self.query_one("#runs-root", TextPanel).show(Text(f"Runs in {root_label(services, max(16, self.app.size.width // 2))}  ·  reading…", style="dim"))
         # Paint the run ids at once (a directory listing); states and metrics follow from the
         # worker, which needs core.runs (pydantic, ~150 ms to import).
         table = self.query_one("#runs-table", DataTable)
@@ -334,23 +341,28 @@ class RunsScreen(ConsoleScreen):
             self.refresh_runs()
 
     def refresh_runs(self) -> None:
-        self._list(self.app.services.runs_root)  # type: ignore[attr-defined]
+        self._generation += 1
+        self._list(self.app.services.runs_root, self._generation)  # type: ignore[attr-defined]
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="list the runs")
-    def _list(self, root: Path) -> None:
+    def _list(self, root: Path, generation: int) -> None:
+        # ``exclusive`` cannot interrupt a thread: a slow listing may still be running when a newer
+        # one (after a delete, say) starts, so each listing carries its generation and the lister
+        # is used by one thread at a time.
         from ...core.fsutil import read_json
         from ...core.runs import STATUS_FILE, RunLister
 
-        if self._lister is None:
-            self._lister = RunLister()
-        try:
-            summaries = self._lister.list(root, reconcile=False)
-        except UserError as exc:
-            self.post_message(self.RunsListed([], exc.render()))
-            return
-        except OSError as exc:
-            self.post_message(self.RunsListed([], f"cannot read {root}: {exc.strerror or exc}"))
-            return
+        with self._lister_lock:
+            if self._lister is None:
+                self._lister = RunLister()
+            try:
+                summaries = self._lister.list(root, reconcile=False)
+            except UserError as exc:
+                self.post_message(self.RunsListed([], exc.render(), generation=generation))
+                return
+            except OSError as exc:
+                self.post_message(self.RunsListed([], f"cannot read {root}: {exc.strerror or exc}", generation=generation))
+                return
         phases: dict[str, str] = {}
         for summary in summaries:
             if summary.state == "queued":  # only queued runs: the phase holds their queue position
@@ -360,10 +372,13 @@ class RunsScreen(ConsoleScreen):
                     continue
                 if isinstance(phase, str) and phase:
                     phases[summary.id] = phase
-        self.post_message(self.RunsListed(summaries, phases=phases))
+        self.post_message(self.RunsListed(summaries, phases=phases, generation=generation))
 
     @on(RunsListed)
     def _runs_listed(self, message: RunsListed) -> None:
+        if message.generation and message.generation < self._shown_generation:
+            return  # an older listing that finished late
+        self._shown_generation = max(self._shown_generation, message.generation)
         self.summaries = {s.id: s for s in message.summaries}
         self.phases = message.phases
         self.error = message.error
@@ -426,13 +441,14 @@ class RunsScreen(ConsoleScreen):
     def _show_header(self) -> None:
         services = self.app.services  # type: ignore[attr-defined]
         summaries = list(self.summaries.values())
+        root = root_label(services, max(16, self.app.size.width // 2))
         if self.error:
             header = Text(self.error)
         elif not self.listed:
-            header = Text(f"Runs in {root_label(services)}  ·  reading…", style="dim")
+            header = Text(f"Runs in {root}  ·  reading…", style="dim")
         elif summaries:
             active = sum(1 for s in summaries if s.state in ACTIVE)
-            parts = [f"Runs in {root_label(services)}", f"{len(summaries)} run{'' if len(summaries) == 1 else 's'}, {active} active"]
+            parts = [f"Runs in {root}", f"{len(summaries)} run{'' if len(summaries) == 1 else 's'}, {active} active"]
             if self.filter_text:
                 parts.append(f"{len(self.shown)} match")
             if self.sort_index or self.sort_reverse:
@@ -443,7 +459,8 @@ class RunsScreen(ConsoleScreen):
                 parts.append(f"{len(self.selected)} selected")
             header = Text("  ·  ".join(parts))
         else:
-            header = Text(f"No runs yet in {root_label(services)}. Press n to set one up.")
+            header = Text(f"No runs yet in {root}. Press n to set one up.")
+        header.no_wrap, header.overflow = True, "ellipsis"  # one line: a wrapped tail would be hidden
         self.query_one("#runs-root", TextPanel).show(header)
 
     @on(DataTable.RowHighlighted)
