@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # Bytecode for the console's own modules: an editable install has none, and with
-# PYTHONDONTWRITEBYTECODE set Python would recompile them at every start (~80 ms).
+# PYTHONDONTWRITEBYTECODE set Python would recompile them at every start (30–80 ms).
 # Incremental: only changed files are compiled again.
 run: $(STAMP)
 	@$(BIN)/python -m compileall -q -j 0 dpo_tui >/dev/null
