@@ -3,8 +3,8 @@
 
 Builds Llama 3.2 1B's architecture with random weights (nothing downloaded; the bundled sample's
 tokenizer, so the vocabulary is the sample's and the model has ~0.97 B parameters), then trains it
-with ``dpo-tui train`` (the real supervisor, ``accelerate launch`` and TRL's ``DPOTrainer``) on the
-sample pairs, full fine-tuning in bf16 so the strategies differ where they matter (gradients and
+with ``dpo-tui train`` (the real supervisor and TRL's ``DPOTrainer``; the ZeRO-2 row goes through
+``accelerate launch`` with DeepSpeed, the DDP row with one process runs the trainer directly) on the sample pairs, full fine-tuning in bf16 so the strategies differ where they matter (gradients and
 optimizer states). For each run it reports steps/s (from the run's own ``log`` events, first step
 excluded) and the peak memory per GPU (``resource`` events: ``torch.cuda.max_memory_reserved`` of
 rank 0 and the device's used memory seen by CUDA) against dpo-tui's estimate for the same config.
@@ -66,9 +66,10 @@ def train(model: Path, root: Path, flags: list[str], steps: int) -> tuple[Path |
     before = set(root.iterdir()) if root.exists() else set()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, check=False)  # noqa: S603
     made = sorted(set(root.iterdir()) - before) if root.exists() else []
+    last = ((proc.stderr or proc.stdout).strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
     if proc.returncode != 0 and not made:
-        return None, (proc.stderr.strip().splitlines() or ["no output"])[-1]
-    return (made[-1] if made else None), proc.stderr.strip().splitlines()[-1] if proc.returncode else ""
+        return None, last
+    return (made[-1] if made else None), last if proc.returncode else ""
 
 
 def measure(run: Path) -> dict:

@@ -76,12 +76,42 @@ class GpuInventory:
         parts = [f"GPU {g.index} {g.name}: {g.memory_free / gib:.1f} GiB free of {g.memory_total / gib:.1f} GiB" for g in self.gpus]
         return "; ".join(parts)
 
+    def visible(self) -> list[GpuInfo]:
+        """The GPUs this process may use (see :func:`cuda_visible_ids`), in NVML order."""
+        ids = set(cuda_visible_ids(len(self.gpus)))
+        return [g for g in self.gpus if g.index in ids]
+
     def free_bytes(self, indices: list[int] | None = None, count: int = 1) -> int | None:
         """The least free memory among the chosen GPUs (``indices``, else the first ``count``)."""
         if self.cpu_only or not self.gpus:
             return None
-        chosen = [g for g in self.gpus if g.index in indices] if indices else self.gpus[: max(1, count)]
+        chosen = [g for g in self.gpus if g.index in indices] if indices else self.visible()[: max(1, count)]
         return min(g.memory_free for g in chosen) if chosen else None
+
+
+def cuda_visible_ids(count: int | None) -> list[int]:
+    """The NVML indices that ``CUDA_VISIBLE_DEVICES`` leaves usable, out of ``count`` GPUs.
+
+    dpo-tui numbers GPUs as NVML does (the picker, ``--gpus``, lock names), and the supervisor hands
+    the chosen ones to the trainer through ``CUDA_VISIBLE_DEVICES``. An operator who started the
+    console with ``CUDA_VISIBLE_DEVICES=4,5`` has excluded the others: they are not offered. Unset:
+    every GPU. ``count=None`` (NVML unavailable) trusts the variable as given. As in CUDA, the list
+    ends at the first invalid entry (``-1`` hides everything); UUID or MIG entries cannot be mapped to
+    NVML indices without NVML, so they stand for the first GPUs, one each.
+    """
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is None:
+        return list(range(count or 0))
+    items = [item.strip() for item in env.split(",")]
+    if any(item.startswith(("GPU-", "MIG-")) for item in items):
+        return list(range(min(len(items), count if count is not None else len(items))))
+    ids: list[int] = []
+    for item in items:
+        if not item.isdigit() or (count is not None and int(item) >= count):
+            break
+        if int(item) not in ids:
+            ids.append(int(item))
+    return ids
 
 
 def current_user() -> str:

@@ -16,11 +16,8 @@ from .config import RunConfig, looks_like_hub_id
 from .errors import Problem, UserError
 
 
-def visible_gpu_count() -> int:
-    """GPUs this process may use: NVML's count, narrowed by CUDA_VISIBLE_DEVICES. 0 without NVML."""
-    env = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if env is not None:
-        return len([d for d in env.split(",") if d.strip() and d.strip() != "-1"])
+def nvml_gpu_count() -> int | None:
+    """GPUs the driver reports; None without NVML (no driver, no library, no GPU)."""
     try:
         import pynvml
 
@@ -30,7 +27,28 @@ def visible_gpu_count() -> int:
         finally:
             pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no driver, no library: CPU only
-        return 0
+        return None
+
+
+def visible_gpu_ids() -> list[int]:
+    """NVML indices of the GPUs this process may use (``CUDA_VISIBLE_DEVICES`` narrows them). [] on CPU."""
+    from .gpus import cuda_visible_ids
+
+    count = nvml_gpu_count()
+    if count is None and os.environ.get("CUDA_VISIBLE_DEVICES") is None:
+        return []
+    return cuda_visible_ids(count)
+
+
+def visible_gpu_count() -> int:
+    return len(visible_gpu_ids())
+
+
+def describe_ids(ids: list[int]) -> str:
+    """``0–3`` for a contiguous run from 0, else ``4,5,7``."""
+    if ids and ids == list(range(len(ids))) and len(ids) > 2:
+        return f"0–{len(ids) - 1}"
+    return ",".join(map(str, ids))
 
 
 def check_inputs(config: RunConfig) -> None:
@@ -128,27 +146,28 @@ def check_dataset(config: RunConfig):  # noqa: ANN201 - core.datasets.DataReport
     return report
 
 
-def check_devices(config: RunConfig, visible: int | None = None, what: str = "this run") -> None:
-    """The GPUs a run asks for exist here. ``visible`` defaults to :func:`visible_gpu_count`.
+def check_devices(config: RunConfig, visible: list[int] | int | None = None, what: str = "this run") -> None:
+    """The GPUs a run asks for are usable here. ``visible``: NVML indices (or a count, meaning GPUs
+    0…n-1), by default :func:`visible_gpu_ids`. GPU ids are NVML's, as the picker shows them.
 
     With no GPU visible, any ``nproc`` is fine (CPU processes over gloo) but GPU ids are not.
     """
-    count = visible_gpu_count() if visible is None else visible
-    ids = ",".join(map(str, config.gpus))
-    if count == 0:
+    ids = visible_gpu_ids() if visible is None else list(range(visible)) if isinstance(visible, int) else list(visible)
+    if not ids:
         if config.gpus:
             raise UserError(
-                f"{what} asks for GPU {ids}, but no GPU is visible here",
+                f"{what} asks for GPU {','.join(map(str, config.gpus))}, but no GPU is visible here",
                 hint="drop --gpus to train on the CPU, or check `nvidia-smi` and CUDA_VISIBLE_DEVICES",
             )
         return
-    missing = [g for g in config.gpus if g >= count]
+    missing = [g for g in config.gpus if g not in ids]
     if missing:
         raise UserError(
-            f"{what} asks for GPU {','.join(map(str, missing))}, but only GPUs 0–{count - 1} are visible here",
-            hint="pick GPUs that exist (`nvidia-smi -L`; ctrl+o on the experiment screen)",
+            f"{what} asks for GPU {','.join(map(str, missing))}, but only GPUs {describe_ids(ids)} are visible here",
+            hint="pick GPUs that exist and that CUDA_VISIBLE_DEVICES allows (`nvidia-smi -L`; ctrl+o on the experiment screen)",
         )
-    if config.nproc > count and not config.gpus:
+    if config.nproc > len(ids) and not config.gpus:
+        count = len(ids)
         raise UserError(
             f"{what} needs {config.nproc} processes, one per GPU, but {count} GPU{'s are' if count != 1 else ' is'} visible here",
             hint=f"use --nproc {count} or fewer (or expose more GPUs with CUDA_VISIBLE_DEVICES)",

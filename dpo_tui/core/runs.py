@@ -642,13 +642,14 @@ def check_resume_devices(run: Run, visible: int | None = None) -> None:
     trained on must be there: sharded optimizer states (ZeRO, FSDP) only load into as many ranks as
     saved them, and a DDP run on fewer GPUs would silently change the effective batch size. Refuse
     with the numbers instead of starting a trainer that fails or trains differently."""
-    from .preflight import check_devices, visible_gpu_count
+    from .preflight import check_devices, visible_gpu_ids
 
     started = run.last_started_event()
     if not started or started.get("device") != "cuda":
         return  # trained on the CPU: gloo processes need no GPU
     config = run.config()
-    count = visible_gpu_count() if visible is None else visible
+    ids = visible_gpu_ids() if visible is None else list(range(visible))
+    count = len(ids)
     world = int(started.get("world_size") or config.nproc)
     if count < world:
         where = f"GPU {','.join(map(str, config.gpus))}" if config.gpus else f"{world} GPU{'s' if world != 1 else ''}"
@@ -658,7 +659,7 @@ def check_resume_devices(run: Run, visible: int | None = None) -> None:
             hint="resume where those GPUs are visible (check CUDA_VISIBLE_DEVICES and `nvidia-smi`); the checkpoint "
             f"resumes with the same number of processes; to change it, start a new run from {CONFIG_FILE}",
         )
-    check_devices(config, count, what=f"Run {run.id}")
+    check_devices(config, ids, what=f"Run {run.id}")
 
 
 def resume(run: Run) -> Checkpoint:

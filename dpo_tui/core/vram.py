@@ -373,6 +373,10 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
             grads /= n
             optimizer = 0.0 if strategy == "zero3-offload" else optimizer / n
             opt_temp = 0.0 if strategy == "zero3-offload" else opt_temp / n
+            if strategy == "zero3-offload":
+                # offload_param_device=cpu as well: parameters live in RAM and only the layer being
+                # computed is on the GPU (``gathered``).
+                weights = reference = trainable = 0.0
             gathered = 2 * per_layer  # the layer being computed, gathered in full (plus prefetch)
 
     # --- activations --------------------------------------------------------------------------

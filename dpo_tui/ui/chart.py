@@ -218,6 +218,8 @@ def axis_label(value: float) -> str:
     """A y-axis label at most 7 characters wide."""
     if value == 0:
         return "0"
+    if not math.isfinite(value):
+        return str(value)  # an overflowing range: "inf", never an exception in render
     if abs(value) >= 1e4 or abs(value) < 1e-3:
         # Scientific with a bare exponent (-7.0e-5, not -7.0e-05), one digit less when still too wide.
         for digits in (1, 0):

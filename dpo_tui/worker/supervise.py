@@ -29,7 +29,7 @@ from typing import IO
 
 from ..core import events as ev
 from ..core.fsutil import atomic_write_json
-from ..core.preflight import visible_gpu_count
+from ..core.preflight import visible_gpu_ids
 from ..core.runs import (
     EXIT_FAILED,
     EXIT_FINISHED,
@@ -98,13 +98,22 @@ def accelerate_config(config, keys: list[str]) -> dict:  # noqa: ANN001 - RunCon
     return out
 
 
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel picks it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def device_keys(gpus: list[int], nproc: int) -> list[str]:
     """The lock names a run needs: its GPUs, or ``cpu``."""
     if gpus:
         return [f"gpu{g}" for g in sorted(gpus)]
-    count = visible_gpu_count()
-    if count:
-        return [f"gpu{i}" for i in range(min(nproc, count))]
+    visible = visible_gpu_ids()  # NVML indices CUDA_VISIBLE_DEVICES allows: the first nproc of them
+    if visible:
+        return [f"gpu{i}" for i in visible[:nproc]]
     return ["cpu"]
 
 
@@ -207,7 +216,10 @@ class Supervisor:
         # Several processes, or one under DeepSpeed/FSDP (ZeRO-3 offload on one GPU fits models that
         # do not fit otherwise): accelerate sets up the plugin.
         launch_config = self.run.path / ACCELERATE_CONFIG
-        atomic_write_json(launch_config, accelerate_config(config, keys))
+        settings = accelerate_config(config, keys)
+        # Each run its own rendezvous port: two runs on different GPUs would both take accelerate's 29500.
+        settings["main_process_port"] = free_port()
+        atomic_write_json(launch_config, settings)
         return [
             sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(launch_config),
             "-m", "dpo_tui.worker.train", *args,

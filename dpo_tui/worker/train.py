@@ -94,6 +94,10 @@ class Reporter:
         self.step = 0
         self.max_steps: int | None = None
         self.phase = "starting"
+        self.state = "starting"
+        self.identity: dict[str, Any] = {}
+        """Who runs this attempt (pids with start times, host): in every status write, so a status.json
+        deleted mid-run comes back with them and liveness checks keep working."""
 
     def emit(self, type_: str, **fields: Any) -> None:
         if self.writer is None:
@@ -109,6 +113,12 @@ class Reporter:
         if self.rank != 0:
             return
         with self._lock:
+            if "state" in fields:
+                self.state = fields["state"]
+            elif not self.run.status_path.exists():
+                fields["state"] = self.state  # rebuilt after a deletion (an existing file keeps e.g. "stopping")
+            for key, value in self.identity.items():
+                fields.setdefault(key, value)
             fields.setdefault("heartbeat", time.time())
             fields.setdefault("phase", self.phase)
             fields.setdefault("step", self.step)
@@ -512,8 +522,9 @@ def train(run: Run, resume_from: Path | None) -> int:
     reporter = Reporter(run, attempt)
     stop = StopRequested()
     stop.install()
-    reporter.status(state="starting", attempt=attempt, pid=os.getpid(), pid_start=process_start_time(os.getpid()), pgid=os.getpgid(0),
-                    host=host_name(), started_at=status.started_at or time.time(), exit_code=None, kind=None, hint=None, message=None)
+    reporter.identity = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "pgid": os.getpgid(0), "host": host_name(),
+                         "supervisor_pid": status.supervisor_pid, "supervisor_start": status.supervisor_start, "attempt": attempt}
+    reporter.status(state="starting", started_at=status.started_at or time.time(), exit_code=None, kind=None, hint=None, message=None)
     if resume_from is not None:
         step = int(resume_from.name.rsplit("-", 1)[-1])
         reporter.step = step
@@ -548,7 +559,7 @@ def train(run: Run, resume_from: Path | None) -> int:
         reporter.emit(
             ev.STARTED, max_steps=max_steps, examples=kept, eval_examples=len(eval_ds) if eval_ds is not None else 0,
             world_size=world, device=device, precision=pick_precision(config) if device == "cuda" else "fp32",
-            versions=library_versions(), pid=os.getpid(), host=host_name(), resume_step=reporter.step if resume_from else None,
+            versions=library_versions(), resume_step=reporter.step if resume_from else None, **reporter.identity,
         )
         reporter.set_phase("training")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

@@ -238,6 +238,14 @@ def test_status_json_deleted_mid_run(runs_root: Path, sample_model: Path) -> Non
     (path / "status.json").unlink()
     rows = json.loads(run_cli("runs", "--runs-dir", str(runs_root), "--json", check=True).stdout)
     assert rows[0]["state"] in ("running", "starting")  # rebuilt from the event log and live pids
+    # The trainer's next heartbeat writes it back whole: the pids with their start times (the
+    # pid-reuse guard) and the supervisor, so stop and crash detection keep working.
+    deadline = time.time() + 30
+    while time.time() < deadline and not (path / "status.json").exists():
+        time.sleep(0.2)
+    written = json.loads((path / "status.json").read_text())
+    assert written["state"] in ("running", "starting", "stopping", "finished"), written
+    assert written["pid"] and written["pid_start"] and written["supervisor_pid"] and written["supervisor_start"], written
     status = wait_for_state(path, TERMINAL, timeout=300)
     assert status["state"] == "finished"
     record_outcome("events", "status.json deleted mid-run", "recovered", steps_lost=0)

@@ -13,6 +13,13 @@ from uikit import T0, learning_events, make_services
 from dpo_tui.ui.services import Services
 
 
+@pytest.fixture(autouse=True)
+def _every_gpu_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake inventories stand for the whole machine: a CUDA_VISIBLE_DEVICES in the environment
+    running the tests must not hide their GPUs (tests that need it set it themselves)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+
 @pytest.fixture
 def ui_root(tmp_path: Path) -> Path:
     root = tmp_path / "runs"

@@ -31,8 +31,8 @@ def test_device_note_warns_about_shared_missing_and_too_few_gpus() -> None:
     inv = fake_inventory(2, SHARED)
     assert device_note(inv, RunConfig(gpus=[0]), user="me") == ""
     assert device_note(inv, RunConfig(gpus=[1]), user="me") == "GPU1 also used by bob (12.0 GiB)  · ctrl+o picks other GPUs"
-    assert device_note(inv, RunConfig(gpus=[3]), user="me").startswith("GPU 3 not found on this machine (GPUs 0–1")
-    assert device_note(inv, RunConfig(nproc=4), user="me") == "nproc 4 but this machine has 2 GPUs"
+    assert device_note(inv, RunConfig(gpus=[3]), user="me") == "GPU 3 is not usable here (GPUs 0,1; ctrl+o picks)"
+    assert device_note(inv, RunConfig(nproc=4), user="me") == "nproc 4 but 2 GPUs are usable here"
     assert device_note(fake_inventory(0), RunConfig(nproc=2), user="me") == ""  # CPU: gloo processes
 
 
@@ -100,3 +100,26 @@ def test_header_reads_the_real_inventory_fields() -> None:
     assert gpu_summary(fake_inventory(5)) == "5 GPUs 355/400G free"
     assert gpu_summary(fake_inventory(0)) == "CPU only · RAM 100/128G free"
     assert gpu_summary(None) == "GPUs: …"
+
+
+async def test_gpus_hidden_by_cuda_visible_devices_are_not_offered(ui_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numbering is NVML's everywhere; CUDA_VISIBLE_DEVICES=1 leaves only GPU 1, and a typo'd field never crashes."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    inv = fake_inventory(2, SHARED)
+    assert [g.index for g in inv.visible()] == [1]
+    assert device_note(inv, RunConfig(gpus=[0]), user="me") == "GPU 0 is not usable here (GPUs 1; ctrl+o picks)"
+    app = DpoTuiApp(make_services(ui_root, gpu_inventory=lambda: inv))
+    async with app.run_test(size=(100, 30)) as pilot:
+        exp = await to_experiment(pilot, app)
+        await until(pilot, lambda: app.gpu_inventory is not None and exp.estimate is not None)
+        assert exp.query_one(VramBar).device_label == "GPU1"  # the first usable GPU, not GPU 0
+        exp.apply_changes({"gpus": ["0"], "nproc": "2.5"})  # a GPU that is hidden, and a typo
+        await pilot.pause()
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: isinstance(app.screen, GpuPickerDialog))
+        text = screen_text(app)
+        assert "GPU 0 hidden by CUDA_VISIBLE_DEVICES" in text and "59.0/80.0G" in text and "71.0/80.0G" not in text
+        assert app.screen.picked == []  # the hidden GPU typed in the form is not kept
+        await pilot.press("space", "enter")
+        await until(pilot, lambda: app.screen is exp)
+        assert exp.config is not None and exp.config.gpus == [1] and exp.config.nproc == 1

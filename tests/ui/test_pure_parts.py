@@ -89,7 +89,7 @@ def test_ema_smooths_and_keeps_gaps() -> None:
 @pytest.mark.parametrize(
     ("value", "label"),
     [(0, "0"), (0.6931, "0.693"), (123.4, "123"), (1e-5, "1.0e-5"), (-2.31, "-2.31"), (-7.0e-5, "-7.0e-5"),
-     (-0.00702, "-0.007"), (-123456.0, "-1.2e5"), (-1.5e-300, "-2e-300")],
+     (-0.00702, "-0.007"), (-123456.0, "-1.2e5"), (-1.5e-300, "-2e-300"), (math.inf, "inf")],
 )
 def test_axis_label(value: float, label: str) -> None:
     assert chart.axis_label(value) == label

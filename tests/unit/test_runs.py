@@ -208,7 +208,7 @@ def _stopped_gpu_run(tmp_path: Path, world: int, **config) -> runs.Run:
     run = runs.create_run(tmp_path, _config(nproc=world, **config))
     with open(run.events_path, "w") as fh:
         fh.write(json.dumps({"type": "started", "attempt": 1, "device": "cuda", "world_size": world, "max_steps": 9}) + "\n")
-        fh.write(json.dumps({"type": "warning", "message": 'a line that says "started" but is no start'}) + "\n")
+        fh.write(json.dumps({"type": "warning", "code": "started"}) + "\n")  # matches the byte search, is no start
         fh.write(json.dumps({"type": "stopped", "step": 4}) + "\n")
     run.update_status(state="stopped", step=4)
     _checkpoint(run, 4)
@@ -231,7 +231,7 @@ def test_resume_refuses_when_fewer_gpus_are_visible_than_the_run_used(tmp_path: 
 def test_resume_refuses_a_named_gpu_that_is_gone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = _stopped_gpu_run(tmp_path, 1, gpus=[3])
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
-    with pytest.raises(UserError, match=r"asks for GPU 3, but only GPUs 0–1 are visible here"):
+    with pytest.raises(UserError, match=r"asks for GPU 3, but only GPUs 0,1 are visible here"):
         runs.prepare_resume(run)
 
 
@@ -246,7 +246,7 @@ def test_a_cpu_run_resumes_without_gpus(tmp_path: Path, monkeypatch: pytest.Monk
     ("config", "visible", "message"),
     [
         ({"gpus": [0]}, 0, "asks for GPU 0, but no GPU is visible here"),
-        ({"gpus": [1, 2], "nproc": 2}, 2, "asks for GPU 2, but only GPUs 0–1 are visible here"),
+        ({"gpus": [1, 2], "nproc": 2}, 2, "asks for GPU 2, but only GPUs 0,1 are visible here"),
         ({"nproc": 4}, 2, "needs 4 processes, one per GPU, but 2 GPUs are visible here"),
     ],
 )
@@ -276,3 +276,25 @@ def test_one_process_zero3_offload_needs_deepspeed_too(monkeypatch: pytest.Monke
     with pytest.raises(UserError, match="needs DeepSpeed"):
         check_strategy(_config(strategy="zero3-offload"))
     check_strategy(_config(strategy="ddp"))
+
+
+@pytest.mark.parametrize(
+    ("env", "count", "ids"),
+    [(None, 4, [0, 1, 2, 3]), ("2,3", 4, [2, 3]), ("3,1", 4, [3, 1]), ("1,9,2", 4, [1]), ("-1", 4, []), ("", 4, []),
+     ("0,1", None, [0, 1]), ("GPU-aa,GPU-bb", 4, [0, 1]), (None, None, [])],
+)
+def test_cuda_visible_devices_narrows_nvml_indices(monkeypatch: pytest.MonkeyPatch, env, count, ids) -> None:
+    """GPUs are numbered as NVML does everywhere; CUDA_VISIBLE_DEVICES only removes some (CUDA stops at the first bad entry)."""
+    from dpo_tui.core.gpus import cuda_visible_ids
+    from dpo_tui.core.preflight import check_devices, describe_ids
+
+    if env is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", env)
+    assert cuda_visible_ids(count) == ids
+    if ids == [2, 3]:
+        with pytest.raises(UserError, match="asks for GPU 0, but only GPUs 2,3 are visible here"):
+            check_devices(_config(gpus=[0]), ids)
+        check_devices(_config(gpus=[3]), ids)
+    assert describe_ids([0, 1, 2, 3]) == "0–3" and describe_ids([4, 5]) == "4,5"

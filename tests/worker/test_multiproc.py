@@ -20,6 +20,7 @@ def test_two_processes_stop_resume_finish(runs_root: Path, sample_model: Path) -
     wait_for_step(path, 3, timeout=240)
     config = json.loads((path / "accelerate_config.json").read_text())  # written by the supervisor at start
     assert config["num_processes"] == 2 and config["distributed_type"] == "MULTI_GPU"
+    assert 1024 < config["main_process_port"] < 65536  # its own rendezvous port, not accelerate's shared 29500
     run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
     status = wait_for_state(path, {"stopped", "failed", "crashed"}, timeout=120)
     assert status["state"] == "stopped", status

@@ -33,9 +33,14 @@ from ..widgets.vram_bar import SUGGESTION_KEYS, VramBar
 from .base import ConsoleScreen
 
 
+def usable_gpus(inventory: Any) -> list[Any]:
+    """The inventory's GPUs that this console (and so a run it launches) may use: CUDA_VISIBLE_DEVICES applies."""
+    return inventory.visible() if inventory is not None and getattr(inventory, "gpus", None) else []
+
+
 def chosen_gpus(inventory: Any, config: RunConfig | None) -> list[Any]:
-    """The GPUs a run with ``config`` would take: its ``gpus``, else the first ``nproc``."""
-    gpus = list(getattr(inventory, "gpus", None) or [])
+    """The GPUs a run with ``config`` would take: its ``gpus``, else the first ``nproc`` usable ones."""
+    gpus = usable_gpus(inventory)
     if not gpus:
         return []
     nproc = config.nproc if config else 1
@@ -45,15 +50,18 @@ def chosen_gpus(inventory: Any, config: RunConfig | None) -> list[Any]:
 
 def device_note(inventory: Any, config: RunConfig | None, user: str | None = None) -> str:
     """A warning when the chosen GPUs are missing or shared with other users; "" when all is well."""
-    gpus = list(getattr(inventory, "gpus", None) or [])
+    from ...core.preflight import describe_ids
+
+    gpus = usable_gpus(inventory)
     if not gpus or config is None:
         return ""
     chosen = chosen_gpus(inventory, config)
     missing = sorted(set(config.gpus) - {g.index for g in gpus})
     if missing:
-        return f"GPU {','.join(map(str, missing))} not found on this machine (GPUs 0–{len(gpus) - 1}; ctrl+o picks)"
+        usable = describe_ids([g.index for g in gpus])
+        return f"GPU {','.join(map(str, missing))} is not usable here (GPUs {usable}; ctrl+o picks)"
     if config.nproc > len(gpus):
-        return f"nproc {config.nproc} but this machine has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''}"
+        return f"nproc {config.nproc} but {len(gpus)} GPU{'s are' if len(gpus) != 1 else ' is'} usable here"
     shared = []
     for gpu in chosen:
         others = gpu.others(user)
@@ -284,7 +292,7 @@ class ExperimentScreen(ConsoleScreen):
         inventory = getattr(self.app, "gpu_inventory", None)
         chosen = chosen_gpus(inventory, config)
         if not chosen:
-            if getattr(inventory, "gpus", None):
+            if usable_gpus(inventory):
                 return None, "no such GPU"
             ram = getattr(inventory, "ram_available", None) if inventory is not None else None
             return (float(ram) if ram else None), "CPU RAM"
@@ -358,8 +366,11 @@ class ExperimentScreen(ConsoleScreen):
         from .gpu_picker import GpuPickerDialog
 
         values = self.values
-        picked = [int(i) for i in values.get("gpus") or [] if str(i).isdigit()]
-        nproc = self.config.nproc if self.config else int(values.get("nproc") or 1)
+        picked = [int(i) for i in values.get("gpus") or [] if str(i).strip().isdigit()]
+        try:
+            nproc = self.config.nproc if self.config else max(1, int(values.get("nproc") or 1))
+        except (TypeError, ValueError):
+            nproc = 1  # the field holds a typo; the picker still opens
         inventory = getattr(self.app, "gpu_inventory", None)
 
         def chosen(indices: list[int] | None) -> None:

@@ -22,8 +22,8 @@ from textual.widgets import DataTable, Label
 
 from ..format import GIB
 
-# Fits 80 columns with the widest "other users" cell of one process (``bob pid 4242 12.0G``).
-COLUMNS = (("pick", "", 1), ("gpu", "GPU", 3), ("name", "name", 15), ("free", "free / total", 13), ("util", "util", 4), ("others", "other users", 22))
+# Fits 80 columns with the widest "used by others" cell of one process (``bob pid 4242 12.0G``).
+COLUMNS = (("pick", "", 1), ("gpu", "GPU", 3), ("name", "name", 15), ("free", "free / total", 13), ("util", "util", 4), ("others", "used by others", 22))
 
 
 def others_text(gpu: Any, user: str | None = None) -> str:
@@ -53,10 +53,11 @@ def gpu_row(gpu: Any, picked: bool, user: str | None = None) -> list[Any]:
 
 def picked_summary(inventory: Any, picked: list[int], nproc: int, strategy: str) -> str:
     """What confirming would do, in one line."""
+    gpus = inventory.visible()
     if not picked:
-        count = min(nproc, len(inventory.gpus))
+        count = min(nproc, len(gpus))
         return f"nothing picked: the run takes the first {count} GPU{'s' if count != 1 else ''} ({strategy})"
-    free = min(g.memory_free for g in inventory.gpus if g.index in picked)
+    free = min((g.memory_free for g in gpus if g.index in picked), default=0)
     ids = ",".join(str(i) for i in picked)
     if len(picked) == 1:
         return f"GPU {ids}: one process, {free / GIB:.1f} GiB free"
@@ -74,20 +75,30 @@ class GpuPickerDialog(ModalScreen[list[int] | None]):
     def __init__(self, inventory: Any, picked: list[int], nproc: int, strategy: str, user: str | None = None) -> None:
         super().__init__()
         self.inventory = inventory
-        self.picked = sorted(set(picked))
+        usable = {g.index for g in self.gpus}
+        self.picked = sorted(set(picked) & usable)  # a GPU typed in the form that is not here is dropped
         self.nproc = nproc
         self.strategy = strategy
         self.user = user
 
     @property
     def gpus(self) -> list[Any]:
-        return list(getattr(self.inventory, "gpus", None) or [])
+        """The GPUs on offer: those CUDA_VISIBLE_DEVICES leaves to this console."""
+        if self.inventory is None or not getattr(self.inventory, "gpus", None):
+            return []
+        return self.inventory.visible()
+
+    def hidden_note(self) -> str:
+        hidden = [g.index for g in self.inventory.gpus if g not in self.gpus] if self.gpus else []
+        return f"GPU {','.join(map(str, hidden))} hidden by CUDA_VISIBLE_DEVICES (not offered)" if hidden else ""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="gpus-box"):
             yield Label("Devices for this run", id="gpus-title")
             if self.gpus:
                 yield Label("space picks · a picks the idle ones · enter uses them · esc cancels", id="gpus-hint")
+                if self.hidden_note():
+                    yield Label(self.hidden_note(), id="gpus-hidden")
                 table: DataTable[Any] = DataTable(id="gpus-table", cursor_type="row", zebra_stripes=True)
                 for key, label, width in COLUMNS:
                     table.add_column(label, key=key, width=width)
