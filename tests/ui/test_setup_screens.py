@@ -240,13 +240,14 @@ async def test_a_failing_worker_becomes_a_notification(ui_root: Path) -> None:
 async def test_dataset_workers_post_messages_in_order(ui_root: Path) -> None:
     """Load → count tokens → render a pair: each worker posts one message; handlers own the state."""
     seen: list[str] = []
-    ids: set[int] = set()
+    kept: list[object] = []
     wanted = (DatasetScreen.DataLoaded, DatasetScreen.TokensCounted, DatasetScreen.PreviewReady)
 
     def hook(message) -> None:
-        # Messages bubble, so the hook sees one at each node it passes: count each once.
-        if isinstance(message, wanted) and id(message) not in ids:
-            ids.add(id(message))
+        # Messages bubble, so the hook sees one at each node it passes: count each once. Keep the
+        # objects themselves: an id() alone can be reused by a later message once one is freed.
+        if isinstance(message, wanted) and not any(m is message for m in kept):
+            kept.append(message)
             seen.append(type(message).__name__)
 
     app = DpoTuiApp(make_services(ui_root))

@@ -150,6 +150,8 @@ class MonitorScreen(ConsoleScreen):
         """Seconds from an event's timestamp to the redraw that showed it (newest event per redraw)."""
         self.load_seconds: float | None = None
         """CPU seconds the last full-history load took."""
+        self._history_arrived = False
+        """A fold of the current run's log (thinned preview or full) has been handed over."""
 
     # --- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -191,6 +193,7 @@ class MonitorScreen(ConsoleScreen):
         self.config = None
         self.snapshot = None
         self.loaded = False
+        self._history_arrived = False
         self._newest_t = None
         self._last_status = 0.0
         if self.is_mounted:
@@ -226,11 +229,14 @@ class MonitorScreen(ConsoleScreen):
             self.post_message(self.HistoryLoaded(LoadedRun(run_id, preview, None, config, time.thread_time() - started, preview=True)))
         reader = ev.EventReader(events_path)
         history = ev.RunHistory()
-        while True:
-            batch = reader.read_new(max_bytes=READ_CHUNK)
-            if not batch:
-                break
-            history.apply(chartable(batch))
+        try:
+            while True:
+                batch = reader.read_new(max_bytes=READ_CHUNK)
+                if not batch:
+                    break
+                history.apply(chartable(batch))
+        except OSError as exc:  # unreadable log: show what was read; the status line says the rest
+            self.post_message(Notice("Monitor", f"Cannot read {events_path}: {exc.strerror or exc}", "error"))
         self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started)))
 
     @on(HistoryLoaded)
@@ -242,6 +248,7 @@ class MonitorScreen(ConsoleScreen):
             return  # the full fold already landed (it never does first, but a preview must not undo it)
         # The worker handed over its objects; from here the UI thread owns them.
         self.history, self.reader, self.config = loaded.history, loaded.reader, loaded.config
+        self._history_arrived = True
         if loaded.preview:
             self._newest_t = None
             self._dirty = True
@@ -309,7 +316,9 @@ class MonitorScreen(ConsoleScreen):
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
             self._read_status(self.run_id, self._run_path())
-        if self._dirty and self.is_current:
+        # Nothing is drawn before the first fold (preview or full) lands: the title keeps saying
+        # "loading…" rather than flashing empty charts and a state without history.
+        if self._dirty and self.is_current and self._history_arrived:
             self._redraw()
 
     def on_screen_resume(self) -> None:
