@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_setup_screens import to_experiment, until
-from uikit import GIB, fake_inventory, make_services, screen_text
+from test_setup_screens import to_experiment
+from uikit import GIB, fake_inventory, make_services, screen_text, until
 
 from dpo_tui.core.config import RunConfig
 from dpo_tui.ui.app import DpoTuiApp

@@ -4,12 +4,11 @@ compare screen, the β ladder dialog and run-outcome notifications, driven by ke
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from runs_fixture import BROKEN, FAILED, FINISHED, GROUP, LADDER, write_fixture_runs
-from uikit import T0, make_services, screen_text
+from uikit import T0, make_services, screen_text, until
 
 from dpo_tui.core.runs import Run
 from dpo_tui.ui.app import DpoTuiApp
@@ -19,14 +18,6 @@ from dpo_tui.ui.screens.runs import RunsScreen, exit_text, matches, queue_positi
 
 ALL = [BROKEN, LADDER[2], LADDER[1], LADDER[0], FINISHED, FAILED]
 
-
-async def until(pilot, condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
-    await pilot.pause()
 
 
 async def open_runs(pilot) -> RunsScreen:

@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from uikit import build_fake_model, make_services, screen_text
+from uikit import build_fake_model, make_services, screen_text, until
 
 from dpo_tui.core.config import TRL_LOSS_TYPES, load_config
 from dpo_tui.ui.app import DpoTuiApp
@@ -18,14 +18,6 @@ from dpo_tui.ui.screens.models import ModelScreen
 
 pytestmark = pytest.mark.usefixtures("fake_sample")
 
-
-async def until(pilot, condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await pilot.pause(0.02)
-    await pilot.pause()
 
 
 async def to_dataset(pilot, app: DpoTuiApp) -> DatasetScreen:

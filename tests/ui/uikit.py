@@ -7,6 +7,7 @@ timestamps. Nothing starts a real trainer unless a test asks for it (``tests/ui/
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +101,16 @@ def learning_events(steps: int, max_steps: int = 30, t0: float = T0, dt: float =
             )
         )
     return events
+
+
+async def until(pilot: Any, condition: Any, timeout: float = 10.0) -> None:
+    """Let the app run until ``condition()`` holds (AssertionError after ``timeout`` seconds), then settle once."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await pilot.pause(0.02)
+    await pilot.pause()
 
 
 def screen_text(app: Any) -> str:
