@@ -677,14 +677,20 @@ def resume(run: Run) -> Checkpoint:
 
 
 def _signal_group(status: RunStatus, sig: int) -> bool:
-    """Signal the run's process group (supervisor + trainer); fall back to the pids."""
-    sent = False
+    """Signal the run's process group (supervisor + trainer) once; fall back to the pids.
+
+    The supervisor and the trainer share one group, and each process group gets the signal once:
+    a second SIGTERM a moment after the first would only make the trainer's stop handler run twice.
+    """
+    signalled: set[int] = set()
     for pid, start in ((status.supervisor_pid, status.supervisor_start), (status.pid, status.pid_start)):
         if pid and process_alive(pid, start):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(os.getpgid(pid), sig)
-                sent = True
-    return sent
+                group = os.getpgid(pid)
+                if group not in signalled:
+                    os.killpg(group, sig)
+                    signalled.add(group)
+    return bool(signalled)
 
 
 def stop(run: Run, now: bool = False, wait: float = 0.0, escalate_after: float | None = None) -> RunStatus:

@@ -45,25 +45,34 @@ GUARDED_PREFIXES = ("loss", "grad_norm", "rewards/", "logps/", "logits/")
 
 
 class StopRequested:
-    """Set from signal handlers (which must do almost nothing); read by the training callback."""
+    """Set from signal handlers, read by the training callback.
+
+    The handler only assigns attributes. It must take no lock (``threading.Event.set`` takes one): a
+    second signal can interrupt the first handler inside the lock, and the nested handler then waits
+    forever for a lock its own thread holds, so the trainer hangs until a stop escalates to SIGKILL.
+    """
 
     def __init__(self) -> None:
-        self.flag = threading.Event()
+        self._requested = False
         self.signal_name = ""
 
     def install(self) -> None:
         def handler(signum: int, _frame: Any) -> None:
             self.signal_name = signal.Signals(signum).name
-            self.flag.set()
+            self._requested = True
 
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
             signal.signal(sig, handler)
         # The run must outlive the terminal that started it.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    def request(self) -> None:
+        """Another rank asked to stop (see ``stop_agreed``)."""
+        self._requested = True
+
     @property
     def requested(self) -> bool:
-        return self.flag.is_set()
+        return self._requested
 
 
 class RunFailed(Exception):
@@ -229,7 +238,7 @@ def stop_agreed(stop: StopRequested, world_size: int) -> bool:
         flag = flag.cuda()
     dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     if flag.item() and not stop.requested:
-        stop.flag.set()
+        stop.request()
     return bool(flag.item())
 
 
