@@ -186,6 +186,8 @@ class Supervisor:
         self.resume_from = resume_from
         self.child: subprocess.Popen[bytes] | None = None
         self.cancelled = False
+        self.identity: dict = {}
+        """Who supervises this attempt (pid with start time, group, host, devices), written into status.json."""
 
     def _on_term(self, signum: int, _frame: object) -> None:
         # While queued, Stop cancels the run. While training, the trainer (same group) got the
@@ -201,7 +203,14 @@ class Supervisor:
                 return True
             busy_by = next((h for h in (holder(self.run.path.parent, k) for k in keys) if h and h != self.run.id), None)
             phase = f"queued: position {len(ahead) + 1}" + (f", {'/'.join(keys)} busy with {busy_by}" if busy_by else "")
-            if phase != announced:
+            if not self.run.status_path.exists():
+                # Deleted while queued (by hand, or a cleanup script): write it back with this process's
+                # identity, or readers would take the pid-less file for a run nobody launched.
+                resume_from = str(self.resume_from) if self.resume_from is not None else None
+                self.run.update_status(state="queued", phase=phase, resume_from=resume_from, kind=None, hint=None,
+                                       message=None, **self.identity)
+                announced = phase
+            elif phase != announced:
                 self.run.update_status(phase=phase)
                 announced = phase
             time.sleep(POLL_S)
@@ -282,8 +291,9 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_term)
         config = self.run.config()
         keys = device_keys(config.gpus, config.nproc)
-        self.run.update_status(state="queued", supervisor_pid=os.getpid(), supervisor_start=process_start_time(os.getpid()),
-                               pgid=os.getpgid(0), host=host_name(), devices=keys)
+        self.identity = {"supervisor_pid": os.getpid(), "supervisor_start": process_start_time(os.getpid()),
+                         "pgid": os.getpgid(0), "host": host_name(), "devices": keys}
+        self.run.update_status(state="queued", **self.identity)
         locks = DeviceLocks(self.run.path.parent, keys)
         if not self.wait_turn(keys, locks):
             with ev.EventWriter(self.run.events_path, attempt=max(1, self.run.raw_status().attempt)) as writer:

@@ -273,6 +273,12 @@ def test_two_launches_on_the_same_device(runs_root: Path, sample_model: Path) ->
     _wait_until(lambda: any(Run(p).raw_status().state == "running" for p in paths), timeout=120, what="one run to start")
     states = sorted(Run(p).status().state for p in paths)
     assert states == ["queued", "running"]
+    # status.json deleted while waiting in the queue: the supervisor writes it back, with its pid.
+    queued = next(p for p in paths if Run(p).raw_status().state == "queued")
+    (queued / "status.json").unlink()
+    _wait_until((queued / "status.json").exists, timeout=5, what="the queued run's status.json to come back")
+    back = Run(queued).status()
+    assert back.state in ("queued", "starting", "running") and back.supervisor_pid and back.supervisor_start, back
     ends = [wait_for_state(p, TERMINAL, timeout=300) for p in paths]
     assert [e["state"] for e in ends] == ["finished", "finished"]
     first, second = sorted(ends, key=lambda s: s["started_at"])
