@@ -242,6 +242,34 @@ def stop_agreed(stop: StopRequested, world_size: int) -> bool:
     return bool(flag.item())
 
 
+# What one trainer.log line shows per logged step, in this order: (metric, label).
+LOG_LINE_METRICS = (
+    ("loss", "loss"), ("rewards/margins", "margin"), ("rewards/accuracies", "acc"),
+    ("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("grad_norm", "grad"), ("learning_rate", "lr"),
+)
+
+
+def log_line(step: int, max_steps: int | None, logs: dict[str, Any]) -> str:
+    """One readable trainer.log line for a logged step (events.jsonl keeps every metric).
+
+    Replaces transformers' PrinterCallback, which printed the whole metrics dict as a Python repr:
+    unreadable in ``tail -f trainer.log`` and in the monitor's log pane.
+    """
+    if "train_runtime" in logs:
+        return (f"done: {logs.get('train_runtime', 0):.1f} s, {logs.get('train_steps_per_second', 0):.2f} steps/s, "
+                f"mean train loss {logs.get('train_loss', float('nan')):.4f}")
+    prefix = "eval_" if any(k.startswith("eval_") for k in logs) else ""
+    parts = [f"step {step}/{max_steps}" if max_steps else f"step {step}"]
+    if prefix:
+        parts.append("eval")
+    for key, label in LOG_LINE_METRICS:
+        value = logs.get(prefix + key)
+        if isinstance(value, (int, float)):
+            spec = {"learning_rate": ".2e", "rewards/accuracies": ".2f"}.get(key, ".4g")
+            parts.append(f"{label} {value:{spec}}")
+    return "  ".join(parts)
+
+
 def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) -> list[Any]:
     """The TrainerCallbacks that stream events, guard against NaN, stop gracefully and pace checkpoints."""
     from transformers import TrainerCallback
@@ -294,7 +322,8 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
             if not state.is_world_process_zero or not logs:
                 return
-            logs = dict(logs)  # PrinterCallback pops keys from the shared dict
+            logs = dict(logs)  # other callbacks may pop keys from the shared dict
+            print(log_line(state.global_step, state.max_steps, logs), flush=True)
             if "train_runtime" in logs:  # the end-of-training summary
                 reporter.emit(ev.LOG, step=state.global_step, epoch=state.epoch, metrics=logs, summary=True)
                 return
@@ -473,6 +502,10 @@ def build_trainer(config: RunConfig, reporter: Reporter, stop: StopRequested, tr
         peft_config=peft_config,
         callbacks=build_callbacks(reporter, stop, config),
     )
+    # Our callback prints one readable line per log (log_line); the default printer's dict repr would double it.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     install_save_fault(trainer)
     return trainer
 

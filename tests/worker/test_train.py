@@ -53,6 +53,26 @@ def test_run_to_the_end(trained_run: Run) -> None:
     assert sum(margins[-5:]) / 5 > sum(margins[:5]) / 5
 
 
+def test_trainer_log_has_one_readable_line_per_step(trained_run: Run) -> None:
+    # transformers' PrinterCallback (a dict repr per step) is replaced by log_line; events.jsonl keeps every metric.
+    lines = trained_run.log_path.read_text().splitlines()
+    steps = [line for line in lines if line.startswith("step ")]
+    assert len([line for line in steps if " eval " not in line]) == 30
+    assert steps[-1].startswith("step 30/30  loss ") and "  margin " in steps[-1] and "  acc " in steps[-1]
+    assert any(line.startswith("done: ") and "steps/s" in line for line in lines)
+    assert not any(line.startswith("{'") for line in lines), "the default dict printer is still on"
+
+
+def test_log_line_formats() -> None:
+    from dpo_tui.worker.train import log_line
+
+    logs = {"loss": 0.61987, "rewards/margins": 0.15243, "rewards/accuracies": 1.0, "learning_rate": 1.667e-05, "epoch": 0.5}
+    assert log_line(30, 30, logs) == "step 30/30  loss 0.6199  margin 0.1524  acc 1.00  lr 1.67e-05"
+    assert log_line(6, None, {"eval_loss": 0.69, "eval_rewards/margins": 0.01}) == "step 6  eval  loss 0.69  margin 0.01"
+    summary = log_line(30, 30, {"train_runtime": 5.151, "train_steps_per_second": 5.824, "train_loss": 0.6514})
+    assert summary == "done: 5.2 s, 5.82 steps/s, mean train loss 0.6514"
+
+
 def test_runs_json_lists_the_run(trained_run: Run, session_runs_root: Path) -> None:
     proc = run_cli("runs", "--runs-dir", str(session_runs_root), "--json", check=True)
     rows = {r["id"]: r for r in json.loads(proc.stdout)}
