@@ -178,3 +178,18 @@ async def test_monitor_messages_load_then_redraw(ui_root: Path, make_run) -> Non
         assert "HistoryLoaded" in seen and "StatusRead" in seen
         assert seen.index("HistoryLoaded") < seen.index("Redrawn")
         assert screen.history.step == 8
+
+
+async def test_log_tail_shows_the_newest_lines_one_per_row(ui_root: Path, make_run) -> None:
+    # trainer.log lines are longer than the pane is wide: wrapped, they pushed the newest lines out of view.
+    path = make_run(RUN, learning_events(6, max_steps=30), state="running")
+    long_tail = " ".join(f"metric{i} 0.{i:04d}" for i in range(20))
+    (path / "trainer.log").write_text("".join(f"step {s}/30  loss 0.69  {long_tail}\n" for s in range(1, 7)))
+    app = DpoTuiApp(make_services(ui_root), initial_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = await open_monitor(pilot, app)
+        tail = screen.query_one("#log-tail")
+        rows = [line for line in screen_text(app).splitlines() if line.lstrip().startswith("step ") and "loss 0.69" in line]
+        assert [row.split()[1] for row in rows] == [f"{s}/30" for s in range(7 - tail.size.height, 7)]
+        assert all(row.rstrip().endswith("…") for row in rows)  # cut, not wrapped

@@ -114,7 +114,11 @@ def tail_lines(raw: bytes, limit: int) -> list[str]:
 
 
 class TextPanel(Widget):
-    """Renders a :class:`rich.text.Text` the parent hands it (no wrapping: one line per row)."""
+    """Renders a :class:`rich.text.Text` the parent hands it.
+
+    Long lines wrap unless the panel's rule in app.tcss sets ``text-wrap: nowrap`` (Textual styles the
+    rendered text; a ``no_wrap`` flag on the Text itself is not honoured).
+    """
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -129,8 +133,6 @@ class TextPanel(Widget):
         return self._text.plain
 
     def render(self) -> Text:
-        self._text.no_wrap = True
-        self._text.overflow = "ellipsis"
         return self._text
 
 
