@@ -78,7 +78,7 @@ class GpuInventory:
 
     def visible(self) -> list[GpuInfo]:
         """The GPUs this process may use (see :func:`cuda_visible_ids`), in NVML order."""
-        ids = set(cuda_visible_ids(len(self.gpus)))
+        ids = set(cuda_visible_ids(len(self.gpus), [g.uuid for g in self.gpus]))
         return [g for g in self.gpus if g.index in ids]
 
     def free_bytes(self, indices: list[int] | None = None, count: int = 1) -> int | None:
@@ -89,29 +89,57 @@ class GpuInventory:
         return min(g.memory_free for g in chosen) if chosen else None
 
 
-def cuda_visible_ids(count: int | None) -> list[int]:
+def cuda_visible_ids(count: int | None, uuids: list[str | None] | None = None) -> list[int]:
     """The NVML indices that ``CUDA_VISIBLE_DEVICES`` leaves usable, out of ``count`` GPUs.
 
     dpo-tui numbers GPUs as NVML does (the picker, ``--gpus``, lock names), and the supervisor hands
-    the chosen ones to the trainer through ``CUDA_VISIBLE_DEVICES``. An operator who started the
-    console with ``CUDA_VISIBLE_DEVICES=4,5`` has excluded the others: they are not offered. Unset:
-    every GPU. ``count=None`` (NVML unavailable) trusts the variable as given. As in CUDA, the list
-    ends at the first invalid entry (``-1`` hides everything); UUID or MIG entries cannot be mapped to
-    NVML indices without NVML, so they stand for the first GPUs, one each.
+    the chosen ones to the trainer through ``CUDA_VISIBLE_DEVICES`` with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    (NVML's order). An operator who started the console with ``CUDA_VISIBLE_DEVICES=4,5`` has excluded
+    the others: they are not offered. Unset: every GPU. ``count=None`` (NVML unavailable) trusts the
+    variable as given. As in CUDA, the list ends at the first invalid entry (``-1`` hides everything).
+    ``GPU-<uuid>`` entries (a unique prefix is enough, as in CUDA) map through ``uuids``, NVML's UUID of
+    each index. Without them, and for MIG slices (not whole GPUs), each entry stands for the next GPU.
     """
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is None:
         return list(range(count or 0))
     items = [item.strip() for item in env.split(",")]
-    if any(item.startswith(("GPU-", "MIG-")) for item in items):
+    if uuids is not None and not any(uuids):
+        uuids = None  # NVML gave no UUIDs: nothing to map them through
+    if any(item.startswith("MIG-") for item in items) or (uuids is None and any(i.startswith("GPU-") for i in items)):
         return list(range(min(len(items), count if count is not None else len(items))))
     ids: list[int] = []
     for item in items:
-        if not item.isdigit() or (count is not None and int(item) >= count):
+        if item.startswith("GPU-") and uuids is not None:
+            matches = [i for i, uuid in enumerate(uuids) if uuid and uuid.startswith(item)]
+            if len(matches) != 1:
+                break
+            index = matches[0]
+        elif item.isdigit() and (count is None or int(item) < count):
+            index = int(item)
+        else:
             break
-        if int(item) not in ids:
-            ids.append(int(item))
+        if index not in ids:
+            ids.append(index)
     return ids
+
+
+def nvml_uuids() -> list[str | None] | None:
+    """NVML's UUID of each GPU, in index order; None without NVML (no driver, no library, disabled)."""
+    nvml = _init_nvml()
+    if nvml is None:
+        return None
+    try:
+        count = int(nvml.nvmlDeviceGetCount())
+    except Exception:  # noqa: BLE001 - a driver in a bad state reads as no GPU
+        return None
+    uuids: list[str | None] = []
+    for index in range(count):
+        try:
+            uuids.append(_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index))))
+        except Exception:  # noqa: BLE001
+            uuids.append(None)
+    return uuids
 
 
 def current_user() -> str:

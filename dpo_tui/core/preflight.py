@@ -16,28 +16,14 @@ from .config import RunConfig, looks_like_hub_id
 from .errors import Problem, UserError
 
 
-def nvml_gpu_count() -> int | None:
-    """GPUs the driver reports; None without NVML (no driver, no library, no GPU)."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return int(pynvml.nvmlDeviceGetCount())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # noqa: BLE001 - no driver, no library: CPU only
-        return None
-
-
 def visible_gpu_ids() -> list[int]:
     """NVML indices of the GPUs this process may use (``CUDA_VISIBLE_DEVICES`` narrows them). [] on CPU."""
-    from .gpus import cuda_visible_ids
+    from .gpus import cuda_visible_ids, nvml_uuids
 
-    count = nvml_gpu_count()
-    if count is None and os.environ.get("CUDA_VISIBLE_DEVICES") is None:
+    uuids = nvml_uuids()
+    if uuids is None and os.environ.get("CUDA_VISIBLE_DEVICES") is None:
         return []
-    return cuda_visible_ids(count)
+    return cuda_visible_ids(len(uuids) if uuids is not None else None, uuids)
 
 
 def visible_gpu_count() -> int:

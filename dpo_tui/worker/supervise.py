@@ -238,6 +238,9 @@ class Supervisor:
         env = dict(os.environ)
         gpu_ids = [k[3:] for k in keys if k.startswith("gpu")]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids) if gpu_ids else ""
+        # The ids are NVML indices (PCI bus order); CUDA's default order (fastest first) can differ on a
+        # box with mixed GPU models, and the trainer would land on a card the operator did not pick.
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env["PYTHONUNBUFFERED"] = "1"

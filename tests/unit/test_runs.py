@@ -298,3 +298,18 @@ def test_cuda_visible_devices_narrows_nvml_indices(monkeypatch: pytest.MonkeyPat
             check_devices(_config(gpus=[0]), ids)
         check_devices(_config(gpus=[3]), ids)
     assert describe_ids([0, 1, 2, 3]) == "0–3" and describe_ids([4, 5]) == "4,5"
+
+
+@pytest.mark.parametrize(
+    ("env", "ids"),
+    [("GPU-cc,GPU-aa", [2, 0]), ("GPU-cc33", [2]), ("GPU-cc,GPU-zz,GPU-aa", [2]), ("GPU-a", []), ("1,GPU-dd", [1, 3]),
+     ("MIG-0f1e", [0])],
+)
+def test_cuda_visible_uuids_map_through_nvml(monkeypatch: pytest.MonkeyPatch, env: str, ids: list[int]) -> None:
+    """GPU-<uuid> entries (unique prefixes, as CUDA takes them) name NVML indices; an unknown or ambiguous one ends the list."""
+    from dpo_tui.core.gpus import cuda_visible_ids
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", env)
+    uuids = ["GPU-aa11", "GPU-ab22", "GPU-cc33", "GPU-dd44"]
+    assert cuda_visible_ids(4, uuids) == ids
+    assert cuda_visible_ids(4, [None] * 4) == list(range(min(4, len(env.split(",")))))  # no UUIDs known: positional
