@@ -94,9 +94,9 @@ def queue_position(phase: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def state_cell(summary: RunSummary, phase: str | None = None) -> Text:
+def state_cell(summary: RunSummary) -> Text:
     state = summary.state + ("?" if summary.stalled else "")
-    position = queue_position(phase) if summary.state == "queued" else None
+    position = queue_position(summary.phase) if summary.state == "queued" else None
     if position is not None:
         state = f"queued #{position}"
     style = {
@@ -140,14 +140,14 @@ def run_seconds(summary: RunSummary, now: float) -> float | None:
     return now - summary.started_at if summary.state in ACTIVE else None
 
 
-def row_cells(summary: RunSummary, now: float, phase: str | None = None, selected: bool = False) -> list[Any]:
+def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[Any]:
     progress = f"{summary.step}/{summary.max_steps}" if summary.max_steps else (str(summary.step) if summary.step else "–")
     acc = "–" if summary.accuracy is None else f"{summary.accuracy:.2f}"
     age = duration(now - summary.created_at) if summary.created_at else "–"
     return [
         Text(SELECTED_MARK, style="bold") if selected else "",
         summary.id,
-        state_cell(summary, phase),
+        state_cell(summary),
         progress,
         metric(summary.loss),
         metric(summary.margin),
@@ -164,7 +164,7 @@ def row_cells(summary: RunSummary, now: float, phase: str | None = None, selecte
     ]
 
 
-def detail_text(summary: RunSummary | None, now: float, phase: str | None = None) -> Text:
+def detail_text(summary: RunSummary | None, now: float) -> Text:
     if summary is None:
         return Text("")
     if summary.error:
@@ -172,8 +172,8 @@ def detail_text(summary: RunSummary | None, now: float, phase: str | None = None
     parts = [f"{summary.id}: {summary.state}"]
     if summary.kind and summary.state in ("failed", "crashed", "stopped"):
         parts[0] += f" ({summary.kind})"
-    if summary.state == "queued" and phase:
-        parts[0] = f"{summary.id}: {phase.replace('queued: ', 'queued, ', 1)}"
+    if summary.state == "queued" and summary.phase:  # the phase holds the queue position
+        parts[0] = f"{summary.id}: {summary.phase.replace('queued: ', 'queued, ', 1)}"
     if summary.message and summary.state in ("failed", "crashed"):
         parts.append(summary.message)
     if summary.hint and summary.state in RESUMABLE:
@@ -266,20 +266,16 @@ class RunsScreen(ConsoleScreen):
     ]
 
     class RunsListed(Message):
-        def __init__(self, summaries: list[RunSummary], error: str | None = None, phases: dict[str, str] | None = None,
-                     generation: int = 0) -> None:
+        def __init__(self, summaries: list[RunSummary], error: str | None = None, generation: int = 0) -> None:
             super().__init__()
             self.summaries = summaries
             self.error = error
-            self.phases = phases or {}
             self.generation = generation
             """Which refresh this answers: a listing started earlier never replaces a later one."""
 
     def __init__(self) -> None:
         super().__init__()
         self.summaries: dict[str, RunSummary] = {}
-        self.phases: dict[str, str] = {}
-        """status.json ``phase`` of queued runs (their queue position)."""
         self.listed = False
         self.error: str | None = None
         self.selected: set[str] = set()
@@ -349,8 +345,7 @@ class RunsScreen(ConsoleScreen):
         # ``exclusive`` cannot interrupt a thread: a slow listing may still be running when a newer
         # one (after a delete, say) starts, so each listing carries its generation and the lister
         # is used by one thread at a time.
-        from ...core.fsutil import read_json
-        from ...core.runs import STATUS_FILE, RunLister
+        from ...core.runs import RunLister
 
         with self._lister_lock:
             if self._lister is None:
@@ -363,16 +358,7 @@ class RunsScreen(ConsoleScreen):
             except OSError as exc:
                 self.post_message(self.RunsListed([], f"cannot read {root}: {exc.strerror or exc}", generation=generation))
                 return
-        phases: dict[str, str] = {}
-        for summary in summaries:
-            if summary.state == "queued":  # only queued runs: the phase holds their queue position
-                try:
-                    phase = read_json(summary.path / STATUS_FILE).get("phase")
-                except (OSError, ValueError, AttributeError):
-                    continue
-                if isinstance(phase, str) and phase:
-                    phases[summary.id] = phase
-        self.post_message(self.RunsListed(summaries, phases=phases, generation=generation))
+        self.post_message(self.RunsListed(summaries, generation=generation))
 
     @on(RunsListed)
     def _runs_listed(self, message: RunsListed) -> None:
@@ -380,7 +366,6 @@ class RunsScreen(ConsoleScreen):
             return  # an older listing that finished late
         self._shown_generation = max(self._shown_generation, message.generation)
         self.summaries = {s.id: s for s in message.summaries}
-        self.phases = message.phases
         self.error = message.error
         self.listed = True
         self.selected &= set(self.summaries)
@@ -413,7 +398,7 @@ class RunsScreen(ConsoleScreen):
         now = self.app.services.clock()  # type: ignore[attr-defined]
         table = self.query_one("#runs-table", DataTable)
         highlighted = self.highlighted_id
-        rows = [(s.id, row_cells(s, now, self.phases.get(s.id), s.id in self.selected)) for s in self.visible()]
+        rows = [(s.id, row_cells(s, now, s.id in self.selected)) for s in self.visible()]
         order = [run_id for run_id, _ in rows]
         id_width = max([COLUMNS[1][2], *(min(48, len(run_id)) for run_id in order)])
         with self.app.batch_update():
@@ -470,8 +455,7 @@ class RunsScreen(ConsoleScreen):
 
     def _show_detail(self) -> None:
         summary = self.highlighted
-        phase = self.phases.get(summary.id) if summary else None
-        self.query_one("#runs-detail", TextPanel).show(detail_text(summary, self.app.services.clock(), phase))  # type: ignore[attr-defined]
+        self.query_one("#runs-detail", TextPanel).show(detail_text(summary, self.app.services.clock()))  # type: ignore[attr-defined]
 
     @property
     def highlighted_id(self) -> str | None:
