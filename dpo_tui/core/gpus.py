@@ -9,6 +9,7 @@ Indices are NVML's (physical order), which is what ``CUDA_VISIBLE_DEVICES`` sele
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -142,8 +143,10 @@ def nvml_uuids() -> list[str | None] | None:
     return uuids
 
 
+@functools.cache
 def current_user() -> str:
-    """This login's user name (what psutil reports as a process's owner)."""
+    """This login's user name (what psutil reports as a process's owner); looked up once, since
+    ``getpass`` may fall back to a passwd (LDAP) lookup and the form asks on every keystroke."""
     import getpass
 
     try:

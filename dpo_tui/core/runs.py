@@ -637,7 +637,7 @@ def prepare_resume(run: Run) -> Checkpoint:
     return ckpt
 
 
-def check_resume_devices(run: Run, visible: int | None = None) -> None:
+def check_resume_devices(run: Run) -> None:
     """A resumed run gets the same world size as before (its config is frozen), so the GPUs it
     trained on must be there: sharded optimizer states (ZeRO, FSDP) only load into as many ranks as
     saved them, and a DDP run on fewer GPUs would silently change the effective batch size. Refuse
@@ -648,7 +648,7 @@ def check_resume_devices(run: Run, visible: int | None = None) -> None:
     if not started or started.get("device") != "cuda":
         return  # trained on the CPU: gloo processes need no GPU
     config = run.config()
-    ids = visible_gpu_ids() if visible is None else list(range(visible))
+    ids = visible_gpu_ids()
     count = len(ids)
     world = int(started.get("world_size") or config.nproc)
     if count < world:

@@ -242,10 +242,11 @@ def stop_agreed(stop: StopRequested, world_size: int) -> bool:
     return bool(flag.item())
 
 
-# What one trainer.log line shows per logged step, in this order: (metric, label).
+# What one trainer.log line shows per logged step, in this order: (metric, label, format).
 LOG_LINE_METRICS = (
-    ("loss", "loss"), ("rewards/margins", "margin"), ("rewards/accuracies", "acc"),
-    ("rewards/chosen", "chosen"), ("rewards/rejected", "rejected"), ("grad_norm", "grad"), ("learning_rate", "lr"),
+    ("loss", "loss", ".4g"), ("rewards/margins", "margin", ".4g"), ("rewards/accuracies", "acc", ".2f"),
+    ("rewards/chosen", "chosen", ".4g"), ("rewards/rejected", "rejected", ".4g"), ("grad_norm", "grad", ".4g"),
+    ("learning_rate", "lr", ".2e"),
 )
 
 
@@ -262,10 +263,9 @@ def log_line(step: int, max_steps: int | None, logs: dict[str, Any]) -> str:
     parts = [f"step {step}/{max_steps}" if max_steps else f"step {step}"]
     if prefix:
         parts.append("eval")
-    for key, label in LOG_LINE_METRICS:
+    for key, label, spec in LOG_LINE_METRICS:
         value = logs.get(prefix + key)
         if isinstance(value, (int, float)):
-            spec = {"learning_rate": ".2e", "rewards/accuracies": ".2f"}.get(key, ".4g")
             parts.append(f"{label} {value:{spec}}")
     return "  ".join(parts)
 

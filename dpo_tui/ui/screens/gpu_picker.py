@@ -75,18 +75,14 @@ class GpuPickerDialog(ModalScreen[list[int] | None]):
     def __init__(self, inventory: Any, picked: list[int], nproc: int, strategy: str, user: str | None = None) -> None:
         super().__init__()
         self.inventory = inventory
+        has_gpus = inventory is not None and getattr(inventory, "gpus", None)
+        self.gpus: list[Any] = inventory.visible() if has_gpus else []
+        """The GPUs on offer: those CUDA_VISIBLE_DEVICES leaves to this console (the inventory is a snapshot)."""
         usable = {g.index for g in self.gpus}
         self.picked = sorted(set(picked) & usable)  # a GPU typed in the form that is not here is dropped
         self.nproc = nproc
         self.strategy = strategy
         self.user = user
-
-    @property
-    def gpus(self) -> list[Any]:
-        """The GPUs on offer: those CUDA_VISIBLE_DEVICES leaves to this console."""
-        if self.inventory is None or not getattr(self.inventory, "gpus", None):
-            return []
-        return self.inventory.visible()
 
     def hidden_note(self) -> str:
         hidden = [g.index for g in self.inventory.gpus if g not in self.gpus] if self.gpus else []
@@ -97,8 +93,8 @@ class GpuPickerDialog(ModalScreen[list[int] | None]):
             yield Label("Devices for this run", id="gpus-title")
             if self.gpus:
                 yield Label("space picks · a picks the idle ones · enter uses them · esc cancels", id="gpus-hint")
-                if self.hidden_note():
-                    yield Label(self.hidden_note(), id="gpus-hidden")
+                if hidden := self.hidden_note():
+                    yield Label(hidden, id="gpus-hidden")
                 table: DataTable[Any] = DataTable(id="gpus-table", cursor_type="row", zebra_stripes=True)
                 for key, label, width in COLUMNS:
                     table.add_column(label, key=key, width=width)
