@@ -91,7 +91,7 @@ async def test_cpu_only_machine_explains_instead_of_listing(ui_root: Path) -> No
         assert exp.config is not None and exp.config.gpus == [] and exp.config.nproc == 1
 
 
-def test_header_reads_the_real_inventory_fields() -> None:
+def test_header_reads_the_real_inventory_fields(monkeypatch) -> None:  # noqa: ANN001
     """The header and the VRAM bar read ``core.gpus.GpuInfo`` as NVML fills it (memory_free/memory_total)."""
     from dpo_tui.ui.widgets.header import gpu_summary
 
@@ -100,6 +100,8 @@ def test_header_reads_the_real_inventory_fields() -> None:
     assert gpu_summary(fake_inventory(5)) == "5 GPUs 355/400G free"
     assert gpu_summary(fake_inventory(0)) == "CPU only · RAM 100/128G free"
     assert gpu_summary(None) == "GPUs: …"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # the header counts what the console may use
+    assert gpu_summary(fake_inventory(2, SHARED)) == "GPU1 59.0/80.0G free"
 
 
 async def test_gpus_hidden_by_cuda_visible_devices_are_not_offered(ui_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -170,7 +170,6 @@ def test_small_formatters() -> None:
 
 def test_summary_log_does_not_erase_the_last_point() -> None:
     from dpo_tui.core.events import RunHistory
-    from dpo_tui.ui.screens.monitor import chartable
 
     events = [
         {"type": "log", "step": 1, "metrics": {"loss": 0.69}},
@@ -178,7 +177,7 @@ def test_summary_log_does_not_erase_the_last_point() -> None:
         {"type": "log", "step": 2, "summary": True, "metrics": {"train_loss": 0.6, "train_runtime": 3.0}},
     ]
     history = RunHistory()
-    history.apply(chartable(events))
+    history.apply(events)  # RunHistory keeps the summary log aside itself
     assert history.series["loss"] == [(1, 0.69), (2, 0.5)]
 
 

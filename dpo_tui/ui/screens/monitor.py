@@ -55,17 +55,6 @@ from ..widgets.run_panels import (
 )
 from .base import ConsoleScreen
 
-
-def chartable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Drop the trainer's end-of-training summary log (``summary: true``: train_runtime, train_loss…).
-
-    It carries the last step number, and RunHistory treats a log at a step as superseding that
-    step, so folding it would erase the real last point of every curve. (Reported for
-    core.events; harmless once RunHistory skips summary logs itself.)
-    """
-    return [e for e in events if not (e.get("type") == ev.LOG and e.get("summary"))]
-
-
 LOG_TAIL_BYTES = 16384
 PREVIEW_ABOVE_BYTES = 8 << 20
 STATUS_EVERY_S = 1.0
@@ -234,7 +223,7 @@ class MonitorScreen(ConsoleScreen):
                 batch = reader.read_new(max_bytes=READ_CHUNK)
                 if not batch:
                     break
-                history.apply(chartable(batch))
+                history.apply(batch)
         except OSError as exc:  # unreadable log: show what was read; the status line says the rest
             self.post_message(Notice("Monitor", f"Cannot read {events_path}: {exc.strerror or exc}", "error"))
         self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started)))
@@ -306,7 +295,7 @@ class MonitorScreen(ConsoleScreen):
         if self.reader is not None and self.loaded:
             events = self.reader.read_new(max_bytes=READ_CHUNK)
             if events:
-                self.history.apply(chartable(events))
+                self.history.apply(events)
                 newest = events[-1].get("t")
                 self._newest_t = newest if isinstance(newest, (int, float)) else self._newest_t
                 self._dirty = True

@@ -16,11 +16,12 @@ MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"
 def gpu_summary(inventory: Any) -> str:
     """``GPU0 71.2/79.6G free`` for one GPU, ``4 GPUs 301/320G free`` for several, or the CPU/RAM line.
 
-    ``inventory`` is a ``core.gpus.GpuInventory`` (None until the first read).
+    ``inventory`` is a ``core.gpus.GpuInventory`` (None until the first read). Only the GPUs this
+    console may use count, as in the picker: ``CUDA_VISIBLE_DEVICES`` hides the others.
     """
     if inventory is None:
         return "GPUs: …"
-    gpus = list(inventory.gpus or [])
+    gpus = inventory.visible()
     if not gpus:
         avail, total = inventory.ram_available, inventory.ram_total
         ram = f" · RAM {avail / GIB:.0f}/{total / GIB:.0f}G free" if avail and total else ""
