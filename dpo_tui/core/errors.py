@@ -56,3 +56,14 @@ class UserError(Exception):
         if self.hint:
             lines.append(f"Hint: {self.hint}")
         return "\n".join(lines)
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's text (its class name when it has none), at most ``limit`` chars.
+
+    Operators see one line; the full text and traceback belong in a log.
+    """
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
