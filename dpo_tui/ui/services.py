@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from textual.dom import DOMNode
+
     from ..core.runs import Run
 
 
@@ -108,6 +110,14 @@ def root_label(services: Services, width: int | None = None) -> str:
         keep = max(1, width - 1)
         label = label[: keep // 3] + "…" + label[len(label) - (keep - keep // 3):]
     return label
+
+
+def services_of(node: DOMNode) -> Services:
+    """The console's :class:`Services`, typed, from any screen or widget mounted in the console app."""
+    services = getattr(node.app, "services", None)
+    if not isinstance(services, Services):
+        raise RuntimeError(f"{type(node).__name__} is mounted outside the dpo-tui console app (no services)")
+    return services
 
 
 def default_services(runs_root: Path) -> Services:

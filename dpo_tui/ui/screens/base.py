@@ -12,8 +12,15 @@ from typing import Any
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from ..services import Services, services_of
+
 
 class ConsoleScreen(Screen[Any]):
+    @property
+    def services(self) -> Services:
+        """The console's injected dependencies (runs root, clock, launcher, ...), typed."""
+        return services_of(self)
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR:
             return
