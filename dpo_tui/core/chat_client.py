@@ -154,11 +154,15 @@ class ChatClient:
         python: str | None = None,
         env: dict[str, str] | None = None,
         extra_args: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> None:
+        """``command`` replaces ``python -m dpo_tui.worker.chat`` (tests run a fake worker with it);
+        ``extra_args`` are appended either way."""
         self.log_path = Path(log_path) if log_path else None
         self.python = python or sys.executable
         self.env = env
         self.extra_args = list(extra_args or [])
+        self.command = list(command) if command else [self.python, "-m", "dpo_tui.worker.chat"]
         self.proc: subprocess.Popen[bytes] | None = None
         self._events: queue.Queue[Any] = queue.Queue()
         self._reader: threading.Thread | None = None
@@ -192,7 +196,7 @@ class ChatClient:
         self.exited = None
         self._events = queue.Queue()
         self.proc = subprocess.Popen(
-            [self.python, "-m", "dpo_tui.worker.chat", *self.extra_args],
+            [*self.command, *self.extra_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from textual.dom import DOMNode
 
+    from ..core.chat_client import ChatClient
     from ..core.runs import Run
 
 
@@ -55,6 +56,12 @@ def _make_ladder(root: Path, config: Any, betas: list[float], group: str) -> lis
     return make_ladder(root, config, betas, group)
 
 
+def _chat_client(**kwargs: Any) -> ChatClient:
+    from ..core.chat_client import ChatClient
+
+    return ChatClient(**kwargs)
+
+
 def _load_settings() -> Any:
     try:
         from ..core import settings
@@ -85,6 +92,9 @@ class Services:
     """Lists local models (``core.models.discover_models``)."""
     load_settings: Callable[[], Any] = _load_settings
     """Operator settings (``core.settings.load_settings``), or None."""
+    chat_client: Callable[..., ChatClient] = _chat_client
+    """Makes the chat screen's (not yet started) worker client: ``ChatClient(log_path=...)``; tests give
+    one that runs a fake worker."""
     root_label: str | None = None
     """How the runs root is shown (default: its path); snapshot tests fix it."""
     poll_interval: float = 0.1

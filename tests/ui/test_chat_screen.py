@@ -1,8 +1,10 @@
-"""The chat screen with the real chat worker (a subprocess on the tiny model, CPU).
+"""The chat screen, driving a fake chat worker (``tests/support/fake_chat_worker.py``, a real subprocess).
 
 The console opens in the chat mode with a run preselected (what ``c`` on a run does); the tests
 type prompts, wait for the streamed answers, and check the panes, the conversations, the keys
-(greedy, re-ask, reward, judgements) and how a crashed worker is shown and restarted.
+(greedy, re-ask, reward, judgements) and how a crashed worker is shown and restarted. The fake
+speaks the real protocol with canned answers, so these tests need no torch; one test (the
+snapshot, marked ``ml``) runs the real worker on the bundled tiny model.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +20,42 @@ import pytest
 from uikit import make_services, screen_text
 
 from dpo_tui.core import chat_protocol as P
+from dpo_tui.core.chat_client import ChatClient
 from dpo_tui.core.config import build_config
 from dpo_tui.core.runs import Run, RunStatus, create_run
+from tests.support.fake_chat_worker import fake_worker_command, write_fake_assets
 from tests.worker.test_chat_support import ChatAssets, build_assets
 
 RUN_ID = "20251126-212000-tiny-chat-b0.1"
 SIZE = (120, 36)
 
 
+@dataclass
+class FakeAssets:
+    """Model and adapter folders the fake worker accepts (configs only, no weights)."""
+
+    base: Path
+    adapter_a: Path
+    adapter_b: Path
+    adapter_other: Path
+
+
+@pytest.fixture
+def assets(tmp_path: Path) -> FakeAssets:
+    f = write_fake_assets(tmp_path / "chat-assets")
+    return FakeAssets(f["base"], f["adapter-a"], f["adapter-b"], f["adapter-other"])
+
+
 @pytest.fixture(scope="session")
-def assets(tmp_path_factory) -> ChatAssets:
+def real_assets(tmp_path_factory) -> ChatAssets:
     return build_assets(tmp_path_factory.mktemp("chat-assets"))
 
 
-def make_adapter_run(root: Path, assets: ChatAssets, run_id: str = RUN_ID, adapter: Path | None = None,
+def fake_client(**kwargs: Any) -> ChatClient:
+    return ChatClient(command=fake_worker_command(), **kwargs)
+
+
+def make_adapter_run(root: Path, assets: Any, run_id: str = RUN_ID, adapter: Path | None = None,
                      model: Path | None = None, beta: float = 0.1) -> Run:
     """A finished LoRA run folder whose adapter/ is one of the test adapters."""
     run = create_run(root, build_config({"model": str(model or assets.base), "beta": beta}), run_id=run_id)
@@ -40,15 +65,16 @@ def make_adapter_run(root: Path, assets: ChatAssets, run_id: str = RUN_ID, adapt
     return run
 
 
-def chat_app(root: Path, run_id: str | None = RUN_ID):
+def chat_app(root: Path, run_id: str | None = RUN_ID, real_worker: bool = False):
     from dpo_tui.ui.app import DpoTuiApp
 
-    app = DpoTuiApp(make_services(root), initial_mode="chat")
+    services = make_services(root) if real_worker else make_services(root, chat_client=fake_client)
+    app = DpoTuiApp(services, initial_mode="chat")
     app.chat_run_id = run_id
     return app
 
 
-async def wait_for(pilot: Any, condition, timeout: float = 120.0, what: str = "") -> None:
+async def wait_for(pilot: Any, condition, timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -79,7 +105,7 @@ async def ask(pilot: Any, prompt: str) -> Any:
     box.focus()
     box.value = prompt
     await pilot.press("enter")
-    await wait_for(pilot, lambda: screen.turn is not None and screen.turn.done, what="the reply")
+    await wait_for(pilot, lambda: screen.session.turn is not None and screen.session.turn.done, what="the reply")
     await pilot.pause(0.2)
     return screen
 
@@ -92,14 +118,15 @@ async def test_two_panes_stream_one_reply_each(ui_root, assets):
         screen = await ready(pilot)
         panes = screen.panes
         assert [p.border_title for p in panes] == [f"base · {Path(screen.base_path).name}", f"{RUN_ID} · β 0.1"]
+        assert screen._client.command == fake_worker_command()
         assert screen.model_info["chat_template"] == "model"
         await ask(pilot, "What is the capital of Kenya?")
-        turn = screen.turn
+        turn = screen.session.turn
         assert turn.done and not turn.failed and sorted(turn.sides) == [0, 1]
         for i, pane in enumerate(panes):
             assert pane.answer_text == turn.sides[i]["text"], "what streamed is the whole answer"
-            assert screen.histories[i][0] == {"role": "user", "content": "What is the capital of Kenya?"}
-            assert screen.histories[i][1]["role"] == "assistant"
+            assert screen.session.histories[i][0] == {"role": "user", "content": "What is the capital of Kenya?"}
+            assert screen.session.histories[i][1]["role"] == "assistant"
         assert screen.gen_mode == "batched"
         text = screen_text(app)
         assert "› What is the capital of Kenya?" in text and "tok" in text
@@ -108,7 +135,7 @@ async def test_two_panes_stream_one_reply_each(ui_root, assets):
         assert tokens, "tokens are streamed, not only the final answer"
         # a second prompt continues each side's own conversation
         await ask(pilot, "And of Chile?")
-        assert [len(h) for h in screen.histories] == [4, 4]
+        assert [len(h) for h in screen.session.histories] == [4, 4]
 
 
 async def test_greedy_reask_reward_and_judgement(ui_root, assets):
@@ -119,24 +146,23 @@ async def test_greedy_reask_reward_and_judgement(ui_root, assets):
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
         await pilot.press("ctrl+g")
-        assert screen.settings.greedy
+        assert screen.session.settings.greedy
         await ask(pilot, "What is the capital of Kenya?")
-        first = [screen.turn.sides[i]["text"] for i in (0, 1)]
-        seed = screen.settings.seed
+        first = [screen.session.turn.sides[i]["text"] for i in (0, 1)]
+        seed = screen.session.settings.seed
         await pilot.press("ctrl+r")
-        await wait_for(pilot, lambda: screen.turn.done, what="the re-asked reply")
+        await wait_for(pilot, lambda: screen.session.turn.done, what="the re-asked reply")
         await pilot.pause(0.2)
-        assert screen.settings.seed == seed + 1
-        assert [screen.turn.sides[i]["text"] for i in (0, 1)] == first, "greedy ignores the seed"
-        assert [len(h) for h in screen.histories] == [2, 2], "re-ask replaces the last answer"
+        assert screen.session.settings.seed == seed + 1
+        assert [screen.session.turn.sides[i]["text"] for i in (0, 1)] == first, "greedy ignores the seed"
+        assert [len(h) for h in screen.session.histories] == [2, 2], "re-ask replaces the last answer"
         await pilot.press("ctrl+t")
-        await wait_for(pilot, lambda: len(screen.turn.rewards) == 2, what="the rewards")
+        await wait_for(pilot, lambda: len(screen.session.turn.rewards) == 2, what="the rewards")
         await pilot.pause(0.1)
-        rewards = screen.turn.rewards
+        rewards = screen.session.turn.rewards
         assert rewards[1]["reward"] > rewards[0]["reward"], "the tuned answer has the higher implicit reward"
         assert "reward" in screen_text(app)
-        if first[0] == first[1] or not all(t.strip() for t in first):
-            pytest.skip("identical or empty answers cannot be judged (random-weight stand-in model)")
+        assert first[0] != first[1] and all(t.strip() for t in first)
         await pilot.press("f8")  # right (tuned) is better
         path = P.judgements_path(ui_root, str(assets.base))
         rows = [json.loads(x) for x in path.read_text().splitlines()]
@@ -154,12 +180,11 @@ async def test_multi_turn_judgement_is_conversational(ui_root, assets):
     app = chat_app(ui_root)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
-        screen.settings.greedy = True
+        screen.session.settings.greedy = True
         await ask(pilot, "What is the capital of Kenya?")
         await ask(pilot, "Are you sure?")
-        texts = [screen.turn.sides[i]["text"].strip() for i in (0, 1)]
-        if texts[0] == texts[1] or not all(texts):
-            pytest.skip("identical or empty answers cannot be judged (random-weight stand-in model)")
+        texts = [screen.session.turn.sides[i]["text"].strip() for i in (0, 1)]
+        assert texts[0] != texts[1] and all(texts)
         await pilot.press("f7")
     path = P.judgements_path(ui_root, str(assets.base), conversational=True)
     row = json.loads(path.read_text())
@@ -183,7 +208,7 @@ async def test_crash_is_shown_and_restart_recovers(ui_root, assets):
         screen = await ready(pilot)
         assert screen._client.pid != old_pid
         await ask(pilot, "Hello")
-        assert sorted(screen.turn.sides) == [0, 1]
+        assert sorted(screen.session.turn.sides) == [0, 1]
 
 
 async def test_adapter_for_another_base_is_refused_with_a_message(ui_root, assets):
@@ -202,7 +227,7 @@ async def test_open_chat_from_another_mode_preselects_the_run(ui_root, assets):
 
     make_adapter_run(ui_root, assets)
     other = make_adapter_run(ui_root, assets, run_id="20251126-222000-tiny-chat-b0.5", adapter=assets.adapter_b, beta=0.5)
-    app = DpoTuiApp(make_services(ui_root), initial_mode="runs")
+    app = DpoTuiApp(make_services(ui_root, chat_client=fake_client), initial_mode="runs")
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause(0.2)
         app.open_chat(other.id)
@@ -210,11 +235,11 @@ async def test_open_chat_from_another_mode_preselects_the_run(ui_root, assets):
         assert [a.label for a in screen.tuned] == [other.id]
         assert screen.tuned[0].beta == 0.5
         await ask(pilot, "Hello")
-        assert sorted(screen.turn.sides) == [0, 1]
+        assert sorted(screen.session.turn.sides) == [0, 1]
         app.open_chat(RUN_ID)  # another run: the same worker swaps the adapter
         await wait_for(pilot, lambda: [a.label for a in screen.tuned] == [RUN_ID] and screen.state == "ready"
-                       and screen._loaded.keys() == {screen.tuned[0].adapter_name}, what="the adapter swap")
-        assert screen.histories == [[], []]
+                       and screen.session.loaded.keys() == {screen.tuned[0].adapter_name}, what="the adapter swap")
+        assert screen.session.histories == [[], []]
 
 
 async def test_no_run_means_an_empty_chat_with_a_hint(ui_root):
@@ -227,17 +252,19 @@ async def test_no_run_means_an_empty_chat_with_a_hint(ui_root):
         assert "Ctrl+O" in screen_text(app)
 
 
-def test_chat_screen_snapshot(ui_root, assets, snap_compare):
-    if not assets.real_sample:
+@pytest.mark.ml
+def test_chat_screen_snapshot(ui_root, real_assets, snap_compare):
+    """The one chat UI test on the real torch worker: the screen as the tiny model answers."""
+    if not real_assets.real_sample:
         pytest.skip("the snapshot shows sample_data/tiny-chat's answers; build it with `make sample`")
-    make_adapter_run(ui_root, assets, adapter=assets.adapter_zero)  # deterministic: the base's own greedy answer
-    app = chat_app(ui_root)
+    make_adapter_run(ui_root, real_assets, adapter=real_assets.adapter_zero)  # deterministic: the base's own greedy answer
+    app = chat_app(ui_root, real_worker=True)
 
     async def run_before(pilot: Any) -> None:
         screen = await ready(pilot)
         await wait_for(pilot, lambda: app.gpu_inventory is not None, what="the header")
         screen.show_timings = False
-        screen.settings.greedy = True
+        screen.session.settings.greedy = True
         screen._refresh_lines()
         await ask(pilot, "What is the capital of Kenya?")
         await pilot.pause(0.5)

@@ -7,7 +7,7 @@ prompt becomes one request for N sides, answered in one batched generation.
 
 Data flow (nothing here imports torch):
 
-- :meth:`_start_worker` spawns the worker through :class:`ChatClient` (pipes, stderr to
+- :meth:`_start_worker` spawns the worker through ``Services.chat_client`` (a :class:`ChatClient`: pipes, stderr to
   ``<runs root>/.logs/chat-worker.log``, own process group) and starts a thread worker,
   :meth:`_pump`, that reads its events, merges token events per side, and posts them as
   :class:`ChatScreen.WorkerEvents` at most every 50 ms (a non-token event is posted at once).
@@ -16,12 +16,17 @@ Data flow (nothing here imports torch):
   from the UI thread (one short line; the worker reads them on a thread of its own).
 - Popping the screen (or quitting) cancels the pump, which closes the worker: ``shutdown``, then
   SIGTERM and SIGKILL to its process group if it lingers.
+
+What the session remembers (conversations, the newest turn, requests in flight, judgements) is a
+plain :class:`~dpo_tui.ui.chat_session.ChatSession`; the dialogs are in ``chat_dialogs.py``; the
+styles in ``dpo_tui/ui/app.tcss``. The worker client comes from ``Services.chat_client``, so tests
+run a fake worker (``tests/support/fake_chat_worker.py``) that speaks the same protocol.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,19 +35,20 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Footer, Input, Label, SelectionList, Static
-from textual.widgets.selection_list import Selection
+from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
 from ...core import chat_protocol as P
 from ...core.chat_client import AdapterChoice, ChatClient
+from ..chat_session import ChatSession
 from ..widgets.chat_pane import ChatPane
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
+from .base import ConsoleScreen
+from .chat_dialogs import ChatSettingsDialog, ChatSidesDialog
 
 FLUSH_S = 0.05
 """Token events are merged and posted at most this often (the Markdown stream renders ~20/s)."""
@@ -89,21 +95,7 @@ def _merge(batch: list[dict[str, Any]], ev: dict[str, Any]) -> None:
     batch.append(dict(ev))
 
 
-@dataclass
-class Turn:
-    """The newest exchange: the prompt, and each side's answer once it is done."""
-
-    request_id: str
-    prompt: str
-    sides: dict[int, dict[str, Any]] = field(default_factory=dict)
-    done: bool = False
-    cancelled: bool = False
-    failed: bool = False
-    judged: bool = False
-    rewards: dict[int, dict[str, Any]] = field(default_factory=dict)
-
-
-class ChatScreen(Screen[None]):
+class ChatScreen(ConsoleScreen):
     """Base and tuned models side by side. Keys: re-ask, greedy, reward, judge, sides, settings."""
 
     BINDINGS = [
@@ -121,46 +113,38 @@ class ChatScreen(Screen[None]):
         Binding("f9", "restart_worker", "Restart", id="chat.restart", tooltip="Restart the chat worker"),
     ]
 
-    DEFAULT_CSS = """
-    ChatScreen #chat-title {
-        background: $boost;
-    }
-    ChatScreen.-crashed #chat-title, ChatScreen.-error #chat-title {
-        color: $error;
-        text-style: bold;
-    }
-    ChatScreen #chat-panes {
-        height: 1fr;
-    }
-    ChatScreen #chat-empty {
-        width: 1fr;
-        height: 1fr;
-        padding: 1 2;
-        color: $text-muted;
-    }
-    ChatScreen #chat-settings {
-        color: $text-muted;
-    }
-    ChatScreen #chat-input {
-        margin: 0 0;
-    }
-    """
 
     @dataclass
     class WorkerEvents(Message):
-        """Events from the chat worker (token events merged per side)."""
+        """Events from the chat worker, in order (consecutive token events of one side merged).
+
+        Posted by the :meth:`_pump` thread worker, at most every ``FLUSH_S`` while tokens stream and
+        at once for any other event.
+        """
 
         events: list[dict[str, Any]]
         generation: int
+        """Which worker start they come from: events of a worker restarted since are dropped."""
 
     @dataclass
     class SidesChosen(Message):
+        """What to chat with: a base model and the tuned adapters beside it.
+
+        Posted by the :meth:`_resolve_run` and :meth:`_list_choices` thread workers once they found
+        a run's adapter, and on the UI thread by :meth:`set_adapters` and the sides dialog.
+        """
+
         base_path: str
         model: str
         adapters: list[AdapterChoice]
 
     @dataclass
     class ChoicesListed(Message):
+        """Every adapter in the runs root, for the sides dialog (or why they cannot be listed).
+
+        Posted by the :meth:`_list_choices` and :meth:`_resolve_run` thread workers when they finish.
+        """
+
         choices: list[AdapterChoice]
         error: str | None = None
 
@@ -174,23 +158,15 @@ class ChatScreen(Screen[None]):
         self.base_path: str | None = None
         self.model_spec = ""
         self.tuned: list[AdapterChoice] = []
-        self.histories: list[list[dict[str, str]]] = []
-        self.settings = P.GenerationSettings(max_new_tokens=256)
-        self.show_rewards = False
+        self.session = ChatSession()
         self.state = "off"
         """off · starting · loading · ready · busy · crashed · error"""
         self.detail = ""
         self.model_info: dict[str, Any] = {}
         self.memory: dict[str, Any] = {}
         self.gen_mode = ""
-        self.turn: Turn | None = None
-        self.last_prompt: str | None = None
-        self.judgements_file: Path | None = None
-        self.judged_rows = 0
         self._client: ChatClient | None = None
         self._generation = 0
-        self._pending: dict[str, tuple[str, Any]] = {}
-        self._loaded: dict[str, str] = {}  # adapter name -> path, as the worker has them
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -226,12 +202,7 @@ class ChatScreen(Screen[None]):
 
     @property
     def runs_root(self) -> Path:
-        services = getattr(self.app, "services", None)
-        if services is not None:
-            return Path(services.runs_root)
-        from ...core.paths import runs_root
-
-        return runs_root()
+        return Path(self.services.runs_root)
 
     @property
     def panes(self) -> list[ChatPane]:
@@ -239,7 +210,7 @@ class ChatScreen(Screen[None]):
 
     @property
     def busy(self) -> bool:
-        return self.turn is not None and not self.turn.done
+        return self.session.busy
 
     # --- choosing what to chat with ---------------------------------------------------------------
     def set_run(self, run_id: str | None) -> None:
@@ -307,11 +278,9 @@ class ChatScreen(Screen[None]):
 
     async def configure(self, base_path: str, model: str, adapters: list[AdapterChoice]) -> None:
         """Show the base and ``adapters``; load into the worker whatever it lacks."""
-        if self.busy and self._client is not None:
-            self._client.cancel(self.turn.request_id)
+        self._cancel_turn()
         new_base = base_path != self.base_path
         self.base_path, self.model_spec, self.tuned = base_path, model, list(adapters)
-        self.judgements_file = None
         await self._rebuild_panes()
         if self._client is None or not self._client.alive():
             self._start_worker()
@@ -319,31 +288,30 @@ class ChatScreen(Screen[None]):
         if new_base:
             self._load_model()
         wanted = {a.adapter_name: str(a.path) for a in self.tuned}
-        for name in list(self._loaded):
+        loaded = self.session.loaded
+        for name in list(loaded):
             if name not in wanted:
                 self._send({"op": P.UNLOAD_ADAPTER, "name": name}, "unload_adapter", name)
-                self._loaded.pop(name, None)
+                loaded.pop(name, None)
         for a in self.tuned:
-            if self._loaded.get(a.adapter_name) != str(a.path):
+            if loaded.get(a.adapter_name) != str(a.path):
                 self._load_adapter(a)
         self._refresh_lines()
 
     async def _rebuild_panes(self) -> None:
         container = self.query_one("#chat-panes", Horizontal)
         await container.remove_children()
-        self.turn = None
-        self.last_prompt = None
         if self.base_path is None:
+            self.session.reset(0)
             await container.mount(Static(self._empty_text(), id="chat-empty"))
-            self.histories = []
             return
         base_name = "tiny-chat" if self.model_spec == "sample" else Path(self.base_path).name or self.base_path
         panes = [ChatPane(f"base · {base_name}", kind="base", id="chat-pane-0")]
         for i, a in enumerate(self.tuned, 1):
             beta = f" · β {a.beta:g}" if a.beta is not None else ""
             panes.append(ChatPane(f"{a.label}{beta}", kind="tuned", id=f"chat-pane-{i}"))
+        self.session.reset(len(panes))
         await container.mount_all(panes)
-        self.histories = [[] for _ in panes]
         self.refresh_bindings()
 
     # --- the worker -------------------------------------------------------------------------------
@@ -354,14 +322,10 @@ class ChatScreen(Screen[None]):
         if old is not None:
             old.close(timeout=1.0)
         self._generation += 1
-        self._pending.clear()
-        self._loaded.clear()
+        self.session.worker_restarted()
         self.model_info = {}
         self.memory = {}
-        if self.turn is not None and not self.turn.done:
-            self.turn.done = self.turn.failed = True
-        log = self.runs_root / ".logs" / "chat-worker.log"
-        client = ChatClient(log_path=log)
+        client = self.services.chat_client(log_path=self.runs_root / ".logs" / "chat-worker.log")
         try:
             client.start()
         except OSError as exc:
@@ -399,7 +363,7 @@ class ChatScreen(Screen[None]):
         if client is None:
             return None
         rid = client.send(request)
-        self._pending[rid] = (purpose, data)
+        self.session.track(rid, purpose, data)
         return rid
 
     def _load_model(self) -> None:
@@ -426,14 +390,14 @@ class ChatScreen(Screen[None]):
             self.refresh_bindings()  # the footer recomposes on this: only when a key's availability changed
 
     def _availability(self) -> tuple[bool, ...]:
-        return (self.busy, self._can_judge(), bool(self.tuned), bool(self.last_prompt), self.base_path is not None)
+        return (self.busy, self.session.can_judge(), bool(self.tuned), bool(self.session.last_prompt),
+                self.base_path is not None)
 
     async def _handle(self, ev: dict[str, Any]) -> None:
         kind = ev.get("type")
         rid = ev.get("id")
-        purpose, data = self._pending.get(rid, ("", None)) if rid else ("", None)
-        if kind in P.TERMINAL_FOR_REQUEST and rid:
-            self._pending.pop(rid, None)
+        turn = self.session.turn
+        purpose, data = self.session.answer(ev)
         if "memory" in ev and isinstance(ev["memory"], dict):
             self.memory = ev["memory"]
         panes = self.panes
@@ -446,7 +410,7 @@ class ChatScreen(Screen[None]):
             if ev.get("chat_template") == "plain":
                 self.detail = "no chat template: plain format"
         elif kind == P.ADAPTER_LOADED:
-            self._loaded[str(ev.get("name"))] = str(ev.get("path"))
+            self.session.loaded[str(ev.get("name"))] = str(ev.get("path"))
             if not ev.get("mixable"):
                 self.notify(f"{ev.get('name')}: {ev.get('why_not_mixable')}; its side is answered after the others.",
                             title="Chat", markup=False)
@@ -456,16 +420,16 @@ class ChatScreen(Screen[None]):
             self.gen_mode = str(ev.get("mode", ""))
         elif kind == P.TOKEN:
             side = int(ev.get("side", -1))
-            if self.turn is not None and rid == self.turn.request_id and 0 <= side < len(panes):
+            if turn is not None and rid == turn.request_id and 0 <= side < len(panes):
                 await panes[side].append(str(ev.get("text", "")))
         elif kind == P.SIDE_DONE:
             await self._side_done(ev, panes)
         elif kind == P.DONE:
-            if self.turn is not None and rid == self.turn.request_id:
-                self.turn.done = True
-                self.turn.cancelled = bool(ev.get("cancelled"))
+            if turn is not None and rid == turn.request_id:
+                turn.done = True
+                turn.cancelled = bool(ev.get("cancelled"))
                 self._set_state("ready")
-                if self.show_rewards and not self.turn.cancelled:
+                if self.session.show_rewards and not turn.cancelled:
                     self._request_rewards()
         elif kind == P.SCORES:
             self._show_rewards(ev, data)
@@ -477,12 +441,9 @@ class ChatScreen(Screen[None]):
             await self._crashed(ev)
 
     async def _side_done(self, ev: dict[str, Any], panes: list[ChatPane]) -> None:
-        turn = self.turn
-        side = int(ev.get("side", -1))
-        if turn is None or ev.get("id") != turn.request_id or not 0 <= side < len(panes):
+        if len(panes) != len(self.session.histories) or not self.session.side_done(ev):
             return
-        turn.sides[side] = ev
-        pane = panes[side]
+        pane = panes[int(ev["side"])]
         text = str(ev.get("text", ""))
         if len(text) > len(pane.answer_text):  # anything the merged stream has not shown yet
             await pane.append(text[len(pane.answer_text):])
@@ -493,15 +454,6 @@ class ChatScreen(Screen[None]):
             note = "(empty answer)"
         await pane.finish_answer(note)
         pane.show_stats(side_stats(ev, self.show_timings))
-        if ev.get("finish_reason") != "cancelled":
-            self.histories[side].append({"role": "assistant", "content": text.strip()})
-        else:
-            self._drop_open_prompt(side)
-
-    def _drop_open_prompt(self, side: int) -> None:
-        history = self.histories[side]
-        if history and history[-1]["role"] == "user":
-            history.pop()
 
     async def _error(self, ev: dict[str, Any], purpose: str, data: Any) -> None:
         message = str(ev.get("message", "error"))
@@ -516,7 +468,7 @@ class ChatScreen(Screen[None]):
         elif purpose == "generate":
             await self._fail_turn(message)
         elif purpose == "score":
-            self.show_rewards = False
+            self.session.show_rewards = False
 
     async def _crashed(self, ev: dict[str, Any]) -> None:
         from ...core.chat_client import crash_message
@@ -525,20 +477,16 @@ class ChatScreen(Screen[None]):
         self._set_state("crashed", message)
         self.notify(f"{message}\nF9 restarts it; the log is {ev.get('log')}", title="Chat worker", severity="error",
                     markup=False, timeout=15)
-        self._pending.clear()
-        self._loaded.clear()
+        self.session.pending.clear()
+        self.session.loaded.clear()
         if self.busy:
             await self._fail_turn("the chat worker stopped")
 
     async def _fail_turn(self, message: str) -> None:
-        turn = self.turn
-        if turn is None or turn.done:
-            return
-        turn.done = turn.failed = True
-        for i, pane in enumerate(self.panes):
-            if i not in turn.sides:
-                await pane.finish_answer(f"(no answer: {message})", error=True)
-                self._drop_open_prompt(i)
+        panes = self.panes
+        for i in self.session.fail_turn():
+            if i < len(panes):
+                await panes[i].finish_answer(f"(no answer: {message})", error=True)
         if self.state == "busy":
             self._set_state("ready")
 
@@ -569,44 +517,29 @@ class ChatScreen(Screen[None]):
         if self.state in ("crashed", "error") or self._client is None:
             self.notify("The chat worker is not running: F9 restarts it.", title="Chat", severity="warning")
             return False
-        panes = self.panes
-        for i, pane in enumerate(panes):
-            self.histories[i].append({"role": "user", "content": prompt})
+        for pane in self.panes:
             await pane.add_prompt(prompt)
             await pane.start_answer()
             pane.show_stats("")
-        sides = [P.side(P.BASE, self.histories[0])]
-        sides += [P.side(a.adapter_name, self.histories[i]) for i, a in enumerate(self.tuned, 1)]
         rid = self._client.new_id("g")
-        self.turn = Turn(rid, prompt)
-        self.last_prompt = prompt
-        self._send(P.generate_request(rid, [dict(s, messages=list(s["messages"])) for s in sides], self.settings),
-                   "generate")
+        sides = self.session.start_turn(rid, prompt, self.tuned)
+        self._send(P.generate_request(rid, sides, self.session.settings), "generate")
         self._set_state("busy")
         self.refresh_bindings()
         return True
 
     # --- rewards ----------------------------------------------------------------------------------
     def _request_rewards(self) -> None:
-        turn = self.turn
-        if turn is None or not self.tuned or turn.failed:
-            return
-        items, where = [], []
-        for side in sorted(turn.sides):
-            adapter = self.tuned[side - 1] if side >= 1 else self.tuned[0]
-            if self._loaded.get(adapter.adapter_name) is None:
-                continue
-            items.append({"adapter": adapter.adapter_name, "beta": adapter.beta or 0.1,
-                          "ref": {"request": turn.request_id, "side": side}})
-            where.append((side, adapter))
+        items, where = self.session.reward_items(self.tuned)
         if items and self._client is not None:
-            self._send({"op": P.SCORE, "id": self._client.new_id("s"), "items": items}, "score", (turn, where))
+            self._send({"op": P.SCORE, "id": self._client.new_id("s"), "items": items}, "score",
+                       (self.session.turn, where))
 
     def _show_rewards(self, ev: dict[str, Any], data: Any) -> None:
         if not data:
             return
         turn, where = data
-        if turn is not self.turn:
+        if turn is not self.session.turn:
             return
         panes = self.panes
         for item, (side, adapter) in zip(ev.get("items", []), where, strict=False):
@@ -642,7 +575,7 @@ class ChatScreen(Screen[None]):
             if mem:
                 title.append(f" · {mem}")
         self.query_one("#chat-title", TextPanel).show(title)
-        s = self.settings
+        s = self.session.settings
         line = Text(" ")
         if s.greedy:
             line.append("greedy", style="bold")
@@ -653,9 +586,9 @@ class ChatScreen(Screen[None]):
             line.append(" · system prompt")
         if s.stop:
             line.append(f" · {len(s.stop)} stop")
-        line.append(" · reward " + ("on" if self.show_rewards else "off"))
-        if self.judged_rows:
-            line.append(f" · {self.judged_rows} judged")
+        line.append(" · reward " + ("on" if self.session.show_rewards else "off"))
+        if self.session.judged_rows:
+            line.append(f" · {self.session.judged_rows} judged")
         self.query_one("#chat-settings", TextPanel).show(line)
 
     # --- actions ------------------------------------------------------------------------------------
@@ -663,78 +596,62 @@ class ChatScreen(Screen[None]):
         if action == "stop":
             return True if self.busy else None
         if action == "reask":
-            return True if self.last_prompt and not self.busy and self.base_path else None
+            return True if self.session.last_prompt and not self.busy and self.base_path else None
         if action == "judge":
-            return True if self._can_judge() else None
+            return True if self.session.can_judge() else None
         if action == "toggle_rewards":
             return True if self.tuned else None
         if action in ("new_chat", "restart_worker"):
             return True if self.base_path else None
         return True
 
+    def _cancel_turn(self) -> None:
+        turn = self.session.turn
+        if self.busy and self._client is not None and turn is not None:
+            self._client.cancel(turn.request_id)
+
     def action_stop(self) -> None:
-        if self.busy and self._client is not None:
-            self._client.cancel(self.turn.request_id)
+        self._cancel_turn()
 
     async def action_reask(self) -> None:
-        if not self.last_prompt or self.busy:
+        prompt = self.session.prepare_reask()
+        if prompt is None:
             return
-        prompt = self.last_prompt
-        self.settings.seed += 1
-        turn = self.turn
-        for i, pane in enumerate(self.panes):
-            history = self.histories[i]
-            if turn is not None and i in turn.sides and history and history[-1]["role"] == "assistant":
-                history.pop()
-            if history and history[-1]["role"] == "user":
-                history.pop()
+        for pane in self.panes:
             await pane.drop_last_turn()  # ask() shows the prompt again
         await self.ask(prompt)
 
     def action_toggle_greedy(self) -> None:
-        self.settings.greedy = not self.settings.greedy
-        self.notify("Greedy: the most likely token, deterministic." if self.settings.greedy else
-                    f"Sampling at temperature {self.settings.temperature:g}, top-p {self.settings.top_p:g}.",
+        settings = self.session.settings
+        settings.greedy = not settings.greedy
+        self.notify("Greedy: the most likely token, deterministic." if settings.greedy else
+                    f"Sampling at temperature {settings.temperature:g}, top-p {settings.top_p:g}.",
                     title="Chat")
         self._refresh_lines()
 
     def action_toggle_rewards(self) -> None:
-        self.show_rewards = not self.show_rewards
-        if self.show_rewards and self.turn is not None and self.turn.done and not self.turn.cancelled:
+        session = self.session
+        session.show_rewards = not session.show_rewards
+        if session.show_rewards and session.turn is not None and session.turn.done and not session.turn.cancelled:
             self._request_rewards()
         self._refresh_lines()
 
-    def _can_judge(self) -> bool:
-        turn = self.turn
-        return (turn is not None and turn.done and not turn.cancelled and not turn.failed and not turn.judged
-                and len(self.panes) >= 2 and 0 in turn.sides and 1 in turn.sides
-                and all(str(turn.sides[i].get("text", "")).strip() for i in (0, 1)))
-
     def action_judge(self, side: int) -> None:
         """Save the newest prompt with side ``side`` (0 left, 1 right) as chosen, the other as rejected."""
-        if not self._can_judge():
+        if not self.session.can_judge():
             return
-        assert self.turn is not None
-        other = 1 - side
-        chosen = str(self.turn.sides[side].get("text", "")).strip()
-        rejected = str(self.turn.sides[other].get("text", "")).strip()
-        if chosen == rejected:
+        judgement = self.session.judgement(side, self.runs_root, self.model_spec or (self.base_path or "model"))
+        if judgement is None:
             self.notify("Both answers are the same: nothing to learn from this pair.", title="Chat", severity="warning")
             return
-        history = self.histories[side]
-        prompt_history = history[:-1] if history and history[-1]["role"] == "assistant" else history
-        row = P.judgement_row(prompt_history, chosen, rejected, self.settings.system_prompt)
-        path = P.judgements_path(self.runs_root, self.model_spec or (self.base_path or "model"), P.is_conversational(row))
         try:
-            P.append_judgement(path, row)
+            P.append_judgement(judgement.path, judgement.row)
         except OSError as exc:
-            self.notify(f"Cannot write {path}: {exc}", title="Chat", severity="error", markup=False)
+            self.notify(f"Cannot write {judgement.path}: {exc}", title="Chat", severity="error", markup=False)
             return
-        self.turn.judged = True
-        self.judgements_file = path
-        self.judged_rows += 1
+        self.session.judged()
         which = "left" if side == 0 else "right"
-        self.notify(f"Saved: {which} chosen → {path}", title="Judgement", markup=False)
+        self.notify(f"Saved: {which} chosen → {judgement.path}", title="Judgement", markup=False)
         self._refresh_lines()
         self.refresh_bindings()
 
@@ -744,19 +661,17 @@ class ChatScreen(Screen[None]):
     def action_settings(self) -> None:
         def done(settings: P.GenerationSettings | None) -> None:
             if settings is not None:
-                self.settings = settings
+                self.session.settings = settings
                 self._refresh_lines()
 
-        self.app.push_screen(ChatSettingsDialog(self.settings), done)
+        self.app.push_screen(ChatSettingsDialog(self.session.settings), done)
 
     async def action_new_chat(self) -> None:
-        if self.busy and self._client is not None:
-            self._client.cancel(self.turn.request_id)
-        for i, pane in enumerate(self.panes):
+        self._cancel_turn()
+        panes = self.panes
+        for pane in panes:
             await pane.clear()
-            self.histories[i] = []
-        self.turn = None
-        self.last_prompt = None
+        self.session.reset(len(panes))
         self.refresh_bindings()
 
     async def action_restart_worker(self) -> None:
@@ -766,192 +681,3 @@ class ChatScreen(Screen[None]):
             await self._fail_turn("the chat worker was restarted")
         self._start_worker()
         self.refresh_bindings()
-
-
-class ChatSidesDialog(ModalScreen[list[AdapterChoice] | None]):
-    """Pick the tuned sides: each run's final adapter and its checkpoints (all on one base model)."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Open")]
-    DEFAULT_CSS = """
-    ChatSidesDialog {
-        align: center middle;
-    }
-    ChatSidesDialog > Vertical {
-        width: 96;
-        max-width: 96%;
-        height: auto;
-        max-height: 90%;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
-    ChatSidesDialog #sides-title {
-        text-style: bold;
-    }
-    ChatSidesDialog SelectionList {
-        height: auto;
-        max-height: 20;
-    }
-    ChatSidesDialog #sides-error {
-        color: $error;
-        height: auto;
-    }
-    ChatSidesDialog #sides-buttons {
-        height: auto;
-        align-horizontal: right;
-    }
-    """
-
-    def __init__(self, choices: list[AdapterChoice], chosen: set[str]) -> None:
-        super().__init__()
-        self.choices = choices
-        self.chosen = chosen
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("Chat sides: pick adapters to compare with their base (Space toggles)", id="sides-title")
-            items = []
-            for i, c in enumerate(self.choices):
-                bits = [c.label]
-                if c.beta is not None:
-                    bits.append(f"β {c.beta:g}")
-                if c.rank:
-                    bits.append(f"r {c.rank}")
-                if c.state and c.state != "finished":
-                    bits.append(c.state)
-                bits.append(f"base {'tiny-chat' if c.model == 'sample' else Path(c.base_path).name}")
-                items.append(Selection("  ".join(bits), i, str(c.path) in self.chosen))
-            yield SelectionList[int](*items, id="sides-list")
-            yield Static("", id="sides-error")
-            with Horizontal(id="sides-buttons"):
-                yield Button("Cancel", id="sides-cancel")
-                yield Button("Open", variant="primary", id="sides-open")
-
-    def on_mount(self) -> None:
-        self.query_one(SelectionList).focus()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def action_confirm(self) -> None:
-        picked = [self.choices[i] for i in self.query_one(SelectionList).selected]
-        if not picked:
-            self.query_one("#sides-error", Static).update("Pick at least one adapter.")
-            return
-        bases = {c.base_path for c in picked}
-        if len(bases) > 1:
-            self.query_one("#sides-error", Static).update(
-                "These adapters were trained on different base models; side-by-side chat shares one base.")
-            return
-        self.dismiss(picked)
-
-    @on(Button.Pressed, "#sides-open")
-    def _open(self) -> None:
-        self.action_confirm()
-
-    @on(Button.Pressed, "#sides-cancel")
-    def _cancel(self) -> None:
-        self.dismiss(None)
-
-
-class ChatSettingsDialog(ModalScreen[P.GenerationSettings | None]):
-    """Generation settings for every side."""
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
-    DEFAULT_CSS = """
-    ChatSettingsDialog {
-        align: center middle;
-    }
-    ChatSettingsDialog > Vertical {
-        width: 72;
-        max-width: 96%;
-        height: auto;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
-    ChatSettingsDialog Horizontal {
-        height: auto;
-    }
-    ChatSettingsDialog Label.field {
-        width: 18;
-        padding: 1 0 0 0;
-    }
-    ChatSettingsDialog Input {
-        width: 1fr;
-    }
-    ChatSettingsDialog #settings-error {
-        color: $error;
-        height: auto;
-    }
-    ChatSettingsDialog #settings-buttons {
-        align-horizontal: right;
-    }
-    """
-    FIELDS = (
-        ("max_new_tokens", "max new tokens"),
-        ("temperature", "temperature"),
-        ("top_p", "top-p"),
-        ("seed", "seed"),
-        ("system_prompt", "system prompt"),
-        ("stop", "stop strings"),
-    )
-
-    def __init__(self, settings: P.GenerationSettings) -> None:
-        super().__init__()
-        self.settings = settings
-
-    def compose(self) -> ComposeResult:
-        s = self.settings
-        values = {"max_new_tokens": str(s.max_new_tokens), "temperature": f"{s.temperature:g}", "top_p": f"{s.top_p:g}",
-                  "seed": str(s.seed), "system_prompt": s.system_prompt, "stop": " | ".join(s.stop)}
-        with Vertical():
-            yield Label("Generation settings (stop strings separated by ' | ')", id="settings-title")
-            for key, label in self.FIELDS:
-                with Horizontal():
-                    yield Label(label, classes="field")
-                    yield FieldInput(values[key], id=f"set-{key}")
-            yield Static("", id="settings-error")
-            with Horizontal(id="settings-buttons"):
-                yield Button("Cancel", id="settings-cancel")
-                yield Button("Save", variant="primary", id="settings-save")
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
-    def _value(self, key: str) -> str:
-        return self.query_one(f"#set-{key}", Input).value.strip()
-
-    def _save(self) -> None:
-        error = self.query_one("#settings-error", Static)
-        try:
-            settings = P.GenerationSettings(
-                max_new_tokens=int(self._value("max_new_tokens")),
-                temperature=float(self._value("temperature")),
-                top_p=float(self._value("top_p")),
-                seed=int(self._value("seed")),
-                greedy=self.settings.greedy,
-                system_prompt=self.query_one("#set-system_prompt", Input).value,
-                stop=[x for x in (p.strip() for p in self._value("stop").split("|")) if x],
-            )
-        except ValueError as exc:
-            error.update(f"Not a number: {exc}")
-            return
-        problems = settings.problems()
-        if problems:
-            error.update("; ".join(problems))
-            return
-        self.dismiss(settings)
-
-    @on(Input.Submitted)
-    def _submitted(self) -> None:
-        self._save()
-
-    @on(Button.Pressed, "#settings-save")
-    def _save_pressed(self) -> None:
-        self._save()
-
-    @on(Button.Pressed, "#settings-cancel")
-    def _cancel_pressed(self) -> None:
-        self.dismiss(None)
-
