@@ -16,6 +16,17 @@ from ..core import chat_protocol as P
 from ..core.chat_client import AdapterChoice
 
 
+def merge_event(batch: list[dict[str, Any]], ev: dict[str, Any]) -> None:
+    """Append ``ev``, merging consecutive token events of the same request and side."""
+    if ev.get("type") == P.TOKEN and batch:
+        last = batch[-1]
+        if last.get("type") == P.TOKEN and last.get("id") == ev.get("id") and last.get("side") == ev.get("side"):
+            last["text"] += ev.get("text", "")
+            last["n"] = ev.get("n", last.get("n"))
+            return
+    batch.append(dict(ev))
+
+
 @dataclass
 class Turn:
     """The newest exchange: the prompt, and each side's answer once it is done."""

@@ -42,7 +42,8 @@ from textual.worker import get_current_worker
 
 from ...core import chat_protocol as P
 from ...core.chat_client import AdapterChoice, ChatClient
-from ..chat_session import ChatSession
+from ..chat_session import ChatSession, merge_event
+from ..chat_text import memory_text, settings_line, side_stats, title_line
 from ..widgets.chat_pane import ChatPane
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
@@ -52,47 +53,6 @@ from .chat_dialogs import ChatSettingsDialog, ChatSidesDialog
 
 FLUSH_S = 0.05
 """Token events are merged and posted at most this often (the Markdown stream renders ~20/s)."""
-
-
-def _mib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def memory_text(memory: dict[str, Any]) -> str:
-    """``GPU 1.21 GiB (peak 1.40 GiB)`` on CUDA, else ``RAM 380 MiB`` (the worker process)."""
-    if not memory:
-        return ""
-    if "cuda_allocated" in memory:
-        text = f"GPU {_mib(memory['cuda_allocated'])}"
-        if memory.get("cuda_peak"):
-            text += f" (peak {_mib(memory['cuda_peak'])})"
-        return text
-    return f"RAM {_mib(memory['rss'])}" if memory.get("rss") else ""
-
-
-def side_stats(done: dict[str, Any], timings: bool = True) -> Text:
-    """``23 tok · 310 tok/s · ttft 0.02s · eos`` for a finished side."""
-    text = Text()
-    text.append(f"{done.get('tokens', 0)} tok")
-    if timings and done.get("tokens_per_s"):
-        text.append(f" · {done['tokens_per_s']:.0f} tok/s")
-    if timings and done.get("ttft_s") is not None:
-        text.append(f" · ttft {done['ttft_s']:.2f}s")
-    reason = done.get("finish_reason")
-    if reason:
-        text.append(f" · {reason}", style="bold" if reason in ("length", "cancelled") else "")
-    return text
-
-
-def _merge(batch: list[dict[str, Any]], ev: dict[str, Any]) -> None:
-    """Append ``ev``, merging consecutive token events of the same request and side."""
-    if ev.get("type") == P.TOKEN and batch:
-        last = batch[-1]
-        if last.get("type") == P.TOKEN and last.get("id") == ev.get("id") and last.get("side") == ev.get("side"):
-            last["text"] += ev.get("text", "")
-            last["n"] = ev.get("n", last.get("n"))
-            return
-    batch.append(dict(ev))
 
 
 class ChatScreen(ConsoleScreen):
@@ -349,7 +309,7 @@ class ChatScreen(ConsoleScreen):
             while not worker.is_cancelled:
                 ev = client.recv(timeout=FLUSH_S)
                 if ev is not None:
-                    _merge(batch, ev)
+                    merge_event(batch, ev)
                 now = time.monotonic()
                 if batch and (ev is None or ev.get("type") != P.TOKEN or now - last >= FLUSH_S):
                     self.post_message(self.WorkerEvents(batch, generation))
@@ -555,41 +515,10 @@ class ChatScreen(ConsoleScreen):
     def _refresh_lines(self) -> None:
         if not self.is_mounted:
             return
-        title = Text()
-        if self.base_path is None:
-            title.append(" Chat · pick a run with Ctrl+O")
-        else:
-            name = "tiny-chat" if self.model_spec == "sample" else Path(self.base_path).name
-            title.append(f" base {name}", style="bold")
-            if self.model_info:
-                title.append(f" · {self.model_info.get('device')} {self.model_info.get('dtype')}")
-            title.append(f" · {len(self.tuned)} tuned" if len(self.tuned) != 1 else " · 1 tuned")
-            title.append(" · worker ")
-            style = {"crashed": "bold", "error": "bold", "busy": "bold"}.get(self.state, "")
-            title.append(self.state, style=style)
-            if self.detail:
-                title.append(f": {self.detail}")
-            if self.gen_mode and self.state in ("ready", "busy"):
-                title.append(f" · {self.gen_mode}")
-            mem = memory_text(self.memory) if self.show_timings else ""
-            if mem:
-                title.append(f" · {mem}")
+        title = title_line(self.base_path, self.model_spec, self.model_info, len(self.tuned), self.state, self.detail,
+                           self.gen_mode, memory_text(self.memory) if self.show_timings else "")
         self.query_one("#chat-title", TextPanel).show(title)
-        s = self.session.settings
-        line = Text(" ")
-        if s.greedy:
-            line.append("greedy", style="bold")
-        else:
-            line.append(f"sampling T {s.temperature:g} top-p {s.top_p:g}")
-        line.append(f" · seed {s.seed} · max {s.max_new_tokens} tokens")
-        if s.system_prompt:
-            line.append(" · system prompt")
-        if s.stop:
-            line.append(f" · {len(s.stop)} stop")
-        line.append(" · reward " + ("on" if self.session.show_rewards else "off"))
-        if self.session.judged_rows:
-            line.append(f" · {self.session.judged_rows} judged")
-        self.query_one("#chat-settings", TextPanel).show(line)
+        self.query_one("#chat-settings", TextPanel).show(settings_line(self.session))
 
     # --- actions ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
