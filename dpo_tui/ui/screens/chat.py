@@ -21,6 +21,9 @@ What the session remembers (conversations, the newest turn, requests in flight, 
 plain :class:`~dpo_tui.ui.chat_session.ChatSession`; the dialogs are in ``chat_dialogs.py``; the
 styles in ``dpo_tui/ui/app.tcss``. The worker client comes from ``Services.chat_client``, so tests
 run a fake worker (``tests/support/fake_chat_worker.py``) that speaks the same protocol.
+
+At ~600 lines this module is over the usual size: it is one controller (choosing sides, the worker's
+lifecycle, its events, the keys) whose parts all drive the same panes and session.
 """
 
 from __future__ import annotations
