@@ -1,6 +1,6 @@
 """Token statistics and the trainer-exact preview of preference pairs, without transformers.
 
-The rows come from :func:`dpo_tui.core.datasets.load_preference_data` (the same rows the trainer gets). They are
+The rows come from :func:`dpo_tui.core.data.load_preference_data` (the same rows the trainer gets). They are
 tokenized here exactly as TRL 1.16's ``DPOTrainer._prepare_dataset`` does it:
 
 - standard rows: ``eos_token`` is appended to chosen and rejected as text unless already there; prompt,
@@ -32,7 +32,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .datasets import DataReport, Finding, iter_preference_rows, percentiles
+from .data import DataReport, Finding, iter_preference_rows, percentiles
 from .errors import Problem, UserError
 
 __all__ = [

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.core.datasets import FINDING_CODES, check_data, load_preference_data
+from dpo_tui.core.data import FINDING_CODES, check_data, load_preference_data
 from dpo_tui.core.errors import UserError
 from dpo_tui.core.tokenstats import ChatTokenizer, TokenStats, add_token_stats, preview_pair
 
@@ -130,7 +130,7 @@ def test_token_stats_percentiles_truncation_drop_and_padding(tmp_path, tok):
      {"template-error": [1]}, {}),
 ])
 def test_token_findings(tok, case, rows, max_length, errors, warnings):
-    from dpo_tui.core.datasets import DataReport
+    from dpo_tui.core.data import DataReport
 
     rep = DataReport(source="x")
     add_token_stats(rep, None, tok, rows=list(enumerate(rows, 1)), max_length=max_length)
