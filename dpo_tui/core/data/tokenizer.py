@@ -244,9 +244,9 @@ class ChatTokenizer:
                 tools=None, documents=None, add_generation_prompt=add_generation_prompt, **self.special,
             )
         except jinja2.exceptions.TemplateError as exc:
-            raise TemplateError(str(exc)) from None
+            raise TemplateError(first_line(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a template is code; any failure is the template's
-            raise TemplateError(f"{type(exc).__name__}: {exc}") from None
+            raise TemplateError(f"{type(exc).__name__}: {first_line(exc)}") from None
 
     def encode_batch(self, texts: Sequence[str], add_special_tokens: bool) -> list[Any]:
         return self.tok.encode_batch(list(texts), add_special_tokens=add_special_tokens)
