@@ -3,7 +3,7 @@
 Generates a JSONL file of short standard rows, then measures, in this process:
 
 - baseline: read the file line by line and ``json.loads`` every line (the least any JSONL reader does);
-- lint:     ``dpo_tui.core.datasets.check_data`` (stream, decode, parse, detect shape, normalize, lint,
+- lint:     ``dpo_tui.core.data.check_data`` (stream, decode, parse, detect shape, normalize, lint,
             duplicate hashing, length statistics).
 
 Prints rows/s for both, their ratio, and PASS/FAIL against the budget. Best of ``--repeat`` runs each.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dpo_tui.core.datasets import check_data  # noqa: E402
+from dpo_tui.core.data import check_data  # noqa: E402
 
 BUDGET_ROWS_PER_S = 50_000
 

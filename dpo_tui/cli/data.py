@@ -93,7 +93,7 @@ def _no_action(parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ..core.datasets import check_data
+    from ..core.data import check_data
 
     column_map = parse_map(args.map)
     report = check_data(args.path, split=args.split, column_map=column_map)
@@ -119,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..core.datasets import load_preference_data, write_jsonl
+    from ..core.data import load_preference_data, write_jsonl
 
     out = Path(args.out)
     if out.exists() and not args.force:

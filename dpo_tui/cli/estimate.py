@@ -123,7 +123,7 @@ def padded_length_from_dataset(info: Any, config: Any, dataset: str, split: str 
             f"{info.name} has no tokenizer.json here, so the dataset's token lengths cannot be measured",
             hint="drop --dataset to assume every batch fills --max-length, or point --model at a folder with its tokenizer",
         )
-    from ..core.datasets import DataReport
+    from ..core.data import DataReport
     from ..core.tokenstats import ChatTokenizer, add_token_stats
 
     tokenizer = ChatTokenizer.from_dir(info.path)

@@ -114,7 +114,7 @@ def check_dataset(config: RunConfig):  # noqa: ANN201 - core.datasets.DataReport
 
     Streaming and cheap (≥ 50k rows/s); the trainer runs the same loader again on the same file.
     """
-    from .datasets import check_data
+    from .data import check_data
 
     dataset = config.resolved_dataset()
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")

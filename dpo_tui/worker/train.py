@@ -360,7 +360,7 @@ def load_data(config: RunConfig, reporter: Reporter) -> tuple[Any, Any, int]:
     """Load through the project's one loader (the same rows `dpo-tui data check` reports on)."""
     from datasets import Dataset
 
-    from ..core.datasets import load_preference_data
+    from ..core.data import load_preference_data
 
     loaded = load_preference_data(config.resolved_dataset(), split=config.dataset_split, column_map=config.column_map)
     report = loaded.report

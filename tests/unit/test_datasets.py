@@ -1,4 +1,4 @@
-"""Preference data loader and lint (dpo_tui.core.datasets): one case per shape and per bad input.
+"""Preference data loader and lint (dpo_tui.core.data): one case per shape and per bad input.
 
 Each bad-input case asserts the exact finding (code, severity) and its line numbers; the D-numbers refer to
 the bad-input catalogue in shared/docs/failure-modes.md §2.1.
@@ -10,11 +10,12 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 
-from dpo_tui.core.datasets import FINDING_CODES, check_data, load_preference_data
+from dpo_tui.core.data import FINDING_CODES, check_data, iter_preference_rows, load_preference_data
 from dpo_tui.core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -351,6 +352,34 @@ def test_hub_dataset_id_from_local_cache(tmp_path, monkeypatch):
         load_preference_data("someorg/missing")
 
 
+def test_offline_switch_stops_dataset_downloads(tmp_path, monkeypatch):
+    """DPO_TUI_OFFLINE turns the hub off for datasets too: a missing dataset is refused, never fetched."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DPO_TUI_OFFLINE", "1")
+    hub = types.ModuleType("huggingface_hub")
+
+    def snapshot_download(*args, **kwargs):
+        pytest.fail("a dataset was downloaded although DPO_TUI_OFFLINE is set")
+
+    hub.snapshot_download = snapshot_download
+    monkeypatch.setitem(sys.modules, "huggingface_hub", hub)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="not in the local Hugging Face cache.*DPO_TUI_OFFLINE"):
+        load_preference_data("someorg/prefs")
+
+
+def test_streamed_rows_come_from_the_chosen_split(tmp_path):
+    """A JSON object holding one list per split: the streamed rows (token stats, preview) are the split's."""
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps({"train": [GOOD], "test": [GOOD2]}))
+    assert load_preference_data(str(p), split="test").rows == [GOOD2]
+    assert [row for _, row in iter_preference_rows(str(p), split="test")] == [GOOD2]
+    assert [row for _, row in iter_preference_rows(str(p))] == [GOOD]
+    assert any("'test' list" in d for d in check_data(str(p), split="test").decisions)
+
+
 def test_missing_source_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="dataset not found"):
         load_preference_data(str(tmp_path / "nope.jsonl"))
@@ -399,7 +428,7 @@ def test_large_file_is_streamed(tmp_path):
         for i in range(60_000):
             fh.write(json.dumps(S(f"Question number {i} " + "x" * 1000 + "?\n", f"A{i}", f"B{i}")) + "\n")
     code = (
-        "import resource,sys\nfrom dpo_tui.core.datasets import check_data\n"
+        "import resource,sys\nfrom dpo_tui.core.data import check_data\n"
         "before=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "r=check_data(sys.argv[1]); assert r.ok and r.rows_usable==60000\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss-before)\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.core.datasets import FINDING_CODES, check_data, load_preference_data
+from dpo_tui.core.data import FINDING_CODES, check_data, load_preference_data
 from dpo_tui.core.errors import UserError
 from dpo_tui.core.tokenstats import ChatTokenizer, TokenStats, add_token_stats, preview_pair
 
@@ -130,7 +130,7 @@ def test_token_stats_percentiles_truncation_drop_and_padding(tmp_path, tok):
      {"template-error": [1]}, {}),
 ])
 def test_token_findings(tok, case, rows, max_length, errors, warnings):
-    from dpo_tui.core.datasets import DataReport
+    from dpo_tui.core.data import DataReport
 
     rep = DataReport(source="x")
     add_token_stats(rep, None, tok, rows=list(enumerate(rows, 1)), max_length=max_length)
@@ -217,3 +217,19 @@ def test_loaded_rows_feed_the_stats(tmp_path, tok):
     loaded = load_preference_data(str(p))
     res = add_token_stats(loaded.report, None, tok, rows=list(enumerate(loaded.rows, 1)))
     assert res["rows"] == 3
+
+
+def test_token_stats_and_preview_read_the_chosen_split(tmp_path, tok):
+    """A JSON object with one list per split: the counted rows and the previewed row are the split's."""
+    from dpo_tui.core.tokenstats import preview_from_source
+
+    train = {"prompt": "hello world\n", "chosen": "the sky is blue", "rejected": "no"}
+    test = {"prompt": "What is an atom?\n", "chosen": "An atom is the smallest unit of matter.", "rejected": "no"}
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps({"train": [train], "test": [test]}))
+    report = check_data(str(p), split="test")
+    add_token_stats(report, str(p), tok, split="test")
+    expected = tok.prepare([test])[0]
+    assert report.stats["tokens"]["prompt"]["max"] == len(expected.prompt_ids)
+    _, pv = preview_from_source(str(p), tok, split="test")
+    assert "atom" in "".join(text for text, _ in pv.chosen)

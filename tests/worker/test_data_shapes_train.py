@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.core.config import build_config
-from dpo_tui.core.datasets import load_preference_data
+from dpo_tui.core.data import load_preference_data
 from dpo_tui.core.runs import create_run
 from dpo_tui.core.tokenstats import ChatTokenizer
 from tests.conftest import run_cli, start_run, wait_for_state

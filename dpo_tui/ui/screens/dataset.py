@@ -171,7 +171,7 @@ class DatasetScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="dataset-load", exit_on_error=False, description="read the dataset")
     def _load(self, source: str) -> None:
         from ...core.config import resolve_dataset
-        from ...core.datasets import load_preference_data
+        from ...core.data import load_preference_data
 
         try:
             loaded = load_preference_data(resolve_dataset(source))
@@ -231,7 +231,7 @@ class DatasetScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="dataset-tokens", exit_on_error=False, description="count tokens")
     def _tokenize(self, source: str, model: str, max_length: int, batch_size: int) -> None:
         from ...core.config import resolve_dataset
-        from ...core.datasets import DataReport
+        from ...core.data import DataReport
         from ...core.tokenstats import ChatTokenizer, add_token_stats
 
         try:

@@ -1,0 +1,305 @@
+"""Record readers: turn each file of a source into ``(line or row number, record)`` pairs.
+
+JSON lines are streamed with a fast path for the common case (one UTF-8 value per line); JSON, CSV, Parquet
+and Arrow files are read as their formats allow. File-level problems (encoding, broken JSON, cut-off files)
+become findings; nothing here raises for bad data.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import UserError, first_line
+from .findings import Findings
+from .sources import Part
+
+NOT_PARSED = object()
+_SCAN_ONCE = json.JSONDecoder().scan_once  # the C scanner: (obj, end) for a value starting at an index
+
+
+class Reader:
+    """Turns a source part into (line, obj) pairs. ``obj`` is ``NOT_PARSED`` for rows already reported."""
+
+    def __init__(self, findings: Findings, max_row_bytes: int, multi: bool, *, split: str = "train",
+                 decisions: list[str] | None = None) -> None:
+        self.f = findings
+        self.max_row_bytes = max_row_bytes
+        self.multi = multi
+        self.split = split  # a JSON object holding one list per split gives this one's rows
+        self.decisions = decisions if decisions is not None else []  # what was decided about the layout
+        self.bytes = 0
+
+    def _file(self, part: Part) -> str | None:
+        return part.label if self.multi else None
+
+    def read(self, part: Part) -> Iterator[tuple[int, Any]]:
+        try:
+            size = part.path.stat().st_size
+        except OSError as exc:
+            raise UserError(f"cannot read {part.path}: {exc.strerror}") from None
+        self.bytes += size
+        if part.kind == "jsonl":
+            yield from self._jsonl(part)
+        elif part.kind == "json":
+            yield from self._json(part)
+        elif part.kind == "csv":
+            yield from self._csv(part)
+        elif part.kind == "parquet":
+            yield from self._parquet(part)
+        else:
+            yield from self._arrow(part)
+
+    def _open(self, part: Part):
+        try:
+            return open(part.path, "rb")  # noqa: SIM115
+        except OSError as exc:
+            raise UserError(f"cannot read {part.path}: {exc.strerror}") from None
+
+    def _jsonl(self, part: Part, fh=None, first_line: int = 1) -> Iterator[tuple[int, Any]]:
+        add = self.f.add
+        file = self._file(part)
+        loads = json.loads
+        cap = self.max_row_bytes
+        fh = fh or self._open(part)
+        with fh:
+            lineno = first_line - 1
+            pending_crlf = 0
+            scan = _SCAN_ONCE
+            for raw in fh:
+                lineno += 1
+                # fast path: one UTF-8 JSON value filling the line, ended by "\n"
+                if len(raw) <= cap:
+                    try:
+                        text = raw.decode("utf-8")
+                        obj, end = scan(text, 0)
+                    except (ValueError, StopIteration):
+                        pass
+                    else:
+                        if end == len(text) - 1 and text[end] == "\n":
+                            yield lineno, obj
+                            continue
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                    add("bom", "file starts with a UTF-8 byte-order mark; ignored", line=1, file=file)
+                if raw.endswith(b"\r\n"):
+                    if not pending_crlf:
+                        add("crlf", "CRLF (Windows) line endings; accepted", line=lineno, file=file)
+                    pending_crlf += 1
+                complete = raw.endswith(b"\n")
+                if len(raw) > cap:
+                    add("oversize", lambda n=len(raw): f"row is {n:,} bytes, above the {cap:,}-byte cap "
+                        "(one huge row multiplies the trainer's memory); shorten or remove it",
+                        line=lineno, file=file)
+                    yield lineno, NOT_PARSED
+                    continue
+                stripped = raw.strip()
+                if not stripped:
+                    add("blank-line", "blank line; skipped", line=lineno, file=file)
+                    continue
+                try:
+                    text = stripped.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad = stripped[exc.start]
+                    col = exc.start + 1 + (len(raw) - len(raw.lstrip()))
+                    add("utf8", f"not UTF-8 (byte 0x{bad:02X} at column {col}); re-encode the file as UTF-8",
+                        line=lineno, file=file)
+                    yield lineno, NOT_PARSED
+                    continue
+                try:
+                    obj = loads(text)
+                except ValueError as exc:
+                    msg = getattr(exc, "msg", str(exc))
+                    col = getattr(exc, "colno", None)
+                    if not complete:
+                        add("truncated", f"last line is cut off ({msg} at column {col}); the file was not "
+                            "written completely", line=lineno, file=file)
+                    else:
+                        add("json", f"invalid JSON: {msg} at column {col}", line=lineno, file=file)
+                    yield lineno, NOT_PARSED
+                    continue
+                yield lineno, obj
+
+    def _json(self, part: Part) -> Iterator[tuple[int, Any]]:
+        file = self._file(part)
+        fh = self._open(part)
+        data = fh.read()
+        fh.close()
+        if len(data.strip()) == 0:
+            return
+        bom = data.startswith(b"\xef\xbb\xbf")
+        if bom:
+            self.f.add("bom", "file starts with a UTF-8 byte-order mark; ignored", line=1, file=file)
+            data = data[3:]
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+            self.f.add("utf8", f"not UTF-8 (byte 0x{data[exc.start]:02X} at column {col}); re-encode the file "
+                       "as UTF-8", line=line, file=file)
+            return
+        if "\r\n" in text:
+            self.f.add("crlf", "CRLF (Windows) line endings; accepted", line=text.count("\n", 0, text.index("\r\n")) + 1,
+                       file=file)
+        start = len(text) - len(text.lstrip())
+        if start < len(text) and text[start] == "[":
+            yield from self._json_array(text, start, file)
+            return
+        dec = json.JSONDecoder()
+        try:
+            obj, end = dec.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            self.f.add("json", f"invalid JSON: {exc.msg} at column {exc.colno}", line=exc.lineno, file=file)
+            return
+        rest = text[end:].strip()
+        if rest and isinstance(obj, dict):
+            # JSON lines saved with a .json name
+            yield from self._jsonl(part, io.BytesIO(data), 1)
+            return
+        if rest:
+            line = text.count("\n", 0, end) + 1
+            self.f.add("json", "invalid JSON: extra data after the top-level value", line=line, file=file)
+            return
+        if isinstance(obj, dict):
+            split = self.split
+            if isinstance(obj.get(split), list) and not ({"chosen", "rejected"} & obj.keys()):
+                self.decisions.append(f"JSON object: rows read from its {split!r} list")
+                yield from enumerate(obj[split], 1)
+                return
+            lists = [(k, v) for k, v in obj.items() if isinstance(v, list) and v and isinstance(v[0], dict)]
+            if len(lists) == 1 and not ({"chosen", "rejected"} & obj.keys()):
+                key, rows = lists[0]
+                self.decisions.append(f"JSON object: rows read from its {key!r} list")
+                yield from enumerate(rows, 1)
+                return
+            yield 1, obj  # a single row
+            return
+        self.f.add("not-object", "the top-level JSON value is neither a list of rows nor an object", line=1,
+                   file=file)
+
+    def _json_array(self, text: str, start: int, file: str | None) -> Iterator[tuple[int, Any]]:
+        dec = json.JSONDecoder()
+        raw_decode = dec.raw_decode
+        ws = re.compile(r"[ \t\r\n]*")
+        pos = ws.match(text, start + 1).end()
+        line = 1 + text.count("\n", 0, pos)
+        last = pos
+        if pos < len(text) and text[pos] == "]":
+            return
+        while True:
+            line += text.count("\n", last, pos)
+            last = pos
+            try:
+                obj, end = raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                if exc.pos >= len(text.rstrip()):
+                    self.f.add("truncated", f"the file ends inside the list ({exc.msg}); it was not written "
+                               "completely", line=exc.lineno, file=file)
+                else:
+                    self.f.add("json", f"invalid JSON: {exc.msg} at column {exc.colno}", line=exc.lineno, file=file)
+                return
+            if end - pos > self.max_row_bytes:
+                self.f.add("oversize", f"row is {end - pos:,} characters, above the {self.max_row_bytes:,} cap; "
+                           "shorten or remove it", line=line, file=file)
+                obj = NOT_PARSED
+            yield line, obj
+            pos = ws.match(text, end).end()
+            if pos < len(text) and text[pos] == ",":
+                pos = ws.match(text, pos + 1).end()
+                continue
+            if pos < len(text) and text[pos] == "]":
+                return
+            lineno = text.count("\n", 0, pos) + 1
+            what = "the file ends inside the list" if pos >= len(text) else "expected ',' or ']'"
+            code = "truncated" if pos >= len(text) else "json"
+            self.f.add(code, f"invalid JSON: {what}", line=lineno, file=file)
+            return
+
+    def _csv(self, part: Part) -> Iterator[tuple[int, Any]]:
+        file = self._file(part)
+        fh = self._open(part)
+        with fh:
+            head = fh.read(3)
+            if head == b"\xef\xbb\xbf":
+                self.f.add("bom", "file starts with a UTF-8 byte-order mark; ignored", line=1, file=file)
+            else:
+                fh.seek(0)
+            text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+            reader = csv.reader(text)
+            try:
+                header = next(reader, None)
+                if header is None:
+                    return
+                header = [h.strip() for h in header]
+                prev = reader.line_num
+                for values in reader:
+                    line = prev + 1
+                    prev = reader.line_num
+                    if not any(v.strip() for v in values):
+                        self.f.add("blank-line", "blank line; skipped", line=line, file=file)
+                        continue
+                    if len(values) != len(header):
+                        self.f.add("type", f"row has {len(values)} cells but the header has {len(header)}",
+                                   line=line, file=file)
+                        yield line, NOT_PARSED
+                        continue
+                    yield line, {h: _csv_cell(v) for h, v in zip(header, values, strict=True)}
+            except UnicodeDecodeError as exc:
+                self.f.add("utf8", f"not UTF-8 (byte 0x{exc.object[exc.start]:02X}) after line {reader.line_num}; "
+                           "re-encode the file as UTF-8", line=reader.line_num + 1, file=file)
+            except csv.Error as exc:
+                self.f.add("json", f"invalid CSV: {first_line(exc)}", line=reader.line_num, file=file)
+
+    def _parquet(self, part: Part) -> Iterator[tuple[int, Any]]:
+        import pyarrow.parquet as pq
+
+        try:
+            pf = pq.ParquetFile(part.path)
+        except Exception as exc:  # noqa: BLE001
+            self.f.add("json", f"not a readable Parquet file: {first_line(exc)}", line=None, file=part.label)
+            return
+        n = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+
+    def _arrow(self, part: Part) -> Iterator[tuple[int, Any]]:
+        import pyarrow as pa
+
+        try:
+            source = pa.memory_map(str(part.path), "r")
+            try:
+                reader = pa.ipc.open_stream(source)
+            except pa.ArrowInvalid:
+                source = pa.memory_map(str(part.path), "r")
+                reader = pa.ipc.open_file(source)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            else:
+                batches = iter(reader)
+        except Exception as exc:  # noqa: BLE001
+            self.f.add("json", f"not a readable Arrow file: {first_line(exc)}", line=None, file=part.label)
+            return
+        n = 0
+        for batch in batches:
+            for row in batch.to_pylist():
+                n += 1
+                yield n, row
+
+
+def _csv_cell(value: str) -> Any:
+    """CSV cells are text; a cell holding a JSON list/object of messages is decoded."""
+    s = value.strip()
+    if s[:1] in ("[", "{") and s[-1:] in ("]", "}"):
+        try:
+            return json.loads(s)
+        except ValueError:
+            return value
+    return value
+
+
