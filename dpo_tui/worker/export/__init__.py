@@ -47,18 +47,16 @@ from typing import Any
 from ...core.errors import Problem, UserError
 from ...core.export_plan import GGUF_ARCHITECTURES, ExportPlan, unsupported_architecture
 from ...core.model_card import one_line_card, run_facts
-from ...core.ollama_template import ChatShape, go_quote, go_template
-from .gguf_writer import _add_rope_scaling, _rope_settings, permute_rows, write_gguf
+from .gguf_writer import write_gguf
 from .hub_push import push_to_hub
-from .merge import Loaded, load_merged, merge_adapter, save_merged
+from .merge import Loaded, load_merged, save_merged
 from .ollama import chat_shape, modelfile_text, stop_tokens
 from .staging import Progress, Reporter, Staging, check_free_space, errno_of, write_failure
 
-__all__ = [
-    "ChatShape", "Loaded", "Progress", "Reporter", "Staging", "_add_rope_scaling", "_rope_settings", "chat_shape",
-    "check_free_space", "go_quote", "go_template", "load_merged", "main", "merge_adapter", "modelfile_text",
-    "permute_rows", "push_to_hub", "run_export", "save_merged", "stop_tokens", "write_failure", "write_gguf",
-]
+# The public surface. run_export looks its stages up in this module at call time, so a test can replace
+# one of them (write_gguf, modelfile_text, check_free_space) here.
+__all__ = ["Progress", "Reporter", "chat_shape", "check_free_space", "main", "modelfile_text", "run_export",
+           "stop_tokens", "write_gguf"]
 
 
 def run_export(plan: ExportPlan, sink: Reporter | None = None) -> dict[str, Any]:
