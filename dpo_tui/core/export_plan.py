@@ -3,17 +3,19 @@
 ``plan_export`` turns "export run X to these places" into an :class:`ExportPlan`: which weights
 (the final adapter, a checkpoint, or a full fine-tune's ``model/``), which base model, and where each
 output goes. Everything an operator can get wrong is refused here with a :class:`UserError` that says
-what and how to fix it, so the CLI and the console fail in milliseconds instead of after loading a model:
+what and how to fix it, so ``dpo-tui export`` fails in milliseconds instead of after loading a model:
 
 - the run is still running, failed, crashed or was stopped (an explicit ``--checkpoint N`` is allowed);
 - the checkpoint does not exist or is incomplete;
 - a destination exists (``force`` replaces it), sits under a file, is not writable, or would swallow
   the run or the base model if replaced;
 - the GGUF type or the model's architecture is not supported;
-- ``push_to_hub`` without a token, or with ``HF_HUB_OFFLINE`` set.
+- ``push_to_hub`` without a token, or with the hub turned off (``DPO_TUI_OFFLINE``, ``HF_HUB_OFFLINE``,
+  ``TRANSFORMERS_OFFLINE``).
 
-The heavy work is :mod:`dpo_tui.worker.export`, which takes the plan (as JSON with ``--plan``) and
-streams JSON-line progress on stdout; :func:`worker_command` builds that command line for the UI.
+The heavy work is :mod:`dpo_tui.worker.export`: ``dpo-tui export`` runs it in-process, and
+:func:`worker_command` builds the command line that runs it as a child process (the plan as JSON with
+``--plan``, JSON-line progress on stdout).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from .config import looks_like_hub_id, resolve_model
 from .errors import Problem, UserError
+from .hub import offline, offline_reason
 from .runs import ACTIVE_STATES, Run
 from .safetensors_header import SafetensorsError, read_header
 
@@ -252,10 +255,11 @@ def default_ollama_name(run_id: str) -> str:
 
 def check_hub_access() -> str:
     """The token to push with. Raises a clear UserError when offline or not logged in (no network call)."""
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+    if offline("model"):
+        reason = offline_reason("model")
         raise UserError(
-            "Cannot push to the hub: offline mode is on (HF_HUB_OFFLINE)",
-            hint="unset HF_HUB_OFFLINE on a machine with network access, or export locally with --merged/--gguf",
+            f"Cannot push to the hub: offline mode is on ({reason})",
+            hint=f"unset {reason} on a machine with network access, or export locally with --merged/--gguf",
         )
     token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
     if not token:
@@ -271,10 +275,6 @@ def check_hub_access() -> str:
             hint="run `hf auth login` (or set HF_TOKEN) with a token that can write, then try again",
         )
     return token
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 # --- which weights ----------------------------------------------------------------------------------
@@ -450,7 +450,7 @@ def human_bytes(n: float) -> str:
 
 
 def outputs_summary(outputs: dict[str, Any]) -> list[str]:
-    """Lines the CLI prints when an export finished (shared with the UI)."""
+    """Lines ``dpo-tui export`` prints when an export finished."""
     lines = []
     if outputs.get("merged"):
         lines.append(f"merged: {outputs['merged']}")

@@ -352,7 +352,7 @@ def test_rope_scaling_metadata(tmp_path: Path) -> None:
     from transformers import LlamaConfig
     from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-    from dpo_tui.worker.export import _add_rope_scaling, _rope_settings
+    from dpo_tui.worker.export.gguf_writer import _add_rope_scaling, _rope_settings
 
     class Writer:
         def __init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Ollama Modelfile: Jinja chat templates translated to Go templates, checked against the Jinja rendering.
+"""Ollama Modelfile from a real tokenizer: Jinja chat templates translated to Go templates, checked against it.
 
 The translation is derived by rendering the template with marker messages (no Jinja parsing), then
 verified on real conversations. Where Go is installed, the generated TEMPLATE is executed with Go's
@@ -17,15 +17,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from dpo_tui.worker.export import (  # noqa: E402
-    ChatShape,
-    Progress,
-    chat_shape,
-    go_quote,
-    go_template,
-    modelfile_text,
-    stop_tokens,
-)
+from dpo_tui.core.ollama_template import ChatShape, go_quote, go_template  # noqa: E402
+from dpo_tui.worker.export import Progress, chat_shape, modelfile_text, stop_tokens  # noqa: E402
 
 SAMPLE_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"

@@ -70,7 +70,7 @@ def test_finished_run_plans_the_final_adapter(tmp_path: Path) -> None:
     assert plan.model_type == "llama"
     assert plan.gguf_type == "q8_0"
     assert Path(plan.merged).is_absolute()
-    # Round trip through JSON (how the UI hands it to the worker process).
+    # Round trip through JSON (how a child worker process receives it).
     assert ExportPlan.from_json(plan.to_json()) == plan
     assert worker_command("p.json")[-2:] == ["--plan", "p.json"]
 
@@ -219,8 +219,8 @@ def test_push_without_token_or_offline_fails_clearly(tmp_path: Path, monkeypatch
 
 def test_export_plan_module_stays_light() -> None:
     code = (
-        "import sys, dpo_tui.core.export_plan, dpo_tui.cli.export;"
-        "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'gguf', 'textual') if m in sys.modules];"
+        "import sys, dpo_tui.core.export_plan, dpo_tui.core.model_card, dpo_tui.core.ollama_template, dpo_tui.cli.export;"
+        "heavy = [m for m in ('torch', 'transformers', 'peft', 'trl', 'gguf', 'numpy', 'textual') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
