@@ -20,7 +20,6 @@ import os
 import re
 import struct
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,9 @@ from typing import Any
 import pytest
 
 from dpo_tui.core.config import REMOVED_TRL_KEYS
-from tests.conftest import REPO, dpo_tui_cmd, run_cli, wait_for_state
-from tests.faults.conftest import record_outcome
-
-sys.path.insert(0, str(REPO / "tests" / "ui"))
-from uikit import build_fake_model  # noqa: E402  (helper-4's fixture builder, tests/ui is not a package)
+from tests.support.cli import dpo_tui_cmd, run_cli, wait_for_state
+from tests.support.reliability import record_outcome
+from tests.support.uikit import build_fake_model
 
 SUITE = "bad-input"
 TERMINAL = {"finished", "failed", "crashed", "stopped"}
@@ -700,12 +697,11 @@ UI_CASES: list[tuple[str, str, str, str]] = [
 @pytest.mark.parametrize(("case", "field", "typed", "reason"), UI_CASES, ids=[c[0] for c in UI_CASES])
 async def test_experiment_form_names_the_bad_value_and_blocks_launch(case: str, field: str, typed: str, reason: str, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from uikit import build_fake_sample_data, make_services
-
     from dpo_tui.ui.app import DpoTuiApp
     from dpo_tui.ui.screens.dataset import DatasetScreen
     from dpo_tui.ui.screens.experiment import ExperimentScreen
     from dpo_tui.ui.screens.models import ModelScreen
+    from tests.support.uikit import build_fake_sample_data, make_services
 
     monkeypatch.setenv("DPO_TUI_SAMPLE_DATA", str(build_fake_sample_data(tmp_path / "sample_data")))
     root = tmp_path / "runs"
@@ -756,11 +752,10 @@ UI_DATA_CASES: list[tuple[str, bytes | None, str]] = [
 @pytest.mark.parametrize(("case", "content", "shown"), UI_DATA_CASES, ids=[c[0] for c in UI_DATA_CASES])
 async def test_dataset_screen_names_the_problem_and_blocks_next(case: str, content: bytes | None, shown: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from uikit import build_fake_sample_data, make_services, screen_text
-
     from dpo_tui.ui.app import DpoTuiApp
     from dpo_tui.ui.screens.dataset import DatasetScreen
     from dpo_tui.ui.screens.models import ModelScreen
+    from tests.support.uikit import build_fake_sample_data, make_services, screen_text
 
     monkeypatch.setenv("DPO_TUI_SAMPLE_DATA", str(build_fake_sample_data(tmp_path / "sample_data")))
     path = tmp_path / "bad.jsonl"

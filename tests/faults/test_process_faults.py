@@ -18,8 +18,8 @@ import pytest
 
 from dpo_tui.core import events as ev
 from dpo_tui.core.runs import Run, RunStatus
-from tests.conftest import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
-from tests.faults.conftest import record_outcome
+from tests.support.cli import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
+from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
 

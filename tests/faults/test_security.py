@@ -25,11 +25,9 @@ from typing import Any
 import pytest
 
 from dpo_tui.core.config import SAMPLE_PRESET, RunConfig, build_config
-from tests.conftest import REPO, SAMPLE_MODEL, dpo_tui_cmd, run_cli, wait_for_state
-from tests.faults.conftest import record_outcome
-
-sys.path.insert(0, str(REPO / "tests" / "ui"))
-from uikit import build_fake_model  # noqa: E402  (helper-4's fixture builder, tests/ui is not a package)
+from tests.support.cli import REPO, SAMPLE_MODEL, dpo_tui_cmd, run_cli, wait_for_state
+from tests.support.reliability import record_outcome
+from tests.support.uikit import build_fake_model
 
 SUITE = "security"
 TERMINAL = {"finished", "failed", "crashed", "stopped"}
@@ -295,10 +293,9 @@ def test_chat_template_sandbox_escape_is_refused(evil: dict[str, Path]) -> None:
 
 
 async def test_console_model_scan_never_runs_model_code(evil: dict[str, Path], tmp_path: Path) -> None:
-    from uikit import make_services
-
     from dpo_tui.ui.app import DpoTuiApp
     from dpo_tui.ui.screens.models import ModelScreen
+    from tests.support.uikit import make_services
 
     settings = type("S", (), {"model_root_paths": lambda self: [evil["base"]], "keymap": {}, "theme": "textual-dark"})()
     app = DpoTuiApp(make_services(tmp_path / "runs", load_settings=lambda: settings), model=str(evil["remote"]))

@@ -23,7 +23,7 @@ from dpo_tui.core.config import build_config
 from dpo_tui.core.datasets import load_preference_data
 from dpo_tui.core.runs import create_run
 from dpo_tui.core.tokenstats import ChatTokenizer
-from tests.conftest import run_cli, start_run, wait_for_state
+from tests.support.cli import run_cli, start_run, wait_for_state
 
 pytestmark = pytest.mark.slow
 
