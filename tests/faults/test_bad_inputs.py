@@ -1,6 +1,9 @@
 """Bad input, everywhere an operator types or points (issue 10 §2, docs/failure-modes.md §2).
 
-Every case runs the installed ``dpo-tui`` in a subprocess and checks the contract:
+Every case runs ``dpo_tui.cli.main(argv)`` in-process (an interpreter start per case would cost
+minutes) and checks the contract; a handful run the installed ``dpo-tui`` in a subprocess too
+(``test_installed_command_refuses_without_a_traceback``), which proves the entry point and the
+no-traceback rule end to end:
 
 - exit code 2 and a message that names the file / line / field / value at fault;
 - no ``Traceback`` on the terminal;
@@ -20,6 +23,7 @@ import os
 import re
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,11 +31,13 @@ from typing import Any
 import pytest
 
 from dpo_tui.core.config import REMOVED_TRL_KEYS
-from tests.support.cli import dpo_tui_cmd, run_cli, wait_for_state
+from tests.support.cli import run_cli, run_cli_inprocess, wait_for_state
 from tests.support.reliability import record_outcome
 from tests.support.uikit import build_fake_model
 
 SUITE = "bad-input"
+# Refusing bad input must never need the ML stack: it would cost seconds per refusal.
+ML_MODULES = {"torch", "transformers", "trl", "peft"}
 TERMINAL = {"finished", "failed", "crashed", "stopped"}
 
 
@@ -82,15 +88,17 @@ def assert_rejected(
 
 
 def timed_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The command in-process (a relative path needs its own working directory: then the installed command)."""
     started = time.perf_counter()
-    if cwd is None:
-        proc = run_cli(*args, env=env)
-    else:
-        proc = subprocess.run(
-            [*dpo_tui_cmd(), *args], capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
-            stdin=subprocess.DEVNULL, cwd=cwd,
-        )
-    return proc, time.perf_counter() - started
+    if cwd is not None:
+        proc = run_cli(*args, env=env, cwd=cwd)
+        return proc, time.perf_counter() - started
+    ml_loaded = ML_MODULES & set(sys.modules)
+    proc = run_cli_inprocess(*args, env=env)
+    seconds = time.perf_counter() - started
+    loaded = (ML_MODULES & set(sys.modules)) - ml_loaded
+    assert not loaded or proc.returncode == 0, f"refusing `dpo-tui {' '.join(args)}` imported {sorted(loaded)}"
+    return proc, seconds
 
 
 def check_late_failure(proc: subprocess.CompletedProcess[str], root: Path, case: str, category: str, kinds: set[str],
@@ -826,3 +834,31 @@ def test_a_model_folder_is_never_taken_for_a_run(command: str, tmp_path: Path) -
     assert after == before, f"`dpo-tui {command} {model}` changed the model folder (exit {proc.returncode}): " \
                             f"{sorted(set(before) ^ set(after)) or 'deleted'}\n{proc.stdout}{proc.stderr}"
     assert_rejected(proc, f"run-id/model-folder-as-run-{command}", "run-id", ("no run folder",), seconds=seconds)
+
+
+# The same refusals through the installed command, in a real process: the entry point, the exit code
+# and the no-traceback rule end to end (argparse, a config file, a data file, a run id, a model folder).
+INSTALLED_CASES = [
+    ("flag-method-choice", ["train", "--method", "dora"], ("--method", "invalid choice")),
+    ("config-beta-negative", ["train", "--config", "CONFIG"], ("beta", "-0.1", "experiment.toml")),
+    ("data-malformed-line-2", ["data", "check", "DATA"], ("json",)),
+    ("unknown-run-id", ["attach", "no-such-run"], ("no run 'no-such-run'",)),
+    ("no-such-model-folder", ["estimate", "--model", "/nonexistent/model-folder", "--free-gib", "10"], ("no model folder",)),
+]
+
+
+@pytest.mark.parametrize(("case", "argv", "needles"), INSTALLED_CASES, ids=[c[0] for c in INSTALLED_CASES])
+def test_installed_command_refuses_without_a_traceback(case: str, argv: list[str], needles: tuple[str, ...], world: dict[str, Path],
+                                                       runs_root: Path, tmp_path: Path) -> None:
+    config = tmp_path / "experiment.toml"
+    config.write_text(f'model = "{world["model"]}"\ndataset = "{world["data"]}"\nbeta = -0.1\n')
+    data = _write_case(tmp_path / "data", "d.jsonl", _lines(_row(0), b'{"prompt": "w1", "chosen": ', _row(2)))
+    argv = [{"CONFIG": str(config), "DATA": str(data)}.get(a, a) for a in argv]
+    if argv[0] in ("train", "attach"):
+        argv = [argv[0], "--runs-dir", str(runs_root), *argv[1:]]
+    if argv[0] == "train" and "--config" not in argv:
+        argv += ["--model", str(world["model"]), "--dataset", str(world["data"])]
+    started = time.perf_counter()
+    proc = run_cli(*argv)
+    assert_rejected(proc, f"installed/{case}", "installed", needles, root=runs_root, seconds=time.perf_counter() - started,
+                    line=2 if case.startswith("data") else None)
