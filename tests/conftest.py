@@ -3,7 +3,7 @@
 Tiers are marked here, by rule, so no test has to remember them (see ``pytest_collection_modifyitems``):
 ``ml`` for anything that loads torch/transformers (a real model or the real worker), ``slow`` for anything
 that trains or waits on a real run. ``make test-fast`` runs ``-m "not ml and not slow" --fast-tier``;
-in that tier a test whose call phase takes longer than ``FAST_TIER_LIMIT_S`` fails, so the tier stays fast.
+in that tier a test whose call phase costs more than ``FAST_TIER_LIMIT_S`` fails, so the tier stays fast.
 
 The one real sample run (``trained_run``) is trained once per test session, shared by all xdist workers
 through a file lock in a folder named after the xdist test-run id.
@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import re
+import resource
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,17 @@ TESTS = REPO / "tests"
 ML_PATHS = (TESTS / "worker", TESTS / "ui" / "test_real_run.py")
 # Fixtures that hand a test a real model, a real run, or the trained sample run.
 ML_FIXTURES = {"trained_run", "sample_model", "tiny_model"}
+# Fixtures whose code builds a real model or starts the real worker make every test using them ml.
+ML_FIXTURE_CALL = re.compile(r"\b(build_assets|start_run|wait_for_state|_py)\(")
 # Calls that start a real run or wait on one: a test whose body makes them trains (slow).
 SLOW_CALL = re.compile(r"\b(start_run|wait_for_state|wait_for_step|_train|trained_run)\(|\btrained_run\b")
 # Code that imports the ML stack, in the test itself or in a child it starts.
 ML_IMPORT = re.compile(r"\bimport (torch|transformers|trl|peft)\b|\bfrom (torch|transformers|trl|peft|datasets)\b[\w.]* import")
 FAST_TIER_ENV = "DPO_TUI_FAST_TIER"
-FAST_TIER_LIMIT_S = float(os.environ.get("DPO_TUI_FAST_TIER_LIMIT_S", "3"))
+# ~3 s of work plus headroom: the Textual tests that walk model → dataset → experiment cost 2.5–3.5 s CPU.
+FAST_TIER_LIMIT_S = float(os.environ.get("DPO_TUI_FAST_TIER_LIMIT_S", "4"))
+FAST_TIER_WALL_FACTOR = 8
+_CALL_CPU = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,9 +72,19 @@ def tier_of(item: pytest.Item) -> set[str]:
     body = _source(getattr(item, "function", None))
     if SLOW_CALL.search(body) or "trained_run" in fixtures:
         tiers |= {"slow", "ml"}
-    if any(path == p or p in path.parents for p in ML_PATHS) or fixtures & ML_FIXTURES or ML_IMPORT.search(body):
+    in_ml_path = any(path == p or p in path.parents for p in ML_PATHS)
+    if in_ml_path or fixtures & ML_FIXTURES or ML_IMPORT.search(body) or any(_fixture_loads_ml(item, n) for n in fixtures):
         tiers.add("ml")
     return tiers
+
+
+def _fixture_loads_ml(item: pytest.Item, name: str) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+        code = _source(fixturedef.func)
+        if ML_FIXTURE_CALL.search(code) or ML_IMPORT.search(code):
+            return True
+    return False
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -81,14 +97,37 @@ def _fast_tier(config: pytest.Config) -> bool:
     return bool(config.getoption("--fast-tier")) or os.environ.get(FAST_TIER_ENV, "") not in ("", "0")
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (the commands a test ran)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - a hook wrapper
+    started = _cpu_seconds()
+    yield
+    item.stash[_CALL_CPU] = _cpu_seconds() - started
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201 - a hook wrapper
+    """In the fast tier a passing test fails when its call phase costs more than the limit.
+
+    The cost is CPU time (the test's process and the commands it ran): the 2-core CI box is shared, and
+    wall time there swings several-fold with the load while CPU time does not. Wall time still counts,
+    at ``FAST_TIER_WALL_FACTOR`` times the limit, so a test that sleeps or waits on a slow child is caught.
+    """
     outcome = yield
     report = outcome.get_result()
-    if call.when == "call" and report.passed and _fast_tier(item.config) and call.duration > FAST_TIER_LIMIT_S:
+    if call.when != "call" or not report.passed or not _fast_tier(item.config):
+        return
+    cpu = item.stash.get(_CALL_CPU, 0.0)
+    if cpu > FAST_TIER_LIMIT_S or call.duration > FAST_TIER_LIMIT_S * FAST_TIER_WALL_FACTOR:
         report.outcome = "failed"
-        report.longrepr = (f"{item.nodeid} took {call.duration:.1f} s in the fast tier (limit {FAST_TIER_LIMIT_S:g} s): "
-                           "make it faster, or let it be marked ml/slow (tests/conftest.py tier_of)")
+        report.longrepr = (f"{item.nodeid}: {cpu:.1f} s CPU, {call.duration:.1f} s wall in the fast tier (limit {FAST_TIER_LIMIT_S:g} s "
+                           f"CPU, {FAST_TIER_LIMIT_S * FAST_TIER_WALL_FACTOR:g} s wall): make it faster, or let it be marked "
+                           "ml/slow (tests/conftest.py tier_of)")
 
 
 # --- fixtures --------------------------------------------------------------------------------------
