@@ -10,9 +10,9 @@ no-traceback rule end to end:
 - nothing half-written: ``train`` leaves the runs root empty, nothing anywhere ends in ``.tmp``.
 
 Cases that are caught only *after* a run folder was created (the trainer fails the run) are
-"late": the test then checks the late failure is clean (``failed`` with a kind and a one-line
-message, no traceback on the terminal) and xfails with the reason, so the suite shows what still
-has to move to the pre-flight checks (``dpo_tui/core/preflight.py:check_inputs``). Each case records
+"late": every case is rejected in pre-flight today (``dpo_tui/core/preflight.py:check_inputs``), so a late
+failure fails the test, after checking it was at least clean (``failed`` with a kind and a one-line
+message, no traceback on the terminal). Each case records
 its outcome (``rejected`` / ``failed-late``) for ``scripts/reliability_report.py``.
 """
 
@@ -103,7 +103,9 @@ def timed_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
 
 def check_late_failure(proc: subprocess.CompletedProcess[str], root: Path, case: str, category: str, kinds: set[str],
                        needles: tuple[str, ...] = (), line: int | None = None, started: float | None = None) -> None:
-    """``train`` accepted the input and the run failed later: check that failure is clean, then xfail."""
+    """``train`` accepted the input and the run failed later: check that failure is clean, then fail.
+
+    Every case is rejected in pre-flight today; a late failure is a regression (it costs a trainer start)."""
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out
     assert proc.returncode == 0, out
@@ -125,8 +127,8 @@ def check_late_failure(proc: subprocess.CompletedProcess[str], root: Path, case:
     kind_note = "" if status["kind"] in kinds else f" [kind {status['kind']!r}, expected {'/'.join(sorted(kinds))}]"
     record_outcome(SUITE, case, "failed-late", category=category, kind=status["kind"], kind_expected=sorted(kinds),
                    seconds=round(elapsed, 2), launch_seconds=round(time.perf_counter() - started, 2) if started else None)
-    pytest.xfail(f"caught late: a run folder was created and the trainer failed it ({status['kind']}: "
-                 f"{status.get('message')}){kind_note} after {elapsed:.1f} s; should be rejected in pre-flight")
+    pytest.fail(f"caught late: a run folder was created and the trainer failed it ({status['kind']}: "
+                f"{status.get('message')}){kind_note} after {elapsed:.1f} s; should be rejected in pre-flight")
 
 
 def fake_safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
@@ -810,9 +812,7 @@ def test_a_run_outlives_its_base_model_folder(world: dict[str, Path], tmp_path: 
     assert chat.returncode == 2 and "Traceback" not in chat.stdout + chat.stderr, chat.stderr
     record_outcome(SUITE, "paths/base-model-deleted-after-run", "listed" if state == "finished" else "unreadable", category="paths",
                    listed_as=state)
-    if state != "finished":
-        pytest.xfail(f"`dpo-tui runs` lists the finished run as {state!r}: Run.config() re-validates the frozen config, and "
-                     "RunConfig's model validator requires the model folder to exist now")
+    assert state == "finished", f"`dpo-tui runs` lists the finished run as {state!r} once its base model folder is gone"
 
 
 @pytest.mark.parametrize("command", ["delete", "attach", "resume", "stop", "export", "chat"])

@@ -32,9 +32,6 @@ from tests.support.uikit import build_fake_model
 SUITE = "security"
 TERMINAL = {"finished", "failed", "crashed", "stopped"}
 SECRET = "hf_SECRETtoken123"
-# Loader calls without the switch that are known and reported (file -> what is missing). Remove an entry
-# once its owner passes the run's trust_remote_code through.
-KNOWN_GAPS: dict[str, str] = {}
 
 
 # --- 1. trust_remote_code is off unless asked for -------------------------------------------------
@@ -93,13 +90,9 @@ def test_every_hf_loader_call_passes_trust_remote_code_explicitly() -> None:
                 continue
             problems.append(f"{where}: no trust_remote_code= (transformers would decide for the operator)")
     assert checked >= 5, f"found only {checked} loader calls; did the workers move?"
-    unknown = [p for p in problems if not p.startswith(tuple(KNOWN_GAPS))]
-    assert unknown == [], "\n".join(unknown)
-    record_outcome(SUITE, "trust-remote-code/every-loader-call", "passed" if not problems else "known-gaps", calls=checked,
+    record_outcome(SUITE, "trust-remote-code/every-loader-call", "passed" if not problems else "gaps", calls=checked,
                    gaps=len(problems))
-    if problems:
-        pytest.xfail("known gaps (reported to their owners): " + "; ".join(f"{k}: {v}" for k, v in KNOWN_GAPS.items())
-                     + "\n" + "\n".join(problems))
+    assert problems == [], "\n".join(problems)
 
 
 # --- the evil model ---------------------------------------------------------------------------------
