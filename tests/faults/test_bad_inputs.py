@@ -473,8 +473,8 @@ def test_train_freezes_a_relative_dataset_path(world: dict[str, Path], runs_root
     status = wait_for_state(run, TERMINAL, timeout=300)
     if not Path(frozen).is_absolute():
         record_outcome(SUITE, "paths/relative-dataset", "failed-late", category="paths", kind=status.get("kind"))
-        pytest.xfail(f"config.json froze the relative path {frozen!r}; the trainer (cwd = run folder) ended "
-                     f"{status['state']}/{status.get('kind')}: {status.get('message')}")
+    assert Path(frozen).is_absolute(), (f"config.json froze the relative path {frozen!r}; the trainer (cwd = run folder) ended "
+                                        f"{status['state']}/{status.get('kind')}: {status.get('message')}")
     assert status["state"] == "finished", status
     record_outcome(SUITE, "paths/relative-dataset", "accepted", category="paths")
 
@@ -495,8 +495,8 @@ def test_train_freezes_a_relative_model_path(world: dict[str, Path], runs_root: 
     wait_for_state(run, TERMINAL | {"unreadable"}, timeout=300) if state != "unreadable" else None
     if not Path(frozen).is_absolute():
         record_outcome(SUITE, "paths/relative-model", "failed-late", category="paths", listed_as=state)
-        pytest.xfail(f"config.json froze the relative model path {frozen!r}: the supervisor (cwd = run folder) cannot "
-                     f"load the config and `dpo-tui runs` lists the run as {state!r}")
+    assert Path(frozen).is_absolute(), (f"config.json froze the relative model path {frozen!r}: the supervisor (cwd = run folder) "
+                                        f"cannot load the config and `dpo-tui runs` lists the run as {state!r}")
     record_outcome(SUITE, "paths/relative-model", "accepted", category="paths")
 
 

@@ -252,9 +252,7 @@ def test_chat_and_export_never_run_model_code_without_consent(command: str, evil
     assert executed(evil["markers"]) == [], f"{command} ran model code without consent"
     assert not (tmp_path / "merged").exists(), "a refused export left an output behind"
     record_outcome(SUITE, f"no-consent/{command}-remote", "refused", exit_code=proc.returncode)
-    if proc.returncode != 2 or "internal error" in proc.stderr:
-        pytest.xfail(f"no code ran, but `{command}` reports the refusal as exit {proc.returncode}: "
-                     + next((ln for ln in proc.stderr.splitlines() if "error" in ln.lower()), proc.stderr.strip())[:200])
+    assert proc.returncode == 2 and "internal error" not in proc.stderr, f"`{command}` refused with exit {proc.returncode}: {proc.stderr}"
 
 
 @pytest.mark.parametrize("command", ["estimate", "data-check", "data-preview"])
@@ -333,8 +331,7 @@ def test_trust_remote_code_flag_warns(evil: dict[str, Path], runs_root: Path, tm
         wait_for_state(runs_root / proc.stdout.split()[0], TERMINAL, timeout=300)
     warned = re.search(r"(remote code|trust[-_ ]remote[-_ ]code)", proc.stderr, re.I) is not None and str(model.name) in proc.stderr
     record_outcome(SUITE, "consent/trust-remote-code-warns", "warned" if warned else "no-warning", ran=executed(markers))
-    if not warned:
-        pytest.xfail("`train --trust-remote-code` prints no warning that the model folder's Python code will run")
+    assert warned, f"`train --trust-remote-code` prints no warning that the model folder's Python code will run:\n{proc.stderr}"
     assert executed(markers), "with consent the custom code is used"
 
 
@@ -408,9 +405,8 @@ def test_atomic_writes_follow_the_umask_without_changing_it(tmp_path: Path, monk
     assert mode == 0o640, oct(mode)
     widened = [oct(m) for m in calls if m != 0o027]
     record_outcome(SUITE, "umask/atomic-write-no-umask-change", "passed" if not widened else "umask-changed", calls=[oct(m) for m in calls])
-    if widened:
-        pytest.xfail(f"atomic_write_bytes sets the process umask to {widened} while it reads it; a file another thread "
-                     "creates meanwhile gets mode 0666/0777 (seen 1 in 20,000 creates under a tight loop)")
+    assert widened == [], (f"atomic_write_bytes sets the process umask to {widened} while it reads it; a file another thread "
+                           "creates meanwhile gets mode 0666/0777")
 
 
 # --- 4. no secret is written anywhere ------------------------------------------------------------
