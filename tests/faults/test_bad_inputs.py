@@ -14,6 +14,8 @@ Cases that are caught only *after* a run folder was created (the trainer fails t
 failure fails the test, after checking it was at least clean (``failed`` with a kind and a one-line
 message, no traceback on the terminal). Each case records
 its outcome (``rejected`` / ``failed-late``) for ``scripts/reliability_report.py``.
+
+One module over ~500 lines on purpose: it is the single catalogue of bad inputs, section by section.
 """
 
 from __future__ import annotations
