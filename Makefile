@@ -1,11 +1,11 @@
-# Two commands: `make run` opens the console on the bundled sample model and data,
-# `make test` runs the whole suite. Both bootstrap .venv when it is missing.
+# `make run` opens the console on the bundled sample model and data, `make test` runs the whole suite,
+# `make test-fast` the quick tier (lint, then unit/ui/faults without ml/slow). All bootstrap .venv.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv run test lint bench sample clean-venv
+.PHONY: venv run test test-fast reliability lint bench sample clean-venv
 
 venv: $(STAMP)
 
@@ -25,8 +25,26 @@ run: $(STAMP)
 	@$(BIN)/python -m compileall -q -j 0 dpo_tui >/dev/null
 	$(BIN)/dpo-tui
 
+# Test workers: 2 by default (the CI box has 2 cores); `make test PYTEST_WORKERS=auto` uses every core.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
+
+# Everything (ml, slow and e2e included), with the 25 slowest tests listed at the end.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(PYTEST) --durations=25
+
+# The quick tier: no model is loaded and nothing trains; a test slower than 3 s fails (tests/conftest.py).
+test-fast: $(STAMP)
+	$(MAKE) lint
+	$(PYTEST) --fast-tier -m "not ml and not slow" --durations=10 tests/unit tests/ui tests/faults
+
+# Regenerate docs/reliability.md: the fault, bad-input, security and load suites record their outcomes
+# (only when asked for, see tests/support/reliability.py), then the report script writes the document.
+RELIABILITY_RESULTS := build/reliability-results.jsonl
+reliability: $(STAMP)
+	@mkdir -p build && rm -f $(RELIABILITY_RESULTS)
+	$(PYTEST) --reliability-report=$(RELIABILITY_RESULTS) tests/faults tests/worker
+	$(BIN)/python scripts/reliability_report.py $(RELIABILITY_RESULTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,77 +1,136 @@
-"""Shared fixtures. One real sample run is trained once per session and reused (keeps the suite quick)."""
+"""Suite-wide fixtures and tiers.
+
+Tiers are marked here, by rule, so no test has to remember them (see ``pytest_collection_modifyitems``):
+``ml`` for anything that loads torch/transformers (a real model or the real worker), ``slow`` for anything
+that trains or waits on a real run. ``make test-fast`` runs ``-m "not ml and not slow" --fast-tier``;
+in that tier a test whose call phase costs more than ``FAST_TIER_LIMIT_S`` fails, so the tier stays fast.
+
+The one real sample run (``trained_run``) is trained once per test session, shared by all xdist workers
+through a file lock in a folder named after the xdist test-run id.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import inspect
 import json
 import os
-import subprocess
-import sys
-import time
+import re
+import resource
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_MODEL = REPO / "sample_data" / "tiny-chat"
-SAMPLE_PREFS = REPO / "sample_data" / "prefs" / "train.jsonl"
+from tests.support.cli import REPO, SAMPLE_MODEL, start_run, wait_for_state
+from tests.support.reliability import ENV as RELIABILITY_ENV
+
+TESTS = REPO / "tests"
+# Folders and modules whose every test runs the real worker (torch, transformers, TRL, PEFT).
+ML_PATHS = (TESTS / "worker", TESTS / "ui" / "test_real_run.py")
+# Fixtures that hand a test a real model, a real run, or the trained sample run.
+ML_FIXTURES = {"trained_run", "sample_model", "tiny_model"}
+# Fixtures whose code builds a real model or starts the real worker make every test using them ml.
+ML_FIXTURE_CALL = re.compile(r"\b(build_assets|start_run|wait_for_state|_py)\(")
+# Calls that start a real run or wait on one: a test whose body makes them trains (slow).
+SLOW_CALL = re.compile(r"\b(start_run|wait_for_state|wait_for_step|_train|trained_run)\(|\btrained_run\b")
+# Code that imports the ML stack, in the test itself or in a child it starts.
+ML_IMPORT = re.compile(r"\bimport (torch|transformers|trl|peft)\b|\bfrom (torch|transformers|trl|peft|datasets)\b[\w.]* import")
+FAST_TIER_ENV = "DPO_TUI_FAST_TIER"
+# ~3 s of work plus headroom: the Textual tests that walk model → dataset → experiment cost 2.5–3.5 s CPU.
+FAST_TIER_LIMIT_S = float(os.environ.get("DPO_TUI_FAST_TIER_LIMIT_S", "4"))
+FAST_TIER_WALL_FACTOR = 8
+_CALL_CPU = pytest.StashKey[float]()
 
 
-def dpo_tui_cmd() -> list[str]:
-    """The installed `dpo-tui` of this interpreter's environment (falls back to `python -m dpo_tui`)."""
-    script = Path(sys.executable).with_name("dpo-tui")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dpo_tui"]
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("dpo-tui")
+    group.addoption("--fast-tier", action="store_true", default=False,
+                    help=f"fail any test whose call phase takes more than {FAST_TIER_LIMIT_S:g} s (also: {FAST_TIER_ENV}=1)")
+    group.addoption("--reliability-report", metavar="PATH", default=None,
+                    help=f"append fault/bad-input/load outcomes to PATH for scripts/reliability_report.py "
+                         f"(also: {RELIABILITY_ENV}=PATH)")
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, check: bool = False) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run([*dpo_tui_cmd(), *args], capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"dpo-tui {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
+def pytest_configure(config: pytest.Config) -> None:
+    report = config.getoption("--reliability-report")
+    if report:
+        os.environ[RELIABILITY_ENV] = str(Path(report).resolve())
 
 
-def wait_for_state(run_path: Path, states: set[str], timeout: float = 300) -> dict:
-    """Poll a run's status (through the core, which reconciles dead processes) until it reaches a state."""
-    from dpo_tui.core.runs import Run
-
-    run = Run(run_path)
-    deadline = time.time() + timeout
-    status = None
-    while time.time() < deadline:
-        status = run.status()
-        if status.state in states:
-            return status.model_dump()
-        time.sleep(0.25)
-    log = (run_path / "trainer.log").read_text(errors="replace")[-3000:] if (run_path / "trainer.log").exists() else ""
-    raise AssertionError(f"run {run_path.name} did not reach {states} in {timeout}s (last: {status})\n{log}")
+def _source(obj: object) -> str:
+    try:
+        return inspect.getsource(obj)  # type: ignore[arg-type]
+    except (OSError, TypeError):
+        return ""
 
 
-def wait_for_step(run_path: Path, step: int, timeout: float = 300) -> None:
-    from dpo_tui.core.events import read_events
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if any(e.get("type") == "log" and (e.get("step") or 0) >= step for e in read_events(run_path / "events.jsonl")):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"run {run_path.name} did not reach step {step}")
-
-
-def start_run(runs_root: Path, *args: str, env: dict[str, str] | None = None) -> Path:
-    proc = run_cli("train", "--runs-dir", str(runs_root), *args, env=env, check=True)
-    run_id = proc.stdout.strip().splitlines()[0]
-    return runs_root / run_id
+def tier_of(item: pytest.Item) -> set[str]:
+    """The automatic tiers of one test (``ml``, ``slow``), from where it lives, its fixtures and its code."""
+    tiers: set[str] = set()
+    path = Path(str(item.fspath))
+    fixtures = set(getattr(item, "fixturenames", ()))
+    body = _source(getattr(item, "function", None))
+    if SLOW_CALL.search(body) or "trained_run" in fixtures:
+        tiers |= {"slow", "ml"}
+    in_ml_path = any(path == p or p in path.parents for p in ML_PATHS)
+    if in_ml_path or fixtures & ML_FIXTURES or ML_IMPORT.search(body) or any(_fixture_loads_ml(item, n) for n in fixtures):
+        tiers.add("ml")
+    return tiers
 
 
-def log_steps(run_path: Path) -> list[int]:
-    """Logged steps after folding resumed attempts (what a monitor shows)."""
-    from dpo_tui.core.events import RunHistory, read_events
+def _fixture_loads_ml(item: pytest.Item, name: str) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    for fixturedef in (info.name2fixturedefs.get(name, ()) if info else ()):
+        code = _source(fixturedef.func)
+        if ML_FIXTURE_CALL.search(code) or ML_IMPORT.search(code):
+            return True
+    return False
 
-    history = RunHistory()
-    history.apply(read_events(run_path / "events.jsonl"))
-    return [step for step, _ in history.series.get("loss", [])]
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        for name in sorted(tier_of(item) - {m.name for m in item.iter_markers()}):
+            item.add_marker(name)
 
 
+def _fast_tier(config: pytest.Config) -> bool:
+    return bool(config.getoption("--fast-tier")) or os.environ.get(FAST_TIER_ENV, "") not in ("", "0")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and of the children it has waited for (the commands a test ran)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - a hook wrapper
+    started = _cpu_seconds()
+    yield
+    item.stash[_CALL_CPU] = _cpu_seconds() - started
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201 - a hook wrapper
+    """In the fast tier a passing test fails when its call phase costs more than the limit.
+
+    The cost is CPU time (the test's process and the commands it ran): the 2-core CI box is shared, and
+    wall time there swings several-fold with the load while CPU time does not. Wall time still counts,
+    at ``FAST_TIER_WALL_FACTOR`` times the limit, so a test that sleeps or waits on a slow child is caught.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if call.when != "call" or not report.passed or not _fast_tier(item.config):
+        return
+    cpu = item.stash.get(_CALL_CPU, 0.0)
+    if cpu > FAST_TIER_LIMIT_S or call.duration > FAST_TIER_LIMIT_S * FAST_TIER_WALL_FACTOR:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid}: {cpu:.1f} s CPU, {call.duration:.1f} s wall in the fast tier (limit {FAST_TIER_LIMIT_S:g} s "
+                           f"CPU, {FAST_TIER_LIMIT_S * FAST_TIER_WALL_FACTOR:g} s wall): make it faster, or let it be marked "
+                           "ml/slow (tests/conftest.py tier_of)")
+
+
+# --- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture
 def runs_root(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
@@ -86,24 +145,50 @@ def sample_model() -> Path:
     return SAMPLE_MODEL
 
 
+def _shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this test run sees (this session's temp folder without xdist)."""
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not uid:
+        return tmp_path_factory.getbasetemp()
+    shared = tmp_path_factory.getbasetemp().parent / f"shared-{uid}"
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
 @pytest.fixture(scope="session")
 def session_runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("session-runs")
+    root = _shared_dir(tmp_path_factory) / "session-runs"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 @pytest.fixture(scope="session")
-def trained_run(session_runs_root: Path, sample_model: Path):
-    """A real, finished sample run (the default sample experiment), trained once per test session."""
+def trained_run(tmp_path_factory: pytest.TempPathFactory, session_runs_root: Path, sample_model: Path):
+    """A real, finished sample run (the default sample experiment), trained once per test session.
+
+    The first worker to take the lock trains it and writes its path (or why it failed) to ``trained.json``;
+    the others wait on the lock and read that file, so two workers never train the same run.
+    """
     from dpo_tui.core.runs import Run
 
-    path = start_run(session_runs_root, "--name", "shared")
-    wait_for_state(path, {"finished", "failed", "crashed", "stopped"}, timeout=600)
-    run = Run(path)
-    status = run.status()
-    assert status.state == "finished", f"shared sample run ended {status.state}: {status.message}\n" + run.log_path.read_text()[-3000:]
-    return run
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    shared = _shared_dir(tmp_path_factory)
+    result = shared / "trained.json"
+    with open(shared / "trained.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not result.exists():
+                try:
+                    path = start_run(session_runs_root, "--name", "shared")
+                    wait_for_state(path, {"finished", "failed", "crashed", "stopped"}, timeout=600)
+                    status = Run(path).status()
+                    error = None if status.state == "finished" else (
+                        f"shared sample run ended {status.state}: {status.message}\n" + Run(path).log_path.read_text()[-3000:])
+                    result.write_text(json.dumps({"path": str(path), "error": error}))
+                except BaseException as exc:
+                    result.write_text(json.dumps({"path": None, "error": f"training the shared sample run failed: {exc}"}))
+                    raise
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    recorded = json.loads(result.read_text())
+    assert recorded["error"] is None, recorded["error"]
+    return Run(Path(recorded["path"]))

@@ -15,8 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from tests.conftest import REPO
-from tests.faults.conftest import record_outcome
+from tests.support.cli import REPO
+from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
 SUITE = "load"

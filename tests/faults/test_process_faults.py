@@ -18,8 +18,8 @@ import pytest
 
 from dpo_tui.core import events as ev
 from dpo_tui.core.runs import Run, RunStatus
-from tests.conftest import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
-from tests.faults.conftest import record_outcome
+from tests.support.cli import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
+from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +150,9 @@ def test_console_killed_while_a_run_streams(runs_root: Path, sample_model: Path)
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
     try:
         wait_for_step(path, 2)
-        time.sleep(2)
+        # Killed once the console shows the streaming run, not after a guessed delay.
+        _wait_until(lambda: path.name[:15] in subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                                             text=True).stdout, timeout=60, what="the console to list the run")
         pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"], capture_output=True, text=True).stdout.split()[0])
         os.kill(pane_pid, signal.SIGKILL)
     finally:

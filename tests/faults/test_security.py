@@ -25,18 +25,13 @@ from typing import Any
 import pytest
 
 from dpo_tui.core.config import SAMPLE_PRESET, RunConfig, build_config
-from tests.conftest import REPO, SAMPLE_MODEL, dpo_tui_cmd, run_cli, wait_for_state
-from tests.faults.conftest import record_outcome
-
-sys.path.insert(0, str(REPO / "tests" / "ui"))
-from uikit import build_fake_model  # noqa: E402  (helper-4's fixture builder, tests/ui is not a package)
+from tests.support.cli import REPO, SAMPLE_MODEL, dpo_tui_cmd, run_cli, wait_for_state
+from tests.support.reliability import record_outcome
+from tests.support.uikit import build_fake_model
 
 SUITE = "security"
 TERMINAL = {"finished", "failed", "crashed", "stopped"}
 SECRET = "hf_SECRETtoken123"
-# Loader calls without the switch that are known and reported (file -> what is missing). Remove an entry
-# once its owner passes the run's trust_remote_code through.
-KNOWN_GAPS: dict[str, str] = {}
 
 
 # --- 1. trust_remote_code is off unless asked for -------------------------------------------------
@@ -95,13 +90,9 @@ def test_every_hf_loader_call_passes_trust_remote_code_explicitly() -> None:
                 continue
             problems.append(f"{where}: no trust_remote_code= (transformers would decide for the operator)")
     assert checked >= 5, f"found only {checked} loader calls; did the workers move?"
-    unknown = [p for p in problems if not p.startswith(tuple(KNOWN_GAPS))]
-    assert unknown == [], "\n".join(unknown)
-    record_outcome(SUITE, "trust-remote-code/every-loader-call", "passed" if not problems else "known-gaps", calls=checked,
+    record_outcome(SUITE, "trust-remote-code/every-loader-call", "passed" if not problems else "gaps", calls=checked,
                    gaps=len(problems))
-    if problems:
-        pytest.xfail("known gaps (reported to their owners): " + "; ".join(f"{k}: {v}" for k, v in KNOWN_GAPS.items())
-                     + "\n" + "\n".join(problems))
+    assert problems == [], "\n".join(problems)
 
 
 # --- the evil model ---------------------------------------------------------------------------------
@@ -261,9 +252,7 @@ def test_chat_and_export_never_run_model_code_without_consent(command: str, evil
     assert executed(evil["markers"]) == [], f"{command} ran model code without consent"
     assert not (tmp_path / "merged").exists(), "a refused export left an output behind"
     record_outcome(SUITE, f"no-consent/{command}-remote", "refused", exit_code=proc.returncode)
-    if proc.returncode != 2 or "internal error" in proc.stderr:
-        pytest.xfail(f"no code ran, but `{command}` reports the refusal as exit {proc.returncode}: "
-                     + next((ln for ln in proc.stderr.splitlines() if "error" in ln.lower()), proc.stderr.strip())[:200])
+    assert proc.returncode == 2 and "internal error" not in proc.stderr, f"`{command}` refused with exit {proc.returncode}: {proc.stderr}"
 
 
 @pytest.mark.parametrize("command", ["estimate", "data-check", "data-preview"])
@@ -295,10 +284,9 @@ def test_chat_template_sandbox_escape_is_refused(evil: dict[str, Path]) -> None:
 
 
 async def test_console_model_scan_never_runs_model_code(evil: dict[str, Path], tmp_path: Path) -> None:
-    from uikit import make_services
-
     from dpo_tui.ui.app import DpoTuiApp
     from dpo_tui.ui.screens.models import ModelScreen
+    from tests.support.uikit import make_services
 
     settings = type("S", (), {"model_root_paths": lambda self: [evil["base"]], "keymap": {}, "theme": "textual-dark"})()
     app = DpoTuiApp(make_services(tmp_path / "runs", load_settings=lambda: settings), model=str(evil["remote"]))
@@ -343,8 +331,7 @@ def test_trust_remote_code_flag_warns(evil: dict[str, Path], runs_root: Path, tm
         wait_for_state(runs_root / proc.stdout.split()[0], TERMINAL, timeout=300)
     warned = re.search(r"(remote code|trust[-_ ]remote[-_ ]code)", proc.stderr, re.I) is not None and str(model.name) in proc.stderr
     record_outcome(SUITE, "consent/trust-remote-code-warns", "warned" if warned else "no-warning", ran=executed(markers))
-    if not warned:
-        pytest.xfail("`train --trust-remote-code` prints no warning that the model folder's Python code will run")
+    assert warned, f"`train --trust-remote-code` prints no warning that the model folder's Python code will run:\n{proc.stderr}"
     assert executed(markers), "with consent the custom code is used"
 
 
@@ -418,9 +405,8 @@ def test_atomic_writes_follow_the_umask_without_changing_it(tmp_path: Path, monk
     assert mode == 0o640, oct(mode)
     widened = [oct(m) for m in calls if m != 0o027]
     record_outcome(SUITE, "umask/atomic-write-no-umask-change", "passed" if not widened else "umask-changed", calls=[oct(m) for m in calls])
-    if widened:
-        pytest.xfail(f"atomic_write_bytes sets the process umask to {widened} while it reads it; a file another thread "
-                     "creates meanwhile gets mode 0666/0777 (seen 1 in 20,000 creates under a tight loop)")
+    assert widened == [], (f"atomic_write_bytes sets the process umask to {widened} while it reads it; a file another thread "
+                           "creates meanwhile gets mode 0666/0777")
 
 
 # --- 4. no secret is written anywhere ------------------------------------------------------------

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import T0, learning_events, make_services
 
 from dpo_tui.ui.services import Services
+from tests.support.uikit import T0, learning_events, make_services
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +73,7 @@ def make_run(ui_root: Path) -> Callable[..., Path]:
 @pytest.fixture
 def fake_sample(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the bundled sample data at a fixed fake (model + pairs), so screens are deterministic."""
-    from uikit import build_fake_sample_data
+    from tests.support.uikit import build_fake_sample_data
 
     root = build_fake_sample_data(tmp_path_factory.mktemp("sample_data"))
     monkeypatch.setenv("DPO_TUI_SAMPLE_DATA", str(root))

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uikit import make_services, screen_text
 
 from dpo_tui.core import chat_protocol as P
 from dpo_tui.core.chat_client import ChatClient
 from dpo_tui.core.config import build_config
 from dpo_tui.core.runs import Run, RunStatus, create_run
 from tests.support.fake_chat_worker import fake_worker_command, write_fake_assets
+from tests.support.uikit import make_services, screen_text
 from tests.worker.test_chat_support import ChatAssets, build_assets
 
 RUN_ID = "20251126-212000-tiny-chat-b0.1"
@@ -139,7 +139,7 @@ async def test_two_panes_stream_one_reply_each(ui_root, assets):
 
 
 async def test_greedy_reask_reward_and_judgement(ui_root, assets):
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     make_adapter_run(ui_root, assets)
     app = chat_app(ui_root)
@@ -174,7 +174,7 @@ async def test_greedy_reask_reward_and_judgement(ui_root, assets):
 
 
 async def test_multi_turn_judgement_is_conversational(ui_root, assets):
-    from tests.conftest import run_cli
+    from tests.support.cli import run_cli
 
     make_adapter_run(ui_root, assets)
     app = chat_app(ui_root)

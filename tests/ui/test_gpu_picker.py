@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_setup_screens import to_experiment
-from uikit import GIB, fake_inventory, make_services, screen_text, until
 
 from dpo_tui.core.config import RunConfig
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.experiment import device_note
 from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog, others_text, picked_summary
 from dpo_tui.ui.widgets.vram_bar import VramBar
+from tests.support.uikit import GIB, fake_inventory, make_services, screen_text, to_experiment, until
 
 pytestmark = pytest.mark.usefixtures("fake_sample")
 

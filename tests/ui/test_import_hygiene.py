@@ -39,14 +39,13 @@ def test_import_does_not_pull_the_ml_stack() -> None:
 
 
 def test_every_screen_without_the_ml_stack(tmp_path: Path) -> None:
-    from uikit import build_fake_sample_data
+    from tests.support.uikit import build_fake_sample_data
 
     sample = build_fake_sample_data(tmp_path / "sample_data")
     home = tmp_path / "home"
     code = f"""
         import asyncio, json, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
-        from uikit import make_services, learning_events
+        from tests.support.uikit import make_services, learning_events
         from pathlib import Path
         from dpo_tui.ui.app import DpoTuiApp
 

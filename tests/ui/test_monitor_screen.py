@@ -8,13 +8,12 @@ import threading
 import time
 from pathlib import Path
 
-from uikit import T0, learning_events, log_event, make_services, screen_text
-
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.monitor import MonitorScreen
 from dpo_tui.ui.widgets.health import HealthPanel
 from dpo_tui.ui.widgets.metric_chart import MetricChart
+from tests.support.uikit import T0, learning_events, log_event, make_services, screen_text
 
 RUN = "20251126-212000-tiny-chat-b0.1"
 

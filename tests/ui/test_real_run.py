@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from uikit import make_services, screen_text
 
 from dpo_tui.core import paths
 from dpo_tui.ui.app import DpoTuiApp
@@ -16,6 +15,7 @@ from dpo_tui.ui.screens.experiment import ExperimentScreen
 from dpo_tui.ui.screens.models import ModelScreen
 from dpo_tui.ui.screens.monitor import MonitorScreen
 from dpo_tui.ui.services import Services
+from tests.support.uikit import make_services, screen_text
 
 pytestmark = [
     pytest.mark.slow,

@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from runs_fixture import BROKEN, FAILED, FINISHED, GROUP, LADDER, write_fixture_runs
-from uikit import T0, make_services, screen_text, until
 
 from dpo_tui.core.runs import Run
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.compare import CompareScreen, diff_rows, metric_rows
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.runs import RunsScreen, exit_text, matches, queue_position
+from tests.support.runs_fixture import BROKEN, FAILED, FINISHED, GROUP, LADDER, write_fixture_runs
+from tests.support.uikit import T0, make_services, screen_text, until
 
 ALL = [BROKEN, LADDER[2], LADDER[1], LADDER[0], FINISHED, FAILED]
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uikit import T0, learning_events, make_services, screen_text
-
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.monitor import MonitorScreen
 from dpo_tui.ui.screens.runs import RunsScreen
+from tests.support.uikit import T0, learning_events, make_services, screen_text
 
 
 async def wait_listed(pilot, screen: RunsScreen) -> None:

@@ -8,32 +8,15 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from uikit import build_fake_model, make_services, screen_text, until
 
 from dpo_tui.core.config import TRL_LOSS_TYPES, load_config
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.dataset import DatasetScreen
 from dpo_tui.ui.screens.experiment import ExperimentScreen
 from dpo_tui.ui.screens.models import ModelScreen
+from tests.support.uikit import build_fake_model, make_services, screen_text, to_dataset, to_experiment, until
 
 pytestmark = pytest.mark.usefixtures("fake_sample")
-
-
-
-async def to_dataset(pilot, app: DpoTuiApp) -> DatasetScreen:
-    await until(pilot, lambda: isinstance(app.screen, ModelScreen) and app.screen.scanned)
-    await pilot.press("enter")
-    await until(pilot, lambda: isinstance(app.screen, DatasetScreen))
-    screen = app.screen
-    await until(pilot, lambda: screen.report is not None and screen.tokens is not None)
-    return screen
-
-
-async def to_experiment(pilot, app: DpoTuiApp) -> ExperimentScreen:
-    await to_dataset(pilot, app)
-    await pilot.press("ctrl+n")
-    await until(pilot, lambda: isinstance(app.screen, ExperimentScreen))
-    return app.screen
 
 
 async def test_newcomer_path_model_dataset_experiment(ui_root: Path) -> None:
@@ -94,8 +77,13 @@ async def test_filter_path_entry_and_broken_folders(ui_root: Path, tmp_path: Pat
         )
         await pilot.press("escape")
         await pilot.press("slash")
-        for ch in str(typed):
-            await pilot.press(ch if ch != "/" else "slash")
+        # A long tmp path is pasted (one press per character costs seconds); its last character is typed,
+        # so the filter still sees a keystroke complete the path before enter takes it.
+        filt = screen.query_one("#model-filter")
+        filt.value = str(typed)[:-1]
+        filt.cursor_position = len(filt.value)
+        await pilot.press(str(typed)[-1])
+        assert filt.value == str(typed)
         await pilot.press("enter")
         await until(pilot, lambda: screen.highlighted is not None and screen.highlighted.name == "typed-model")
         assert "typed-model" in screen_text(app)

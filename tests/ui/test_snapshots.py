@@ -7,11 +7,9 @@ Update with ``pytest tests/ui/test_snapshots.py --snapshot-update`` only after r
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from uikit import T0, learning_events, make_services
 
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.dataset import DatasetScreen
@@ -19,23 +17,10 @@ from dpo_tui.ui.screens.experiment import ExperimentScreen
 from dpo_tui.ui.screens.models import ModelScreen
 from dpo_tui.ui.screens.monitor import MonitorScreen
 from dpo_tui.ui.screens.runs import RunsScreen
+from tests.support.snap import SIZES, header_ready, settle
+from tests.support.uikit import T0, learning_events, make_services
 
-SIZES = [pytest.param((100, 30), id="100x30"), pytest.param((80, 24), id="80x24")]
 pytestmark = pytest.mark.usefixtures("fake_sample")
-
-
-async def settle(pilot, condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("screen did not settle")
-        await pilot.pause(0.02)
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause(0.1)
-
-
-def header_ready(app: DpoTuiApp) -> bool:
-    return app.gpu_inventory is not None
 
 
 async def on_models(pilot) -> None:
@@ -128,9 +113,8 @@ def test_experiment_invalid(snap_compare, ui_root: Path, size) -> None:
 def test_gpu_picker(snap_compare, ui_root: Path, size, confirm: bool) -> None:
     """Two GPUs, the second shared with another user. ``picker``: the dialog with GPU 1 picked;
     ``picked``: back on the experiment screen, the VRAM bar says who else is on that GPU."""
-    from uikit import fake_inventory
-
     from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog
+    from tests.support.uikit import fake_inventory
 
     async def run_before(pilot) -> None:
         app = pilot.app

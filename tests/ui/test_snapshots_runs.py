@@ -1,7 +1,7 @@
 """Snapshots of the runs overview (a β ladder with a queued run, a failed run, an unreadable folder, a
 selection) and of the compare screen (curves, final & best), at 100×30 and 80×24.
 
-Deterministic like tests/ui/test_snapshots.py: fixed run folders and timestamps (runs_fixture.py),
+Deterministic like tests/ui/test_snapshots.py: fixed run folders and timestamps (tests/support/runs_fixture.py),
 a frozen clock, a fixed host label and GPU inventory, no cursor blink. Update with
 ``pytest tests/ui/test_snapshots_runs.py --snapshot-update`` only after reading the report.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from runs_fixture import FAILED, LADDER, write_fixture_runs
-from test_snapshots import SIZES, header_ready, settle
-from uikit import make_services
 
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.compare import CompareScreen
 from dpo_tui.ui.screens.runs import RunsScreen
+from tests.support.runs_fixture import FAILED, LADDER, write_fixture_runs
+from tests.support.snap import SIZES, header_ready, settle
+from tests.support.uikit import make_services
 
 
 async def on_runs(pilot) -> None:

@@ -9,7 +9,7 @@ from dpo_tui.core import compare as cmp
 from dpo_tui.core import runs
 from dpo_tui.core.config import RunConfig
 from dpo_tui.core.events import EventWriter
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 
 
 def _fixture_run(root: Path, beta: float, margins: list[float], group: str = "ladder-x") -> runs.Run:

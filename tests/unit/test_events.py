@@ -120,22 +120,30 @@ def test_history_keeps_the_summary_event_aside() -> None:
 
 
 def _long_log(path: Path, steps: int, resume_at: int) -> None:
-    """Attempt 1 logs steps 1..steps, is resumed at ``resume_at`` and logs to ``steps`` again, then ends."""
-    with ev.EventWriter(path, attempt=1) as w:
-        w.emit(ev.STARTED, max_steps=steps)
-        for step in range(1, steps + 1):
-            w.emit(ev.LOG, step=step, metrics={"loss": 1.0 / step, "rewards/margins": step / 100})
-            if step % 1000 == 0:
-                w.emit(ev.CHECKPOINT, step=step, path=f"checkpoint-{step}")
-    with ev.EventWriter(path, attempt=2) as w:
-        w.emit(ev.STARTED, max_steps=steps, attempt=2)
-        w.emit(ev.RESUMED, step=resume_at)
-        for step in range(resume_at + 1, steps + 1):
-            w.emit(ev.LOG, step=step, metrics={"loss": 2.0 / step, "rewards/margins": step / 50})
-        w.emit(ev.LOG, step=steps, summary=True, metrics={"train_loss": 0.3})
-        w.emit(ev.FINISHED, step=steps)
-    with open(path, "a") as fh:
-        fh.write('{"type": "log", "step": 99999, "metr')  # a torn last line: not an event yet
+    """Attempt 1 logs steps 1..steps, is resumed at ``resume_at`` and logs to ``steps`` again, then ends.
+
+    Written in one go, in the writer's wire format: what is tested is the reader, and thousands of
+    fsync'd ``EventWriter.emit`` calls would cost seconds (the writer has its own tests above).
+    """
+    events: list[dict] = []
+
+    def emit(type_: str, attempt: int, **fields: object) -> None:
+        events.append({"v": ev.EVENT_VERSION, "seq": len(events) + 1, "t": 1000.0 + len(events), "attempt": attempt,
+                       "type": type_, **fields})
+
+    emit(ev.STARTED, 1, max_steps=steps)
+    for step in range(1, steps + 1):
+        emit(ev.LOG, 1, step=step, metrics={"loss": 1.0 / step, "rewards/margins": step / 100}, nonfinite=[])
+        if step % 1000 == 0:
+            emit(ev.CHECKPOINT, 1, step=step, path=f"checkpoint-{step}")
+    emit(ev.STARTED, 2, max_steps=steps)
+    emit(ev.RESUMED, 2, step=resume_at)
+    for step in range(resume_at + 1, steps + 1):
+        emit(ev.LOG, 2, step=step, metrics={"loss": 2.0 / step, "rewards/margins": step / 50}, nonfinite=[])
+    emit(ev.LOG, 2, step=steps, summary=True, metrics={"train_loss": 0.3}, nonfinite=[])
+    emit(ev.FINISHED, 2, step=steps)
+    torn = '{"type": "log", "step": 99999, "metr'  # a torn last line: not an event yet
+    path.write_text("".join(json.dumps(e) + "\n" for e in events) + torn)
 
 
 def test_preview_is_a_thinned_but_faithful_fold(tmp_path: Path) -> None:

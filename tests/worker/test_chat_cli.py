@@ -13,7 +13,7 @@ from dpo_tui.core import chat_protocol as P
 from dpo_tui.core.config import build_config
 from dpo_tui.core.paths import sample_heldout_prompts_path
 from dpo_tui.core.runs import Run, RunStatus, create_run
-from tests.conftest import run_cli
+from tests.support.cli import run_cli
 from tests.worker.test_chat_support import ChatAssets, build_assets
 
 

@@ -23,14 +23,12 @@ from dpo_tui.core.config import build_config
 from dpo_tui.core.data import load_preference_data
 from dpo_tui.core.runs import create_run
 from dpo_tui.core.tokenstats import ChatTokenizer
-from tests.conftest import run_cli, start_run, wait_for_state
+from tests.support.cli import run_cli, start_run, wait_for_state
+from tests.support.data import LLAMAFACTORY
 
 pytestmark = pytest.mark.slow
 
-SHARED_SAMPLES = Path("/work/shared/samples")
 REPO = Path(__file__).resolve().parents[2]
-if (REPO.parent / "shared" / "samples").is_dir():
-    SHARED_SAMPLES = REPO.parent / "shared" / "samples"
 
 BUILD_MODEL = textwrap.dedent('''
     import sys, torch
@@ -242,9 +240,8 @@ def test_each_shape_trains(tmp_path, tiny_model, runs_root, shape):
     assert [e["step"] for e in events if e["type"] == "log" and not e.get("summary")][-1] == 2
 
 
-@pytest.mark.skipif(not (SHARED_SAMPLES / "llamafactory_v1_dpo_demo.jsonl").exists(), reason="no shared samples")
 def test_llamafactory_v1_sample_ids_equal_trl(tmp_path, tiny_model):
-    rows = load_preference_data(str(SHARED_SAMPLES / "llamafactory_v1_dpo_demo.jsonl")).rows
+    rows = load_preference_data(str(LLAMAFACTORY / "llamafactory_v1_dpo_demo.jsonl")).rows
     norm = write_rows(tmp_path / "rows.jsonl", rows)
     out = tmp_path / "trl.json"
     _py(TRL_IDS, str(tiny_model), str(norm), "100000", str(out))

@@ -27,7 +27,7 @@ from dpo_tui.core.errors import UserError
 from dpo_tui.core.events import EventWriter
 from dpo_tui.core.export_plan import plan_export
 from dpo_tui.core.runs import Run, create_run
-from tests.conftest import SAMPLE_MODEL, run_cli
+from tests.support.cli import SAMPLE_MODEL, run_cli
 
 torch = pytest.importorskip("torch")
 gguf = pytest.importorskip("gguf")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.core.runs import Run
-from tests.conftest import run_cli, wait_for_state, wait_for_step
+from tests.support.cli import run_cli, wait_for_state, wait_for_step
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import pytest
 
 from dpo_tui.core.events import read_events
 from dpo_tui.core.runs import Run
-from tests.conftest import log_steps, run_cli, start_run, wait_for_state, wait_for_step
+from tests.support.cli import log_steps, run_cli, start_run, wait_for_state, wait_for_step
 
 pytestmark = pytest.mark.slow
 

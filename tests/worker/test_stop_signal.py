@@ -19,7 +19,7 @@ import pytest
 
 from dpo_tui.core import runs
 from dpo_tui.core.runs import RunStatus, process_start_time
-from tests.conftest import REPO
+from tests.support.cli import REPO
 
 # A process that installs the trainer's stop handler, says "ready", and reports whether it saw the stop.
 CHILD = f"""

@@ -62,8 +62,6 @@ def make_services(root: Path, **overrides: Any) -> Services:
     return Services(**values)
 
 
-
-
 def log_event(step: int, t: float, seq: int, **metrics: float | None) -> dict[str, Any]:
     return {
         "v": 1,
@@ -213,3 +211,26 @@ def build_fake_sample_data(root: Path) -> Path:
     (prefs / "train_conversational.jsonl").write_text("".join(json.dumps(r) + "\n" for r in conv))
     (prefs / "heldout_prompts.txt").write_text("w1 w2\nw3 w4\n")
     return root
+
+
+async def to_dataset(pilot: Any, app: Any) -> Any:
+    """From the model screen (sample model highlighted) to the dataset screen, report and token counts ready."""
+    from dpo_tui.ui.screens.dataset import DatasetScreen
+    from dpo_tui.ui.screens.models import ModelScreen
+
+    await until(pilot, lambda: isinstance(app.screen, ModelScreen) and app.screen.scanned)
+    await pilot.press("enter")
+    await until(pilot, lambda: isinstance(app.screen, DatasetScreen))
+    screen = app.screen
+    await until(pilot, lambda: screen.report is not None and screen.tokens is not None)
+    return screen
+
+
+async def to_experiment(pilot: Any, app: Any) -> Any:
+    """From the model screen through the dataset screen to the experiment form."""
+    from dpo_tui.ui.screens.experiment import ExperimentScreen
+
+    await to_dataset(pilot, app)
+    await pilot.press("ctrl+n")
+    await until(pilot, lambda: isinstance(app.screen, ExperimentScreen))
+    return app.screen

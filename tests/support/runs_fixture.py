@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from uikit import T0, learning_events
+from tests.support.uikit import T0, learning_events
 
 GROUP = "ladder-20251126"
 LADDER = ("20251126-212000-tiny-chat-b0.05", "20251126-212001-tiny-chat-b0.1", "20251126-212002-tiny-chat-b0.5")
