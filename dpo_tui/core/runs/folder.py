@@ -233,7 +233,7 @@ class Run:
 def checkpoint_complete(folder: Path) -> tuple[bool, str]:
     """Complete = trainer_state.json, optimizer and scheduler state, readable weights, no incomplete marker.
 
-    The Trainer writes trainer_state.json last, so a save killed midway lacks it (docs: trl-dpo-facts §7).
+    The Trainer writes trainer_state.json last, so a save killed midway lacks it.
     """
     if (folder / "checkpoint-is-incomplete.txt").exists():
         return False, "marked incomplete"
