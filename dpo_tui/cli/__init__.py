@@ -51,13 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--dataset")
     ui.set_defaults(func=_run_ui)
     for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+        # No try: a subcommand module of our own that fails to import is a bug, and skipping it
+        # would only turn that into a confusing "invalid choice" for the operator.
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     parser.set_defaults(func=_run_ui)
     return parser
 

@@ -15,24 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..core.errors import EXIT_USAGE, Problem, UserError
-
-
-def parse_map(items: list[str] | None) -> dict[str, str]:
-    """``["prompt=question", "system=sys"]`` → ``{"prompt": "question", "system": "sys"}``."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        for part in item.split(","):
-            if not part.strip():
-                continue
-            key, sep, value = part.partition("=")
-            if not sep or not key.strip() or not value.strip():
-                raise UserError(
-                    f"bad --map {part!r}",
-                    problems=[Problem("expected FIELD=COLUMN, e.g. prompt=question", field="--map")],
-                )
-            out[key.strip()] = value.strip()
-    return out
+from ..core.errors import EXIT_USAGE, UserError
+from ..core.mapping import parse_map
 
 
 def dataset_arg(text: str) -> str:

@@ -3,49 +3,23 @@
 The runs share a ``group`` and go into the runs root's queue: one at a time per device (in the
 order created), or spread over ``--spread-gpus``. The queue lives in the run folders and their
 detached supervisors, so it survives the console exiting. ``dpo-tui ladder --cancel GROUP`` stops
-the group's running run and cancels the queued ones.
+the group's running run and cancels the queued ones. The ladder itself is ``core.ladder``, shared
+with the console.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from ..core import paths
 from ..core import runs as runs_mod
-from ..core.errors import UserError
+from ..core.errors import Problem, UserError
+from ..core.ladder import cancel_group, make_ladder, parse_betas
 from ..core.preflight import check_inputs
 from . import add_runs_dir
 from .runs_cmd import add_config_flags, config_from_args
-
-
-def parse_betas(text: str) -> list[float]:
-    try:
-        betas = [float(b) for b in text.split(",") if b.strip()]
-    except ValueError:
-        raise UserError(f"--betas {text!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.5") from None
-    if len(betas) < 2:
-        raise UserError("--betas needs at least two values for a ladder")
-    bad = [b for b in betas if not b > 0]
-    if bad:
-        raise UserError(f"--betas: every β must be > 0 (got {bad})")
-    return betas
-
-
-def make_ladder(root, base, betas: list[float], group: str, spread_gpus: list[int] | None = None) -> list[runs_mod.Run]:  # noqa: ANN001
-    """Create and launch one run per β. Same seed and data order; only β (and the GPU, if spread) differ."""
-    created = []
-    for i, beta in enumerate(betas):
-        changes: dict = {"beta": beta, "group": group}
-        if spread_gpus:
-            changes["gpus"] = [spread_gpus[i % len(spread_gpus)]]
-            changes["nproc"] = 1
-        config = base.model_copy(update=changes)
-        config = type(base).model_validate(config.model_dump())  # re-validate the combination
-        created.append(runs_mod.create_run(root, config))
-    for run in created:
-        runs_mod.launch(run)
-    return created
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
@@ -54,10 +28,12 @@ def cmd_ladder(args: argparse.Namespace) -> int:
         members = [s for s in runs_mod.list_runs(root) if s.group == args.cancel]
         if not members:
             raise UserError(f"No runs in group '{args.cancel}'")
-        for s in members:
-            if s.state in runs_mod.ACTIVE_STATES:
-                runs_mod.stop(runs_mod.Run(s.path))
-                print(f"{s.id}: {'cancelled' if s.state == 'queued' else 'stopping'}")
+        done, problems = cancel_group(members)
+        for s in done:
+            print(f"{s.id}: {'cancelled' if s.state == 'queued' else 'stopping'}")
+        sys.stdout.flush()
+        if problems:
+            raise UserError(f"Could not cancel all of '{args.cancel}'", problems=[Problem(p) for p in problems])
         return 0
     if not args.betas:
         raise UserError("give --betas 0.05,0.1,0.5 (or --cancel GROUP)")

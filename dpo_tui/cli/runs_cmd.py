@@ -12,8 +12,6 @@ import json
 import signal
 import sys
 import time
-import types
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,9 @@ from ..core import events as ev
 from ..core import paths
 from ..core import runs as runs_mod
 from ..core.config import FREE_TEXT_LISTS, SAMPLE_PRESET, RunConfig, build_config, load_config
+from ..core.config_fields import field_kind
 from ..core.errors import UserError
+from ..core.mapping import parse_map
 from ..core.preflight import check_inputs
 from . import add_runs_dir
 
@@ -35,74 +35,45 @@ ALIASES = {
 }
 
 
-def _flag_type(annotation: Any) -> tuple[Any, str | None]:
-    """(argparse type, kind) for a RunConfig annotation; kind is 'list', 'bool' or None."""
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType) and len(args) == 1:
-        return _flag_type(args[0])
-    if origin is list:
-        inner = args[0] if args else str
-        return inner, "list"
-    if origin is typing.Literal:
-        return str, None
-    if annotation is bool:
-        return None, "bool"
-    if annotation in (int, float, str):
-        return annotation, None
-    return None, "skip"
-
-
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per RunConfig field (plus aliases), all defaulting to 'not given'."""
     group = parser.add_argument_group("run settings (override the config file; see docs/config.md)")
     group.add_argument("--config", metavar="FILE.toml", help="load settings from a TOML or JSON file")
     group.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN", help="dataset column mapping, e.g. prompt=question")
     for name, info in RunConfig.model_fields.items():
-        if name == "column_map":
-            continue
-        kind_type, kind = _flag_type(info.annotation)
-        if kind == "skip":
-            continue
+        kind = field_kind(name)
+        if kind.kind == "dict" or (kind.kind == "text" and kind.scalar is None):
+            continue  # column_map has --map; nothing else is a dict or an unflaggable type
         flags = [f"--{name.replace('_', '-')}", *ALIASES.get(name, [])]
         help_text = (info.description or "").split(". ")[0]
-        choices = typing.get_args(info.annotation) if typing.get_origin(info.annotation) is typing.Literal else None
-        if kind == "bool":
+        if kind.kind == "bool":
             group.add_argument(*flags, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif kind == "list" and kind_type is str and name in FREE_TEXT_LISTS:
+        elif kind.kind == "list" and kind.item_type is str and name in FREE_TEXT_LISTS:
             # Free text may contain commas: repeat the flag instead.
             group.add_argument(*flags, dest=name, action="append", default=None, metavar="TEXT", help=help_text + " (repeatable)")
-        elif kind == "list":
+        elif kind.kind == "list":
             group.add_argument(*flags, dest=name, default=None, metavar="A,B", help=help_text + " (comma-separated)")
         else:
-            group.add_argument(*flags, dest=name, type=kind_type, default=None, choices=choices, help=help_text)
+            choices = kind.choices if kind.closed else None
+            group.add_argument(*flags, dest=name, type=kind.scalar, default=None, choices=choices, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     overrides: dict[str, Any] = {}
-    for name, info in RunConfig.model_fields.items():
+    for name in RunConfig.model_fields:
         value = getattr(args, name, None)
         if value is None:
             continue
-        _, kind = _flag_type(info.annotation)
-        if kind == "list" and isinstance(value, list):
-            pass  # a repeatable free-text flag
-        elif kind == "list":
-            inner, _ = _flag_type(info.annotation)
+        kind = field_kind(name)
+        if kind.kind == "list" and not isinstance(value, list):  # a repeatable free-text flag arrives as a list
             items = [v.strip() for v in str(value).split(",") if v.strip()]
             try:
-                value = [inner(v) for v in items]
+                value = [kind.item_type(v) for v in items]
             except ValueError:
-                raise UserError(f"--{name.replace('_', '-')}: expected a comma-separated list of {inner.__name__}") from None
+                raise UserError(f"--{name.replace('_', '-')}: expected a comma-separated list of {kind.item_type.__name__}") from None
         overrides[name] = value
     if args.map:
-        mapping = {}
-        for item in args.map:
-            key, sep, column = item.partition("=")
-            if not sep or not key.strip() or not column.strip():
-                raise UserError(f"--map {item!r}: expected FIELD=COLUMN, e.g. --map prompt=question")
-            mapping[key.strip()] = column.strip()
-        overrides["column_map"] = mapping
+        overrides["column_map"] = parse_map(args.map)
     if args.config:
         return load_config(args.config, overrides)
     # No config file: the sample experiment's settings when training the sample model.

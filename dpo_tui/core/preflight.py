@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .config import RunConfig, looks_like_hub_id
 from .errors import Problem, UserError
+from .hub import offline
 
 
 def visible_gpu_ids() -> list[int]:
@@ -117,8 +118,7 @@ def check_dataset(config: RunConfig):  # noqa: ANN201 - core.datasets.DataReport
     from .data import check_data
 
     dataset = config.resolved_dataset()
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not Path(dataset).exists() and not offline:
+    if not Path(dataset).exists() and not offline("dataset"):
         return None  # a hub id, online: checked by the trainer once it is fetched (offline: from the cache, now)
     report = check_data(dataset, split=config.dataset_split, column_map=config.column_map)
     if report.errors:

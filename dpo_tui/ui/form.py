@@ -5,13 +5,13 @@ and the equivalent ``dpo-tui train`` command line. Pure (no Textual), so it is u
 from __future__ import annotations
 
 import shlex
-import types
-import typing
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.config import FREE_TEXT_LISTS, TRL_LOSS_TYPES, RunConfig, field_help
+from ..core.config import FREE_TEXT_LISTS, RunConfig, field_help
+from ..core.config_fields import field_kind
 from ..core.errors import UserError
+from ..core.mapping import parse_map
 
 # Fields in form order, grouped. Every RunConfig field appears exactly once (a test checks it).
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -53,7 +53,7 @@ CLI_ALIASES_SKIP = {"column_map"}
 @dataclass(frozen=True)
 class FieldSpec:
     name: str
-    kind: str  # "bool" | "choice" | "list" | "dict" | "text"
+    kind: str  # "bool" | "choice" | "list" | "dict" | "text" (core.config_fields.Kind)
     choices: tuple[str, ...] = ()
     item_type: type = str
     optional: bool = False
@@ -68,25 +68,8 @@ class FieldSpec:
 
 
 def field_spec(name: str) -> FieldSpec:
-    annotation = RunConfig.model_fields[name].annotation
-    origin = typing.get_origin(annotation)
-    args = [a for a in typing.get_args(annotation) if a is not type(None)]
-    optional = origin in (typing.Union, types.UnionType) and len(args) < len(typing.get_args(annotation))
-    if optional and len(args) == 1:
-        annotation = args[0]
-        origin = typing.get_origin(annotation)
-        args = list(typing.get_args(annotation))
-    if name == "loss_type":
-        return FieldSpec(name, "choice", TRL_LOSS_TYPES)
-    if annotation is bool:
-        return FieldSpec(name, "bool")
-    if origin is typing.Literal:
-        return FieldSpec(name, "choice", tuple(str(a) for a in args))
-    if origin is list:
-        return FieldSpec(name, "list", item_type=args[0] if args else str)
-    if origin is dict:
-        return FieldSpec(name, "dict")
-    return FieldSpec(name, "text", optional=optional)
+    kind = field_kind(name)
+    return FieldSpec(name, kind.kind, kind.choices, item_type=kind.item_type, optional=kind.optional)
 
 
 def all_specs() -> list[tuple[str, list[FieldSpec]]]:
@@ -113,13 +96,10 @@ def from_text(spec: FieldSpec, text: str) -> Any:
         sep = LIST_SEPARATORS.get(spec.name, ",").strip()
         return [item.strip() for item in text.split(sep) if item.strip()]
     if spec.kind == "dict":
-        mapping: dict[str, str] = {}
-        for item in text.split(","):
-            if not item.strip():
-                continue
-            key, sep, value = item.partition("=")
-            mapping[key.strip()] = value.strip() if sep else ""
-        return mapping
+        try:
+            return parse_map(text, source=spec.name)
+        except UserError:
+            return text  # not a mapping: problems_by_field names the bad item
     if spec.optional and text == "":
         return None
     return text
@@ -129,10 +109,20 @@ def problems_by_field(values: dict[str, Any]) -> tuple[RunConfig | None, dict[st
     """Validate; return (config or None, {field: reason}). Cross-field problems are keyed by ``""``."""
     from ..core.config import build_config
 
+    # A mapping typed with a bad item stays text (``from_text``): name the item, and validate the rest.
+    bad_maps: dict[str, str] = {}
+    for name, value in values.items():
+        if isinstance(value, str) and name in RunConfig.model_fields and field_spec(name).kind == "dict":
+            try:
+                parse_map(value, source=name)
+            except UserError as exc:
+                bad_maps[name] = exc.summary
+    if bad_maps:
+        values = {**values, **{name: {} for name in bad_maps}}
     try:
-        return build_config(values), {}
+        config = build_config(values)
     except UserError as exc:
-        found: dict[str, str] = {}
+        found: dict[str, str] = dict(bad_maps)
         for problem in exc.problems:
             name = ""
             if problem.field:
@@ -142,6 +132,7 @@ def problems_by_field(values: dict[str, Any]) -> tuple[RunConfig | None, dict[st
             message = problem.message + (f" ({problem.hint})" if problem.hint else "")
             found.setdefault(name, message)
         return None, found
+    return (None, bad_maps) if bad_maps else (config, {})
 
 
 def cli_defaults(model: str) -> dict[str, Any]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-ACTIVE = frozenset({"queued", "starting", "running", "stopping"})
-TERMINAL = frozenset({"finished", "failed", "stopped", "crashed"})
+from ..core.run_states import ACTIVE_STATES, TERMINAL_STATES
+
+TERMINAL = TERMINAL_STATES
+"""Ended run states: a watched run notifies on reaching one."""
 
 SEVERITY = {"finished": "information", "stopped": "warning", "failed": "error", "crashed": "error"}
 
@@ -59,7 +61,7 @@ def transitions(before: Mapping[str, RunState], after: Mapping[str, RunState]) -
     out = []
     for run_id, now in after.items():
         then = before.get(run_id)
-        if then is not None and then.state in ACTIVE and now.state in TERMINAL:
+        if then is not None and then.state in ACTIVE_STATES and now.state in TERMINAL_STATES:
             out.append(Transition(run_id, then.state, now))
     return out
 

@@ -1,15 +1,55 @@
 """Stop and resume, as the monitor and the runs overview both offer them.
 
-Blocking calls into ``core.runs`` (signals, waiting for a supervisor), so screens call these from
-thread workers and post the returned :class:`Notice`.
+:func:`ask_stop` asks first (what a stop does depends on the run's state) and :func:`start_resume`
+does not; both run the blocking call into ``core.runs`` (signals, waiting for a supervisor) in a
+thread worker of the screen, which gets the outcome as a :class:`Notice` (the app shows it).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import UserError
 from .messages import Notice
+
+if TYPE_CHECKING:
+    from .screens.base import ConsoleScreen
+
+
+def stop_prompt(run_id: str, state: str) -> tuple[str, str, bool]:
+    """(question, detail, hard) of the stop confirmation: a run already stopping is killed (SIGKILL)."""
+    if state == "stopping":
+        return f"Kill {run_id} now?", "It is already stopping. SIGKILL ends it at once, without a final checkpoint.", True
+    if state == "queued":
+        return f"Stop {run_id}?", "It has not started: it leaves the queue and is marked stopped (cancelled).", False
+    return f"Stop {run_id}?", "The trainer saves a checkpoint at the next step and exits; resume continues from it.", False
+
+
+def ask_stop(screen: ConsoleScreen, run_id: str, state: str) -> None:
+    """Confirm, then stop ``run_id`` in a thread worker of ``screen``."""
+    from .screens.confirm import ConfirmDialog
+
+    question, detail, hard = stop_prompt(run_id, state)
+    root = screen.services.runs_root
+
+    def answer(yes: bool | None) -> None:
+        if yes:
+            screen.run_worker(
+                lambda: screen.post_message(stop_run(root, run_id, hard)),
+                thread=True, group="run-action", exit_on_error=False, description="stop the run",
+            )
+
+    screen.app.push_screen(ConfirmDialog(question, detail, yes="Stop"), answer)
+
+
+def start_resume(screen: ConsoleScreen, run_id: str) -> None:
+    """Resume ``run_id`` in a thread worker of ``screen`` (no question: resuming loses nothing)."""
+    root = screen.services.runs_root
+    screen.run_worker(
+        lambda: screen.post_message(resume_run(root, run_id)),
+        thread=True, group="run-action", exit_on_error=False, description="resume the run",
+    )
 
 
 def _error(title: str, exc: Exception) -> Notice:

@@ -51,7 +51,7 @@ def _discover_models(extra_roots: list[Path]) -> list[Any]:
 
 
 def _make_ladder(root: Path, config: Any, betas: list[float], group: str) -> list[Run]:
-    from ..cli.ladder import make_ladder
+    from ..core.ladder import make_ladder
 
     return make_ladder(root, config, betas, group)
 

@@ -30,12 +30,12 @@ from typing import IO
 from ..core import events as ev
 from ..core.fsutil import atomic_write_json
 from ..core.preflight import visible_gpu_ids
+from ..core.run_states import TERMINAL_STATES
 from ..core.runs import (
     EXIT_FAILED,
     EXIT_FINISHED,
     EXIT_STOPPED,
     LOCKS_DIR,
-    TERMINAL_STATES,
     Run,
     host_name,
     list_run_dirs,

@@ -282,13 +282,13 @@ async def test_browsing_writes_nothing(runs: Path) -> None:
 # --- β ladder from the experiment screen ----------------------------------------------------------
 @pytest.mark.usefixtures("fake_sample")
 async def test_ladder_dialog_validates_and_queues_one_run_per_beta(ui_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dpo_tui.core import runs as runs_mod
+    from dpo_tui.core import ladder
     from dpo_tui.ui.screens.dataset import DatasetScreen
     from dpo_tui.ui.screens.experiment import ExperimentScreen
     from dpo_tui.ui.screens.ladder_dialog import LadderDialog
 
     launched: list[str] = []
-    monkeypatch.setattr(runs_mod, "launch", lambda run, resume_from=None: launched.append(run.id) or 4242)
+    monkeypatch.setattr(ladder, "launch", lambda run, resume_from=None: launched.append(run.id) or 4242)
     app = DpoTuiApp(make_services(ui_root))
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: getattr(app.screen, "scanned", False))

@@ -188,7 +188,9 @@ def test_run_lister_rereads_only_what_changed(tmp_path: Path, monkeypatch: pytes
         read.append(path.name)
         return real(path, reconcile)
 
-    monkeypatch.setattr(runs, "summarize", counting)
+    from dpo_tui.core.runs import listing
+
+    monkeypatch.setattr(listing, "summarize", counting)
     lister = runs.RunLister()
     first = {s.id: s.state for s in lister.list(tmp_path, reconcile=False)}
     assert first == {ended.id: "finished", active.id: "queued"} and sorted(read) == sorted([ended.id, active.id])

@@ -208,7 +208,7 @@ class CompareScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#compare-title", TextPanel).show(Text(f"Comparing {len(self.run_ids)} runs · loading…", style="dim"))
-        self._load(self.app.services.runs_root, self.run_ids)  # type: ignore[attr-defined]
+        self._load(self.services.runs_root, self.run_ids)
 
     @work(thread=True, exclusive=True, group="compare-load", exit_on_error=False, description="read the runs to compare")
     def _load(self, root: Path, ids: list[str]) -> None:

@@ -1,7 +1,7 @@
 """Ask for a β ladder's values (modal). Dismisses with the β list, or None when cancelled.
 
-The text is checked as you type with the CLI's own parser (``cli.ladder.parse_betas``: at least two
-values, each > 0), so the dialog and ``dpo-tui ladder --betas`` accept exactly the same input.
+The text is checked as you type with the parser ``dpo-tui ladder --betas`` uses (``core.ladder.parse_betas``:
+at least two distinct values, each > 0), so the dialog and the CLI accept exactly the same input.
 """
 
 from __future__ import annotations
@@ -21,15 +21,12 @@ DEFAULT_BETAS = "0.05,0.1,0.5"
 
 def check_betas(text: str) -> tuple[list[float] | None, str]:
     """(the β values, "") or (None, what is wrong)."""
-    from ...cli.ladder import parse_betas
+    from ...core.ladder import parse_betas
 
     try:
-        betas = parse_betas(text)
+        return parse_betas(text, source="β list"), ""
     except UserError as exc:
-        return None, exc.summary.replace("--betas", "β list")
-    if len(set(betas)) != len(betas):
-        return None, "β list: each value once (a repeated β would train the same run twice)"
-    return betas, ""
+        return None, exc.summary
 
 
 class LadderDialog(ModalScreen[list[float] | None]):

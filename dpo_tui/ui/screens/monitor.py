@@ -39,8 +39,9 @@ from textual.widgets import Footer
 from ...core import events as ev
 from ...core.errors import UserError
 from ...core.health import HealthContext, assess, headline
+from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
 from ..messages import Notice
-from ..run_actions import resume_run, stop_run
+from ..run_actions import ask_stop, start_resume
 from ..widgets.header import StatusHeader
 from ..widgets.health import HealthPanel
 from ..widgets.metric_chart import MetricChart, Series
@@ -158,7 +159,7 @@ class MonitorScreen(ConsoleScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.services
         self.set_interval(services.poll_interval, self._tick, name="monitor-poll")
         pending = getattr(self.app, "monitor_run_id", None)
         if pending and pending != self.run_id:
@@ -189,7 +190,7 @@ class MonitorScreen(ConsoleScreen):
             self._start_load()
 
     def _run_path(self) -> Path:
-        return self.app.services.runs_root / (self.run_id or "")  # type: ignore[attr-defined]
+        return self.services.runs_root / (self.run_id or "")
 
     def _start_load(self) -> None:
         if not self.run_id:
@@ -359,8 +360,8 @@ class MonitorScreen(ConsoleScreen):
         with self.app.batch_update():
             self.query_one("#monitor-title", TextPanel).show(self._title())
             width = self.size.width
-            live = self.state in ("queued", "starting", "running", "stopping")
-            now = self.app.services.clock() if live else None  # type: ignore[attr-defined]
+            live = self.state in ACTIVE_STATES
+            now = self.services.clock() if live else None
             self.query_one("#monitor-progress", TextPanel).show(progress_text(h, self.state, width, now=now))
             findings = assess(h, self.health_context())
             panel = self.query_one(HealthPanel)
@@ -392,9 +393,9 @@ class MonitorScreen(ConsoleScreen):
             return None
         # Stop and resume never apply together: hide the one that does not (footer room at 80 columns).
         if action == "stop_run":
-            return self.state in ("queued", "starting", "running", "stopping")
+            return self.state in ACTIVE_STATES
         if action == "resume_run":
-            return self.state in ("stopped", "failed", "crashed")
+            return self.state in RESUMABLE_STATES
         return True
 
     def action_toggle_smoothing(self) -> None:
@@ -418,34 +419,12 @@ class MonitorScreen(ConsoleScreen):
             self.app.open_chat(self.run_id)  # type: ignore[attr-defined]
 
     def action_stop_run(self) -> None:
-        from .confirm import ConfirmDialog
-
-        if self.run_id is None:
-            return
-        if self.state == "stopping":
-            question = f"Kill {self.run_id} now?"
-            detail = "It is already stopping. SIGKILL ends it at once, without a final checkpoint."
-        else:
-            question = f"Stop {self.run_id}?"
-            detail = "The trainer saves a checkpoint at the next step and exits; resume continues from it."
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._stop(self.run_id or "", self.state == "stopping")
-
-        self.app.push_screen(ConfirmDialog(question, detail, yes="Stop"), answer)
-
-    @work(thread=True, group="monitor-action", exit_on_error=False, description="stop the run")
-    def _stop(self, run_id: str, now: bool) -> None:
-        self.post_message(stop_run(self.app.services.runs_root, run_id, now))  # type: ignore[attr-defined]
+        if self.run_id is not None:
+            ask_stop(self, self.run_id, self.state)
 
     def action_resume_run(self) -> None:
         if self.run_id:
-            self._resume(self.run_id)
-
-    @work(thread=True, group="monitor-action", exit_on_error=False, description="resume the run")
-    def _resume(self, run_id: str) -> None:
-        self.post_message(resume_run(self.app.services.runs_root, run_id))  # type: ignore[attr-defined]
+            start_resume(self, self.run_id)
 
     @on(Notice)
     def _after_action(self, message: Notice) -> None:

@@ -12,16 +12,13 @@ column, ``O`` reverses it). A refresh that changes no row order only rewrites th
 changed, so 1,000 runs refresh every two seconds without rebuilding the table. Rows are keyed by
 run id. ``space`` selects runs (``g`` a whole group, e.g. a β ladder) and ``v`` compares them.
 
-The row builders (:func:`row_cells`, :func:`detail_text`, :func:`exit_text`, :func:`sort_summaries`,
-:func:`matches`) are pure functions, unit-tested directly.
+The row builders (cells, detail line, filter, sort) are pure functions in ``runs_rows.py``; the
+delete and cancel-a-ladder questions are in ``runs_dialogs.py``.
 """
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,212 +30,31 @@ from textual.message import Message
 from textual.widgets import DataTable, Footer, Input
 
 from ...core.errors import UserError
-from ..format import duration, metric
+from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
 from ..messages import Notice
-from ..run_actions import resume_run, stop_run
+from ..run_actions import ask_stop, start_resume
 from ..services import root_label
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
 from .base import ConsoleScreen
+from .runs_dialogs import ask_cancel_group, ask_delete
+from .runs_rows import (
+    COLUMNS,
+    SORT_KEYS,
+    SortKey,
+    detail_text,
+    exit_text,
+    matches,
+    queue_position,
+    row_cells,
+    sort_summaries,
+)
 
 if TYPE_CHECKING:
     from ...core.runs import RunSummary
 
-# (key, label, width). Fixed widths: auto-sized columns re-measure on idle and can paint a
-# frame at the label widths first; fixed ones also keep snapshots stable. The run column
-# grows to the longest id (up to 48 cells).
-COLUMNS = (
-    ("sel", " ", 1),
-    ("run", "run", 30),
-    ("state", "state", 10),
-    ("progress", "steps", 7),
-    ("loss", "loss", 6),
-    ("margin", "margin", 6),
-    ("acc", "acc", 4),
-    ("beta", "β", 5),
-    ("loss_type", "loss type", 9),
-    ("rank", "rank", 4),
-    ("group", "group", 16),
-    ("model", "model", 14),
-    ("dataset", "dataset", 14),
-    ("ran", "ran", 6),
-    ("age", "age", 6),
-    ("exit", "exit reason", 40),
-)
-ACTIVE = frozenset({"queued", "starting", "running", "stopping"})
-RESUMABLE = frozenset({"stopped", "failed", "crashed"})
-SELECTED_MARK = "●"
-
-
-def model_label(model: str | None) -> str:
-    if not model:
-        return "–"
-    if model == "sample":
-        return "tiny-chat"
-    return Path(model).name if "/" in model and Path(model).is_absolute() else model
-
-
-def dataset_label(dataset: str | None) -> str:
-    if not dataset:
-        return "–"
-    if dataset == "sample":
-        return "sample"
-    path = Path(dataset)
-    return path.name if path.is_absolute() or dataset.startswith((".", "~")) else dataset
-
-
-def queue_position(phase: str | None) -> int | None:
-    """2 for the supervisor's ``queued: position 2, gpu0 busy with …``; None when not waiting."""
-    match = re.match(r"queued: position (\d+)", phase or "")
-    return int(match.group(1)) if match else None
-
-
-def state_cell(summary: RunSummary) -> Text:
-    state = summary.state + ("?" if summary.stalled else "")
-    position = queue_position(summary.phase) if summary.state == "queued" else None
-    if position is not None:
-        state = f"queued #{position}"
-    style = {
-        "running": "bold",
-        "starting": "bold",
-        "stopping": "bold",
-        "finished": "",
-        "failed": "bold reverse",
-        "crashed": "bold reverse",
-        "unreadable": "dim",
-    }.get(summary.state, "")
-    return Text(state, style=style)
-
-
-def unreadable_reason(summary: RunSummary) -> str:
-    """The folder's problem without the ``Run <id>:`` prefix the row already shows."""
-    error = summary.error or "unreadable"
-    return error.removeprefix(f"Run {summary.id}: ").removeprefix(f"Run {summary.id} ")
-
-
-def exit_text(summary: RunSummary) -> str:
-    """Why a run ended: ``oom: CUDA out of memory``, ``cancelled``, ``unreadable: no config.json``."""
-    if summary.error is not None:
-        return f"unreadable: {unreadable_reason(summary)}"
-    if summary.state in ("failed", "crashed"):
-        kind = summary.kind or summary.state
-        return f"{kind}: {summary.message}" if summary.message else kind
-    if summary.state == "stopped":
-        return summary.kind or "stopped"
-    if summary.state == "finished":
-        return "finished"
-    return ""
-
-
-def run_seconds(summary: RunSummary, now: float) -> float | None:
-    """How long it trained (so far): from the injected clock, never the machine's."""
-    if not summary.started_at:
-        return None
-    if summary.ended_at:
-        return summary.ended_at - summary.started_at
-    return now - summary.started_at if summary.state in ACTIVE else None
-
-
-def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[Any]:
-    progress = f"{summary.step}/{summary.max_steps}" if summary.max_steps else (str(summary.step) if summary.step else "–")
-    acc = "–" if summary.accuracy is None else f"{summary.accuracy:.2f}"
-    age = duration(now - summary.created_at) if summary.created_at else "–"
-    return [
-        Text(SELECTED_MARK, style="bold") if selected else "",
-        summary.id,
-        state_cell(summary),
-        progress,
-        metric(summary.loss),
-        metric(summary.margin),
-        acc,
-        "–" if summary.beta is None else f"{summary.beta:g}",
-        summary.loss_type or "–",
-        "full" if summary.method == "full" else ("–" if summary.lora_rank is None else str(summary.lora_rank)),
-        summary.group or "–",
-        model_label(summary.model),
-        dataset_label(summary.dataset),
-        duration(run_seconds(summary, now)),
-        age,
-        exit_text(summary),
-    ]
-
-
-def detail_text(summary: RunSummary | None, now: float) -> Text:
-    if summary is None:
-        return Text("")
-    if summary.error:
-        return Text(f"{summary.id}: unreadable: {unreadable_reason(summary)} · d deletes the folder")
-    parts = [f"{summary.id}: {summary.state}"]
-    if summary.kind and summary.state in ("failed", "crashed", "stopped"):
-        parts[0] += f" ({summary.kind})"
-    if summary.state == "queued" and summary.phase:  # the phase holds the queue position
-        parts[0] = f"{summary.id}: {summary.phase.replace('queued: ', 'queued, ', 1)}"
-    if summary.message and summary.state in ("failed", "crashed"):
-        parts.append(summary.message)
-    if summary.hint and summary.state in RESUMABLE:
-        parts.append(summary.hint)
-    if summary.stalled:
-        parts.append("no heartbeat for minutes: the trainer may be hung")
-    if summary.beta is not None:
-        rank = "full" if summary.method == "full" else f"r={summary.lora_rank}"
-        parts.append(f"{model_label(summary.model)} β={summary.beta:g} {summary.loss_type} {rank}")
-    seconds = run_seconds(summary, now)
-    if seconds is not None:
-        parts.append(f"ran {duration(seconds)}")
-    if summary.dataset:
-        parts.append(f"data {dataset_label(summary.dataset)}")
-    if summary.group:
-        parts.append(f"group {summary.group}")
-    return Text(" · ".join(parts))
-
-
-# --- filter and sort -----------------------------------------------------------------------------
-def haystack(summary: RunSummary) -> str:
-    fields = (summary.id, summary.state, summary.model, model_label(summary.model), summary.dataset, summary.group, summary.kind)
-    return " ".join(f for f in fields if f).lower()
-
-
-def matches(summary: RunSummary, query: str) -> bool:
-    """Every whitespace-separated term of ``query`` occurs in the run's id, model, dataset, group or state."""
-    text = haystack(summary)
-    return all(term in text for term in query.lower().split())
-
-
-@dataclass(frozen=True)
-class SortKey:
-    name: str
-    """What the header says: ``sorted by β``."""
-    value: Callable[[RunSummary, float], Any]
-    descending: bool
-    """The natural direction (newest, highest accuracy… first)."""
-
-
-STATE_ORDER = {"running": 0, "stopping": 1, "starting": 2, "queued": 3, "failed": 4, "crashed": 5, "stopped": 6, "finished": 7, "unreadable": 8}
-
-SORT_KEYS: tuple[SortKey, ...] = (
-    SortKey("newest", lambda s, now: s.id, True),
-    SortKey("state", lambda s, now: STATE_ORDER.get(s.state, 9), False),
-    SortKey("β", lambda s, now: s.beta, False),
-    SortKey("loss", lambda s, now: s.loss, False),
-    SortKey("margin", lambda s, now: s.margin, True),
-    SortKey("accuracy", lambda s, now: s.accuracy, True),
-    SortKey("duration", lambda s, now: run_seconds(s, now), True),
-    SortKey("group", lambda s, now: s.group or None, False),
-    SortKey("model", lambda s, now: model_label(s.model) if s.model else None, False),
-)
-
-
-def sort_summaries(summaries: Iterable[RunSummary], key: SortKey, reverse: bool, now: float) -> list[RunSummary]:
-    """Sorted by ``key`` (its natural direction, flipped by ``reverse``); runs without a value last,
-    ties newest first."""
-    items = sorted(summaries, key=lambda s: s.id, reverse=True)
-    known = [s for s in items if key.value(s, now) is not None]
-    unknown = [s for s in items if key.value(s, now) is None]
-    descending = key.descending != reverse
-    # Python's sort is stable (reverse=True too), so ties keep the newest-first order.
-    known.sort(key=lambda s: key.value(s, now), reverse=descending)
-    return known + unknown
+__all__ = ["RunsScreen", "SORT_KEYS", "exit_text", "matches", "queue_position", "sort_summaries"]
 
 
 class RunsScreen(ConsoleScreen):
@@ -310,7 +126,7 @@ class RunsScreen(ConsoleScreen):
     def on_mount(self) -> None:
         from ..app import run_folder_names
 
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.services
         self.query_one("#runs-root", TextPanel).show(Text(f"Runs in {root_label(services, max(16, self.app.size.width // 2))}  ·  reading…", style="dim"))
         # Paint the run ids at once (a directory listing); states and metrics follow from the
         # worker, which needs core.runs (pydantic, ~150 ms to import).
@@ -338,7 +154,7 @@ class RunsScreen(ConsoleScreen):
 
     def refresh_runs(self) -> None:
         self._generation += 1
-        self._list(self.app.services.runs_root, self._generation)  # type: ignore[attr-defined]
+        self._list(self.services.runs_root, self._generation)
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="list the runs")
     def _list(self, root: Path, generation: int) -> None:
@@ -390,12 +206,12 @@ class RunsScreen(ConsoleScreen):
         """The runs the table shows: those matching the filter, in the chosen order."""
         query = self.filter_text
         chosen = [s for s in self.summaries.values() if matches(s, query)] if query else list(self.summaries.values())
-        return sort_summaries(chosen, self.sort_key, self.sort_reverse, self.app.services.clock())  # type: ignore[attr-defined]
+        return sort_summaries(chosen, self.sort_key, self.sort_reverse, self.services.clock())
 
     def _fill(self) -> None:
         """Show :meth:`visible` in the table: rewrite changed cells when the order is unchanged, else
         rebuild the rows in one batch (one layout, however many runs)."""
-        now = self.app.services.clock()  # type: ignore[attr-defined]
+        now = self.services.clock()
         table = self.query_one("#runs-table", DataTable)
         highlighted = self.highlighted_id
         rows = [(s.id, row_cells(s, now, s.id in self.selected)) for s in self.visible()]
@@ -424,7 +240,7 @@ class RunsScreen(ConsoleScreen):
         self.refresh_bindings()
 
     def _show_header(self) -> None:
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.services
         summaries = list(self.summaries.values())
         root = root_label(services, max(16, self.app.size.width // 2))
         if self.error:
@@ -432,7 +248,7 @@ class RunsScreen(ConsoleScreen):
         elif not self.listed:
             header = Text(f"Runs in {root}  ·  reading…", style="dim")
         elif summaries:
-            active = sum(1 for s in summaries if s.state in ACTIVE)
+            active = sum(1 for s in summaries if s.state in ACTIVE_STATES)
             parts = [f"Runs in {root}", f"{len(summaries)} run{'' if len(summaries) == 1 else 's'}, {active} active"]
             if self.filter_text:
                 parts.append(f"{len(self.shown)} match")
@@ -455,7 +271,7 @@ class RunsScreen(ConsoleScreen):
 
     def _show_detail(self) -> None:
         summary = self.highlighted
-        self.query_one("#runs-detail", TextPanel).show(detail_text(summary, self.app.services.clock()))  # type: ignore[attr-defined]
+        self.query_one("#runs-detail", TextPanel).show(detail_text(summary, self.services.clock()))
 
     @property
     def highlighted_id(self) -> str | None:
@@ -500,9 +316,9 @@ class RunsScreen(ConsoleScreen):
         if action in ("open_monitor", "chat_run"):
             return True if summary is not None and summary.error is None else None
         if action == "stop_run":
-            return True if summary is not None and summary.state in ACTIVE else None
+            return True if summary is not None and summary.state in ACTIVE_STATES else None
         if action == "resume_run":
-            return True if summary is not None and summary.state in RESUMABLE else None
+            return True if summary is not None and summary.state in RESUMABLE_STATES else None
         if action in ("toggle_select", "delete_run", "copy_command"):
             return True if summary is not None else None
         if action == "compare":
@@ -588,73 +404,18 @@ class RunsScreen(ConsoleScreen):
 
     # --- stop, resume, delete, cancel a ladder --------------------------------------------------
     def action_stop_run(self) -> None:
-        from .confirm import ConfirmDialog
-
         summary = self.highlighted
-        if summary is None:
-            return
-        run_id = summary.id
-        hard = summary.state == "stopping"
-        if summary.state == "queued":
-            detail = "It has not started: it leaves the queue and is marked stopped (cancelled)."
-        elif hard:
-            detail = "It is already stopping. SIGKILL ends it at once, without a final checkpoint."
-        else:
-            detail = "The trainer saves a checkpoint at the next step and exits; resume continues from it."
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._stop(run_id, hard)
-
-        self.app.push_screen(ConfirmDialog(f"{'Kill' if hard else 'Stop'} {run_id}?", detail, yes="Stop"), answer)
-
-    @work(thread=True, group="runs-action", exit_on_error=False, description="stop a run")
-    def _stop(self, run_id: str, now: bool) -> None:
-        self.post_message(stop_run(self.app.services.runs_root, run_id, now))  # type: ignore[attr-defined]
+        if summary is not None:
+            ask_stop(self, summary.id, summary.state)
 
     def action_resume_run(self) -> None:
         if self.highlighted_id:
-            self._resume(self.highlighted_id)
-
-    @work(thread=True, group="runs-action", exit_on_error=False, description="resume a run")
-    def _resume(self, run_id: str) -> None:
-        self.post_message(resume_run(self.app.services.runs_root, run_id))  # type: ignore[attr-defined]
+            start_resume(self, self.highlighted_id)
 
     def action_delete_run(self) -> None:
-        from .confirm import ConfirmDialog
-
         summary = self.highlighted
-        if summary is None:
-            return
-        run_id = summary.id
-        if summary.state in ACTIVE:
-            self.notify(f"{run_id} is {summary.state}: stop it first (s), then delete it.", title="Delete", severity="error", markup=False)
-            return
-        detail = "This removes the run folder with its checkpoints, adapter and logs. It cannot be undone."
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._delete(run_id)
-
-        self.app.push_screen(ConfirmDialog(f"Delete {run_id}?", detail, yes="Delete"), answer)
-
-    @work(thread=True, group="runs-action", exit_on_error=False, description="delete a run")
-    def _delete(self, run_id: str) -> None:
-        from ...core import runs
-
-        path = self.app.services.runs_root / run_id  # type: ignore[attr-defined]
-        try:
-            runs.delete(runs.Run(path))
-        except UserError as exc:
-            text = exc.render()
-            if "unreadable" in exc.summary:
-                text += f"\nIts status cannot be read, so whether it still runs is unknown. If it does not: rm -r {path}"
-            self.post_message(Notice("Delete", text, "error"))
-            return
-        except OSError as exc:
-            self.post_message(Notice("Delete", f"Cannot delete {run_id}: {exc.strerror or exc}", "error"))
-            return
-        self.post_message(Notice("Delete", f"Deleted {run_id}."))
+        if summary is not None:
+            ask_delete(self, summary)
 
     def action_copy_command(self) -> None:
         summary = self.highlighted
@@ -674,51 +435,9 @@ class RunsScreen(ConsoleScreen):
         self.notify(command, title="Copied the command line", markup=False, timeout=8)
 
     def action_cancel_group(self) -> None:
-        from .confirm import ConfirmDialog
-
         summary = self.highlighted
-        if summary is None or not summary.group:
-            return
-        group = summary.group
-        members = [s for s in self.summaries.values() if s.group == group and s.state in ACTIVE]
-        if not members:
-            self.notify(f"Nothing to cancel: no run of '{group}' is queued or running.", title="Cancel ladder", markup=False)
-            return
-        queued = [s.id for s in members if s.state == "queued"]
-        running = [s.id for s in members if s.state != "queued"]
-        lines = []
-        if running:
-            lines.append(f"Stops {', '.join(running)} (it saves a checkpoint at the next step).")
-        if queued:
-            lines.append(f"Cancels {len(queued)} queued run{'s' if len(queued) != 1 else ''}.")
-        paths = [s.path for s in members]
-
-        def answer(yes: bool | None) -> None:
-            if yes:
-                self._cancel_group(group, paths)
-
-        self.app.push_screen(ConfirmDialog(f"Cancel the ladder '{group}'?", " ".join(lines), yes="Cancel ladder", no="Keep"), answer)
-
-    @work(thread=True, group="runs-action", exit_on_error=False, description="cancel a ladder")
-    def _cancel_group(self, group: str, paths: list[Path]) -> None:
-        """``dpo-tui ladder --cancel GROUP``: stop each active member (a queued one leaves the queue)."""
-        from ...core import runs
-
-        done, problems = [], []
-        for path in paths:
-            try:
-                runs.stop(runs.Run(path))
-            except UserError as exc:
-                if "is not running" not in exc.summary:  # it ended meanwhile: nothing to cancel
-                    problems.append(exc.summary)
-                continue
-            except OSError as exc:
-                problems.append(f"{path.name}: {exc.strerror or exc}")
-                continue
-            done.append(path.name)
-        if problems:
-            self.post_message(Notice("Cancel ladder", "\n".join(problems), "error"))
-        self.post_message(Notice("Cancel ladder", f"'{group}': stopping or cancelling {len(done)} run{'s' if len(done) != 1 else ''}."))
+        if summary is not None and summary.group:
+            ask_cancel_group(self, summary.group, list(self.summaries.values()))
 
     @on(Notice)
     def _after_action(self) -> None:

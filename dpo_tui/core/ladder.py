@@ -1,0 +1,80 @@
+"""β ladders: one run per β, everything else equal, sharing a ``group``.
+
+The CLI (``dpo-tui ladder``) and the console's ladder dialog both check the β list with
+:func:`parse_betas` and create the runs with :func:`make_ladder`, so they accept the same input
+and make the same runs. The runs go into the runs root's queue (one at a time per device, or
+spread over GPUs); :func:`cancel_group` stops a ladder's running run and cancels its queued ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import RunConfig
+from .errors import UserError
+from .run_states import ACTIVE_STATES
+from .runs.folder import Run
+from .runs.lifecycle import create_run, launch, stop
+from .runs.listing import RunSummary
+
+
+def parse_betas(text: str, source: str = "--betas") -> list[float]:
+    """``"0.05,0.1,0.5"`` → ``[0.05, 0.1, 0.5]``: at least two distinct values, each > 0.
+
+    ``source`` names where the list was typed in the error (``--betas``, or the dialog's ``β list``).
+    """
+    try:
+        betas = [float(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise UserError(f"{source} {text!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.5") from None
+    if len(betas) < 2:
+        raise UserError(f"{source} needs at least two values for a ladder")
+    bad = [b for b in betas if not b > 0]
+    if bad:
+        raise UserError(f"{source}: every β must be > 0 (got {bad})")
+    if len(set(betas)) != len(betas):
+        raise UserError(f"{source}: each value once (a repeated β would train the same run twice)")
+    return betas
+
+
+def make_ladder(root: Path, base: RunConfig, betas: list[float], group: str, spread_gpus: list[int] | None = None) -> list[Run]:
+    """Create and launch one run per β. Same seed and data order; only β (and the GPU, if spread) differ.
+
+    Every run is created before any is launched, so the queue (ordered by creation) holds the
+    whole ladder when the first supervisor looks at it.
+    """
+    created = []
+    for i, beta in enumerate(betas):
+        changes: dict[str, object] = {"beta": beta, "group": group}
+        if spread_gpus:
+            changes["gpus"] = [spread_gpus[i % len(spread_gpus)]]
+            changes["nproc"] = 1
+        config = base.model_copy(update=changes)
+        config = type(base).model_validate(config.model_dump())  # re-validate the combination
+        created.append(create_run(root, config))
+    for run in created:
+        launch(run)
+    return created
+
+
+def cancel_group(members: list[RunSummary]) -> tuple[list[RunSummary], list[str]]:
+    """Stop each active member (a queued one leaves the queue): (the runs stopped or cancelled, problems).
+
+    A member that ended meanwhile is skipped silently; any other refusal is a problem line.
+    """
+    done: list[RunSummary] = []
+    problems: list[str] = []
+    for summary in members:
+        if summary.state not in ACTIVE_STATES:
+            continue
+        try:
+            stop(Run(summary.path))
+        except UserError as exc:
+            if "is not running" not in exc.summary:
+                problems.append(exc.summary)
+            continue
+        except OSError as exc:
+            problems.append(f"{summary.id}: {exc.strerror or exc}")
+            continue
+        done.append(summary)
+    return done, problems

@@ -1,0 +1,256 @@
+"""The run folder: one :class:`Run` handle per folder, its files, its truthful status and its checkpoints.
+
+A run is a folder; the folder is the truth::
+
+    runs/20261126-213000-tiny-chat-b0.1/
+      config.json     frozen RunConfig, written once before launch
+      status.json     state, pids, host, heartbeat, step/max_steps, exit code (replaced atomically)
+      events.jsonl    append-only event log (see core/events.py)
+      trainer.log     the trainer's stdout+stderr
+      checkpoints/    checkpoint-N/ (complete only with trainer_state.json and readable weights)
+      adapter/        the final LoRA adapter (model/ for full fine-tuning)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import events as ev
+from ..config import RunConfig
+from ..errors import UserError, first_line
+from ..fsutil import atomic_write_json, read_json
+from ..run_states import ACTIVE_STATES
+from ..safetensors_header import SafetensorsError, read_header
+from .status import STALL_AFTER_S, RunStatus, host_name, process_alive
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+LOG_FILE = "trainer.log"
+SUPERVISOR_LOG = "supervisor.log"
+CHECKPOINTS_DIR = "checkpoints"
+ADAPTER_DIR = "adapter"
+MODEL_DIR = "model"
+LOCKS_DIR = ".locks"
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    step: int
+    complete: bool
+    reason: str = ""
+
+
+class Run:
+    """A handle on one run folder. Cheap to create; reads lazily."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    # --- identity and files ------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def status_path(self) -> Path:
+        return self.path / STATUS_FILE
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / ev.EVENTS_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER_DIR
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path / MODEL_DIR
+
+    def config(self) -> RunConfig:
+        try:
+            return RunConfig.model_validate(read_json(self.config_path), context={"frozen": True})
+        except FileNotFoundError:
+            raise UserError(f"Run {self.id} has no {CONFIG_FILE}", hint="the folder is incomplete; delete it") from None
+        except (ValueError, ValidationError) as exc:
+            raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: {first_line(exc)}") from None
+
+    def raw_status(self) -> RunStatus:
+        """status.json as written (no liveness check).
+
+        A missing file reads as a fresh queued status, or, when the event log exists, as the status
+        rebuilt from it: the trainer's heartbeat rewrites status.json from this, so a file deleted
+        mid-run must come back as ``running`` with its pids, never as a pid-less ``queued``.
+        """
+        try:
+            return RunStatus.model_validate(read_json(self.status_path))
+        except FileNotFoundError:
+            status = RunStatus(state="queued", created_at=self._ctime())
+            if self.events_path.exists():
+                status = self._status_from_events(status)
+            return status
+        except (ValueError, ValidationError) as exc:
+            raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {first_line(exc)}") from None
+
+    def _ctime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    def write_status(self, status: RunStatus) -> None:
+        status.updated_at = time.time()
+        atomic_write_json(self.status_path, status.model_dump(mode="json"))
+
+    def update_status(self, **fields: Any) -> RunStatus:
+        status = self.raw_status()
+        for key, value in fields.items():
+            setattr(status, key, value)
+        self.write_status(status)
+        return status
+
+    # --- liveness ---------------------------------------------------------------------------
+    def processes_alive(self, status: RunStatus | None = None) -> bool:
+        status = status or self.raw_status()
+        return process_alive(status.supervisor_pid, status.supervisor_start) or process_alive(status.pid, status.pid_start)
+
+    def status(self, reconcile: bool = True) -> RunStatus:
+        """The truthful status: an active state whose processes are gone becomes ``crashed`` (persisted).
+
+        A run whose status.json vanished mid-run is rebuilt from its event log and live pids.
+        """
+        status = self.raw_status()
+        if status.state in ACTIVE_STATES and (not status.host or status.host == host_name()):
+            if status.supervisor_pid is None and status.pid is None:
+                # Created but never launched (launcher died before spawning): nothing will run it.
+                if status.state != "queued" or time.time() - (status.created_at or 0) > 60:
+                    status = self._mark_crashed(status, "the run was never started (launcher died before spawning it)", reconcile)
+            elif not self.processes_alive(status):
+                status = self._mark_crashed(status, self._crash_reason(status), reconcile)
+        return status
+
+    def _status_from_events(self, status: RunStatus) -> RunStatus:
+        history = ev.RunHistory()
+        history.apply(ev.read_events(self.events_path))
+        status.step = history.step
+        status.max_steps = history.max_steps
+        status.attempt = history.attempt
+        if history.terminal is not None:
+            kind = history.terminal["type"]
+            status.state = "finished" if kind == ev.FINISHED else "stopped" if kind == ev.STOPPED else "failed"
+            status.kind = history.terminal.get("kind")
+            status.hint = history.terminal.get("hint")
+        elif history.started is not None:
+            status.state = "running"
+            status.pid = history.started.get("pid")
+            status.pid_start = history.started.get("pid_start")
+            status.supervisor_pid = history.started.get("supervisor_pid")
+            status.supervisor_start = history.started.get("supervisor_start")
+            status.host = history.started.get("host") or ""
+        return status
+
+    def _crash_reason(self, status: RunStatus) -> str:
+        ckpt = self.newest_complete_checkpoint()
+        where = f"; `dpo-tui resume {self.id}` continues from {ckpt.path.name}" if ckpt else ""
+        return (
+            "the trainer and its supervisor are gone without a final event (process group killed, "
+            f"host OOM killer or reboot){where}"
+        )
+
+    def _mark_crashed(self, status: RunStatus, message: str, persist: bool) -> RunStatus:
+        status.state = "crashed"
+        status.kind = "crash"
+        status.message = message
+        status.ended_at = status.ended_at or time.time()
+        if persist:
+            with contextlib.suppress(OSError):
+                self.write_status(status)
+        return status
+
+    def is_stalled(self, status: RunStatus | None = None) -> bool:
+        status = status or self.status()
+        return (
+            status.state in {"running", "starting", "stopping"}
+            and status.heartbeat is not None
+            and time.time() - status.heartbeat > STALL_AFTER_S
+        )
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def checkpoints(self) -> list[Checkpoint]:
+        """All checkpoint folders, oldest first, each with whether it is safe to resume from."""
+        found = []
+        if not self.checkpoints_dir.is_dir():
+            return found
+        for child in self.checkpoints_dir.iterdir():
+            m = re.fullmatch(r"checkpoint-(\d+)", child.name)
+            if m and child.is_dir():
+                ok, reason = checkpoint_complete(child)
+                found.append(Checkpoint(child, int(m.group(1)), ok, reason))
+        return sorted(found, key=lambda c: c.step)
+
+    def last_started_event(self) -> dict[str, Any] | None:
+        """The newest ``started`` event (device, world size, pids), found by a byte search, not a full fold."""
+        try:
+            with open(self.events_path, "rb") as fh:
+                candidates = [line for line in fh if b'"started"' in line]
+        except OSError:
+            return None
+        events = ev.EventReader(self.events_path).parse_lines(reversed(candidates))
+        return next((e for e in events if e.get("type") == ev.STARTED), None)
+
+    def newest_complete_checkpoint(self) -> Checkpoint | None:
+        complete = [c for c in self.checkpoints() if c.complete]
+        return complete[-1] if complete else None
+
+    def final_weights_dir(self) -> Path | None:
+        """The final adapter (or full model) when it was saved completely."""
+        for candidate in (self.adapter_dir, self.model_dir):
+            if (candidate / "COMPLETE").exists():
+                return candidate
+        return None
+
+
+def checkpoint_complete(folder: Path) -> tuple[bool, str]:
+    """Complete = trainer_state.json, optimizer and scheduler state, readable weights, no incomplete marker.
+
+    The Trainer writes trainer_state.json last, so a save killed midway lacks it.
+    """
+    if (folder / "checkpoint-is-incomplete.txt").exists():
+        return False, "marked incomplete"
+    for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt"):
+        if not (folder / name).exists():
+            return False, f"no {name}"
+    weights = list(folder.glob("*.safetensors"))
+    if not weights:
+        return False, "no weights"
+    for w in weights:
+        try:
+            read_header(w)
+        except SafetensorsError as exc:
+            return False, f"{w.name}: {exc}"
+    try:
+        read_json(folder / "trainer_state.json")
+    except (OSError, ValueError):
+        return False, "trainer_state.json unreadable"
+    return True, ""
+

@@ -1,0 +1,213 @@
+"""The runs table's rows, as pure functions of a ``RunSummary``: cells, the detail line, filter and sort.
+
+Unit-tested directly (no Textual app); the runs screen (``runs.py``) only places what these return.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+
+from ...core.run_states import ACTIVE_STATES, FAILED_STATES, RESUMABLE_STATES
+from ..format import duration, metric
+
+if TYPE_CHECKING:
+    from ...core.runs import RunSummary
+
+# (key, label, width). Fixed widths: auto-sized columns re-measure on idle and can paint a
+# frame at the label widths first; fixed ones also keep snapshots stable. The run column
+# grows to the longest id (up to 48 cells).
+COLUMNS = (
+    ("sel", " ", 1),
+    ("run", "run", 30),
+    ("state", "state", 10),
+    ("progress", "steps", 7),
+    ("loss", "loss", 6),
+    ("margin", "margin", 6),
+    ("acc", "acc", 4),
+    ("beta", "β", 5),
+    ("loss_type", "loss type", 9),
+    ("rank", "rank", 4),
+    ("group", "group", 16),
+    ("model", "model", 14),
+    ("dataset", "dataset", 14),
+    ("ran", "ran", 6),
+    ("age", "age", 6),
+    ("exit", "exit reason", 40),
+)
+SELECTED_MARK = "●"
+
+
+def model_label(model: str | None) -> str:
+    if not model:
+        return "–"
+    if model == "sample":
+        return "tiny-chat"
+    return Path(model).name if "/" in model and Path(model).is_absolute() else model
+
+
+def dataset_label(dataset: str | None) -> str:
+    if not dataset:
+        return "–"
+    if dataset == "sample":
+        return "sample"
+    path = Path(dataset)
+    return path.name if path.is_absolute() or dataset.startswith((".", "~")) else dataset
+
+
+def queue_position(phase: str | None) -> int | None:
+    """2 for the supervisor's ``queued: position 2, gpu0 busy with …``; None when not waiting."""
+    match = re.match(r"queued: position (\d+)", phase or "")
+    return int(match.group(1)) if match else None
+
+
+def state_cell(summary: RunSummary) -> Text:
+    state = summary.state + ("?" if summary.stalled else "")
+    position = queue_position(summary.phase) if summary.state == "queued" else None
+    if position is not None:
+        state = f"queued #{position}"
+    style = {
+        "running": "bold",
+        "starting": "bold",
+        "stopping": "bold",
+        "finished": "",
+        "failed": "bold reverse",
+        "crashed": "bold reverse",
+        "unreadable": "dim",
+    }.get(summary.state, "")
+    return Text(state, style=style)
+
+
+def unreadable_reason(summary: RunSummary) -> str:
+    """The folder's problem without the ``Run <id>:`` prefix the row already shows."""
+    error = summary.error or "unreadable"
+    return error.removeprefix(f"Run {summary.id}: ").removeprefix(f"Run {summary.id} ")
+
+
+def exit_text(summary: RunSummary) -> str:
+    """Why a run ended: ``oom: CUDA out of memory``, ``cancelled``, ``unreadable: no config.json``."""
+    if summary.error is not None:
+        return f"unreadable: {unreadable_reason(summary)}"
+    if summary.state in FAILED_STATES:
+        kind = summary.kind or summary.state
+        return f"{kind}: {summary.message}" if summary.message else kind
+    if summary.state == "stopped":
+        return summary.kind or "stopped"
+    if summary.state == "finished":
+        return "finished"
+    return ""
+
+
+def run_seconds(summary: RunSummary, now: float) -> float | None:
+    """How long it trained (so far): from the injected clock, never the machine's."""
+    if not summary.started_at:
+        return None
+    if summary.ended_at:
+        return summary.ended_at - summary.started_at
+    return now - summary.started_at if summary.state in ACTIVE_STATES else None
+
+
+def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[Any]:
+    progress = f"{summary.step}/{summary.max_steps}" if summary.max_steps else (str(summary.step) if summary.step else "–")
+    acc = "–" if summary.accuracy is None else f"{summary.accuracy:.2f}"
+    age = duration(now - summary.created_at) if summary.created_at else "–"
+    return [
+        Text(SELECTED_MARK, style="bold") if selected else "",
+        summary.id,
+        state_cell(summary),
+        progress,
+        metric(summary.loss),
+        metric(summary.margin),
+        acc,
+        "–" if summary.beta is None else f"{summary.beta:g}",
+        summary.loss_type or "–",
+        "full" if summary.method == "full" else ("–" if summary.lora_rank is None else str(summary.lora_rank)),
+        summary.group or "–",
+        model_label(summary.model),
+        dataset_label(summary.dataset),
+        duration(run_seconds(summary, now)),
+        age,
+        exit_text(summary),
+    ]
+
+
+def detail_text(summary: RunSummary | None, now: float) -> Text:
+    if summary is None:
+        return Text("")
+    if summary.error:
+        return Text(f"{summary.id}: unreadable: {unreadable_reason(summary)} · d deletes the folder")
+    parts = [f"{summary.id}: {summary.state}"]
+    if summary.kind and summary.state in RESUMABLE_STATES:
+        parts[0] += f" ({summary.kind})"
+    if summary.state == "queued" and summary.phase:  # the phase holds the queue position
+        parts[0] = f"{summary.id}: {summary.phase.replace('queued: ', 'queued, ', 1)}"
+    if summary.message and summary.state in FAILED_STATES:
+        parts.append(summary.message)
+    if summary.hint and summary.state in RESUMABLE_STATES:
+        parts.append(summary.hint)
+    if summary.stalled:
+        parts.append("no heartbeat for minutes: the trainer may be hung")
+    if summary.beta is not None:
+        rank = "full" if summary.method == "full" else f"r={summary.lora_rank}"
+        parts.append(f"{model_label(summary.model)} β={summary.beta:g} {summary.loss_type} {rank}")
+    seconds = run_seconds(summary, now)
+    if seconds is not None:
+        parts.append(f"ran {duration(seconds)}")
+    if summary.dataset:
+        parts.append(f"data {dataset_label(summary.dataset)}")
+    if summary.group:
+        parts.append(f"group {summary.group}")
+    return Text(" · ".join(parts))
+
+
+# --- filter and sort -----------------------------------------------------------------------------
+def haystack(summary: RunSummary) -> str:
+    fields = (summary.id, summary.state, summary.model, model_label(summary.model), summary.dataset, summary.group, summary.kind)
+    return " ".join(f for f in fields if f).lower()
+
+
+def matches(summary: RunSummary, query: str) -> bool:
+    """Every whitespace-separated term of ``query`` occurs in the run's id, model, dataset, group or state."""
+    text = haystack(summary)
+    return all(term in text for term in query.lower().split())
+
+
+@dataclass(frozen=True)
+class SortKey:
+    name: str
+    """What the header says: ``sorted by β``."""
+    value: Callable[[RunSummary, float], Any]
+    descending: bool
+    """The natural direction (newest, highest accuracy… first)."""
+
+
+STATE_ORDER = {"running": 0, "stopping": 1, "starting": 2, "queued": 3, "failed": 4, "crashed": 5, "stopped": 6, "finished": 7, "unreadable": 8}
+
+SORT_KEYS: tuple[SortKey, ...] = (
+    SortKey("newest", lambda s, now: s.id, True),
+    SortKey("state", lambda s, now: STATE_ORDER.get(s.state, 9), False),
+    SortKey("β", lambda s, now: s.beta, False),
+    SortKey("loss", lambda s, now: s.loss, False),
+    SortKey("margin", lambda s, now: s.margin, True),
+    SortKey("accuracy", lambda s, now: s.accuracy, True),
+    SortKey("duration", lambda s, now: run_seconds(s, now), True),
+    SortKey("group", lambda s, now: s.group or None, False),
+    SortKey("model", lambda s, now: model_label(s.model) if s.model else None, False),
+)
+
+
+def sort_summaries(summaries: Iterable[RunSummary], key: SortKey, reverse: bool, now: float) -> list[RunSummary]:
+    """Sorted by ``key`` (its natural direction, flipped by ``reverse``); runs without a value last,
+    ties newest first."""
+    items = sorted(summaries, key=lambda s: s.id, reverse=True)
+    known = [s for s in items if key.value(s, now) is not None]
+    unknown = [s for s in items if key.value(s, now) is None]
+    descending = key.descending != reverse
+    # Python's sort is stable (reverse=True too), so ties keep the newest-first order.
+    known.sort(key=lambda s: key.value(s, now), reverse=descending)
+    return known + unknown
