@@ -30,6 +30,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/python scripts/gen_config_docs.py --check
 
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py

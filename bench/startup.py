@@ -94,7 +94,7 @@ CONSOLE = textwrap.dedent(
 def time_child(code: str, env: dict[str, str]) -> tuple[float, str]:
     """(wall seconds from spawning to READY, the first screen's mode)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+    proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True
     )
     assert proc.stdout is not None
