@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""GPU smoke runs of the multi-process launcher (issue 9 §6): one-GPU DDP and ZeRO-2 on a ~1B model.
+"""GPU smoke runs of the multi-process launcher (docs/scaling.md): one-GPU DDP and ZeRO-2 on a ~1B model.
 
 Builds Llama 3.2 1B's architecture with random weights (nothing downloaded; the bundled sample's
 tokenizer, so the vocabulary is the sample's and the model has ~0.97 B parameters), then trains it

@@ -1,4 +1,4 @@
-"""Time to the first usable screen of ``dpo-tui``, as a ratio to a minimal Textual app (DESIGN.md §7: ≤ 1.5).
+"""Time to the first usable screen of ``dpo-tui``, as a ratio to a minimal Textual app (budget ≤ 1.5, docs/design/budgets.md).
 
 Both run in fresh interpreters (``python -c``), headless, measured from spawning the process to the
 child reporting that its first screen is on screen; the minimum over ``--repeat`` alternating runs is
