@@ -48,6 +48,9 @@ reliability: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	$(BIN)/python scripts/gen_config_docs.py --check
 
 bench: $(STAMP)
 	$(BIN)/python bench/startup.py

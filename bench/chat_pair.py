@@ -31,9 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dpo_tui.core import chat_protocol as P  # noqa: E402
-from dpo_tui.core.chat_client import ChatClient  # noqa: E402
-from dpo_tui.core.paths import sample_model_dir  # noqa: E402
+from dpo_tui.core import chat_protocol as P
+from dpo_tui.core.chat_client import ChatClient
+from dpo_tui.core.paths import sample_model_dir
 
 TIME_BUDGET = 0.67
 MEMORY_BUDGET = 1.1

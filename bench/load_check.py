@@ -1,4 +1,4 @@
-"""Load check (issue 10 §3): the console under many runs and long event logs.
+"""Load check: the console under many runs and long event logs.
 
 Three measurements, each against a baseline measured in the same process:
 

@@ -1,4 +1,4 @@
-"""Time to the first usable screen of ``dpo-tui``, as a ratio to a minimal Textual app (DESIGN.md §7: ≤ 1.5).
+"""Time to the first usable screen of ``dpo-tui``, as a ratio to a minimal Textual app (budget ≤ 1.5, docs/design/budgets.md).
 
 Both run in fresh interpreters (``python -c``), headless, measured from spawning the process to the
 child reporting that its first screen is on screen; the minimum over ``--repeat`` alternating runs is
@@ -94,7 +94,7 @@ CONSOLE = textwrap.dedent(
 def time_child(code: str, env: dict[str, str]) -> tuple[float, str]:
     """(wall seconds from spawning to READY, the first screen's mode)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+    proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env, text=True
     )
     assert proc.stdout is not None

@@ -3,7 +3,7 @@
 Both train the sample experiment (tiny-chat, sample pairs, LoRA) for the same steps on this
 machine, one after the other, in fresh processes. Throughput is TRL's own
 ``train_steps_per_second`` (the ``train()`` loop only, so model loading does not count); peak
-memory is each child's ``ru_maxrss``. Budgets (DESIGN.md §7): steps/s ratio ≥ 0.97, peak-RSS
+memory is each child's ``ru_maxrss``. Budgets (docs/design/budgets.md): steps/s ratio ≥ 0.97, peak-RSS
 ratio ≤ 1.03.
 
     python bench/trainer_overhead.py [--steps 30] [--repeats 2]

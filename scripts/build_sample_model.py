@@ -43,7 +43,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import build_sample_prefs as prefs  # noqa: E402  (sibling script, not a package)
+import build_sample_prefs as prefs
 
 SEED = 1234
 ROOT = Path(__file__).resolve().parent.parent

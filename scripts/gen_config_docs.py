@@ -1,10 +1,13 @@
-"""Write docs/config.md from RunConfig's field docstrings (a test keeps the two in sync).
+"""Write ``docs/config.md`` from ``RunConfig``'s field docstrings, or check that it is current.
 
-Usage: python scripts/gen_config_docs.py [--check]
+``make lint`` runs ``--check`` and ``tests/unit/test_config_docs.py`` asserts the same, so a field
+added or reworded in ``dpo_tui/core/config.py`` fails both until the doc is regenerated.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import sys
 from pathlib import Path
 
@@ -17,6 +20,7 @@ DOC = ROOT / "docs" / "config.md"
 
 
 def render() -> str:
+    """The whole of ``docs/config.md``."""
     defaults = RunConfig()
     lines = [
         "# Config reference",
@@ -54,9 +58,35 @@ def render() -> str:
     return "\n".join(lines)
 
 
+def stale_summary(current: str, wanted: str, limit: int = 20) -> str:
+    """A short unified diff from the file on disk to what it should be (at most ``limit`` changed lines)."""
+    diff = difflib.unified_diff(current.splitlines(), wanted.splitlines(), "docs/config.md", "generated", lineterm="", n=0)
+    lines = list(diff)
+    changed = [ln for ln in lines if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
+    shown = "\n".join(lines[: limit + 3])
+    more = f"\n… {len(changed) - limit} more changed lines" if len(changed) > limit else ""
+    return f"{len(changed)} changed lines:\n{shown}{more}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gen_config_docs.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 with a diff summary when the doc is stale")
+    parser.add_argument("--output", type=Path, default=DOC, help=f"file to write or check (default: {DOC.relative_to(ROOT)})")
+    args = parser.parse_args(argv)
+    wanted = render()
+    if args.check:
+        try:
+            current = args.output.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            current = ""
+        if current == wanted:
+            return 0
+        print(f"{args.output} is stale; run `python scripts/gen_config_docs.py`. {stale_summary(current, wanted)}", file=sys.stderr)
+        return 1
+    args.output.write_text(wanted, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
 if __name__ == "__main__":
-    text = render()
-    if "--check" in sys.argv:
-        sys.exit(0 if DOC.read_text() == text else 1)
-    DOC.write_text(text)
-    print(f"wrote {DOC}")
+    sys.exit(main())

@@ -1,9 +1,10 @@
 """The one typed experiment config: everything a run needs, with its documentation beside each field.
 
 ``RunConfig`` is what operators edit (TOML), what the experiment screen shows (each field's
-docstring is its help text), and what is frozen into a run folder (``config.json``) and handed
-to the trainer. It validates what TRL silently accepts (``../shared/docs/failure-modes.md``):
-β ≤ 0, rank 0, batch 0, an unknown loss type, keys TRL 1.x removed, and so on.
+docstring is its help text), and what is written into a run folder (``config.json``) and handed
+to the trainer. It validates what TRL accepts silently or rejects only after the model has loaded
+(``docs/design/trl-facts.md``): β ≤ 0, rank 0, batch 0, an unknown loss type, keys TRL 1.x
+removed, and so on. ``docs/config.md`` is generated from it (``scripts/gen_config_docs.py``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ TRL_LOSS_TYPES: tuple[str, ...] = (
 REMOVED_TRL_KEYS: dict[str, str] = {
     "max_prompt_length": "TRL 1.x has only `max_length` (prompt+completion); rows whose prompt alone reaches it are dropped",
     "max_completion_length": "TRL 1.x has only `max_length`, applied to each prompt+completion sequence",
-    "rpo_alpha": "use `loss_type = [\"sigmoid\", \"sft\"]` with loss weights for an RPO-style NLL term",
+    "rpo_alpha": "TRL 1.x expresses RPO as a list of loss types with weights; dpo-tui trains one `loss_type` per run, so an RPO-style NLL term is not available",
     "reference_free": "not supported in TRL 1.x; use a LoRA run (the reference is the adapter-disabled base)",
     "force_use_ref_model": "removed; with LoRA the reference is always the adapter-disabled base",
     "padding_value": "removed; the tokenizer's pad token (or EOS) is used",
@@ -121,9 +122,13 @@ def resolve_dataset(spec: str) -> str:
 
 
 class RunConfig(BaseModel):
-    """Everything a DPO run needs. Frozen into ``config.json`` before launch; never edited after."""
+    """Everything a DPO run needs, written into the run's ``config.json`` before launch.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    Immutable: a changed setting is a new config. ``model_copy(update=...)`` does not validate,
+    so a change that comes from an operator is re-validated (``RunConfig.model_validate``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     # --- what to train -----------------------------------------------------------------
     model: str = SAMPLE_MODEL
@@ -147,7 +152,7 @@ class RunConfig(BaseModel):
     beta: float = 0.1
     """β: how far the policy may move from the reference. Higher = stays closer. Typical 0.01–0.5. Must be > 0."""
     loss_type: str = "sigmoid"
-    """DPO loss variant (TRL ``loss_type``): sigmoid is the original DPO; ipo, hinge, robust, … are alternatives."""
+    """DPO loss variant (TRL ``loss_type``, one per run): sigmoid is the original DPO; ipo, hinge, robust, … are alternatives."""
     label_smoothing: float = 0.0
     """Assumed label noise (cDPO/robust), in [0, 0.5). exo_pair needs > 0."""
 

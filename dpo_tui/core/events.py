@@ -5,7 +5,7 @@
     {"v":1,"seq":17,"t":1764192000.12,"attempt":1,"type":"log","step":40,"epoch":0.8,
      "metrics":{"loss":0.52,"rewards/margins":0.91},"nonfinite":[]}
 
-Rules (DESIGN.md §3): a reader keeps a byte offset and reads whole lines only (a last line
+Rules (``docs/run-directory.md``, "Events"): a reader keeps a byte offset and reads whole lines only (a last line
 without ``\\n`` is a torn write: wait for it); unknown types and fields are ignored; NaN/Inf
 are written as ``null`` and listed in ``nonfinite``. A resumed attempt writes a ``resumed``
 event; readers drop earlier ``log`` events with a step above the resume step, so a metric
@@ -18,15 +18,16 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+_loads: Callable[[bytes | str], Any]
 try:  # 3-5x faster parsing of long event logs (reattach to a 100,000-event run); optional.
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - the stdlib parser is the fallback
     _loads = json.loads
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 EVENT_VERSION = 1
 EVENTS_FILE = "events.jsonl"

@@ -32,7 +32,7 @@ class Settings(BaseModel):
     model_roots: list[str] = Field(default_factory=list)
     """Extra folders scanned for models (one or two levels deep), besides the Hugging Face cache. ``~`` is expanded."""
     keymap: dict[str, str] = Field(default_factory=dict)
-    """Key overrides: action name → key, e.g. ``{ "quit" = "ctrl+q" }``. Unlisted actions keep their default keys."""
+    """Key overrides: binding id → keys, e.g. ``{ "app.quit" = "ctrl+q" }`` (ids are listed in docs/keys.md). Unlisted bindings keep their default keys."""
     theme: str = "textual-dark"
     """Textual theme name (``textual-dark``, ``textual-light``, ``nord``, ``gruvbox``, …)."""
     judgements_file: str | None = None

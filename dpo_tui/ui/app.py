@@ -31,12 +31,11 @@ from typing import Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
 from textual.signal import Signal
 
 from ..core import paths
-from .messages import GpuInventoryChanged, Notice
+from .messages import GpuInventoryChanged, Notice, RunStatesRead, SettingsLoaded, Severity
 from .notify import TERMINAL, RunState, Transition, osc9, transitions
 from .services import Services, default_services
 from .setup_state import SetupState
@@ -87,13 +86,13 @@ def _bindings_provider() -> type[Any]:
     return BindingsProvider
 
 
-class RunStatesRead(Message):
-    """The run watcher's snapshot of the runs root: ``{run_id: RunState}`` and the stat cache it used."""
-
-    def __init__(self, states: dict[str, RunState] | None, cache: dict[str, tuple[tuple[int, int], RunState]]) -> None:
-        super().__init__()
-        self.states = states
-        self.cache = cache
+def severity_level(name: str) -> Severity:
+    """A notification severity from :mod:`.notify`'s plain names (anything unknown is information)."""
+    if name == "error":
+        return "error"
+    if name == "warning":
+        return "warning"
+    return "information"
 
 
 def read_run_states(root: Path, cache: dict[str, tuple[tuple[int, int], RunState]]) -> tuple[dict[str, RunState], dict[str, tuple[tuple[int, int], RunState]]]:
@@ -235,7 +234,7 @@ class DpoTuiApp(App[int]):
 
     def announce(self, change: Transition) -> None:
         """A toast, the terminal bell, and a desktop notification (OSC 9) for a run that ended."""
-        self.notify(change.text(), title=change.title(), severity=change.severity, markup=False)  # type: ignore[arg-type]
+        self.notify(change.text(), title=change.title(), severity=severity_level(change.severity), markup=False)
         self.ring(f"dpo-tui: {change.text()}")
 
     def ring(self, text: str) -> None:
@@ -269,7 +268,11 @@ class DpoTuiApp(App[int]):
         except UserError as exc:
             self.post_message(Notice("Settings", exc.render(), "warning"))
             return
-        self.call_from_thread(self._apply_settings, settings)
+        self.post_message(SettingsLoaded(settings))
+
+    @on(SettingsLoaded)
+    def _settings_loaded(self, message: SettingsLoaded) -> None:
+        self._apply_settings(message.settings)
 
     def _apply_settings(self, settings: Any) -> None:
         self.settings = settings
@@ -285,7 +288,7 @@ class DpoTuiApp(App[int]):
 
     @on(Notice)
     def _notice(self, message: Notice) -> None:
-        self.notify(message.text, title=message.title, severity=message.severity, markup=False)  # type: ignore[arg-type]
+        self.notify(message.text, title=message.title, severity=message.severity, markup=False)
 
     # --- navigation -----------------------------------------------------------------------------
     def action_mode(self, mode: str) -> None:
@@ -308,13 +311,13 @@ class DpoTuiApp(App[int]):
         self.monitor_run_id = run_id
         base = self._mode_base("monitor")
         if getattr(base, "run_id", None) != run_id and hasattr(base, "show_run"):
-            base.show_run(run_id)  # type: ignore[attr-defined]
+            base.show_run(run_id)
 
     def open_runs(self, group: str | None = None) -> None:
         """Switch to the runs mode; with ``group``, filter to that group and select its runs."""
         base = self._mode_base("runs")
         if group and hasattr(base, "show_group"):
-            base.show_group(group)  # type: ignore[attr-defined]
+            base.show_group(group)
 
     def open_chat(self, run_id: str | None) -> None:
         """Switch to the chat mode with ``run_id``'s adapter preselected.
@@ -325,7 +328,7 @@ class DpoTuiApp(App[int]):
         self.chat_run_id = run_id
         base = self._mode_base("chat")
         if hasattr(base, "set_run"):
-            base.set_run(run_id)  # type: ignore[attr-defined]
+            base.set_run(run_id)
 
     def first_screen_ready(self) -> None:
         """Called once by the first screen when its content is on screen (``bench/startup.py`` hooks it)."""

@@ -12,6 +12,7 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeGuard
 
 Point = tuple[float, "float | None"]
 
@@ -50,7 +51,7 @@ def ema(points: Sequence[Point], weight: float = 0.6) -> list[Point]:
     return out
 
 
-def _ok(y: float | None) -> bool:
+def _ok(y: float | None) -> TypeGuard[float]:
     """A real y: event logs carry NaN/Inf as ``None``; ``y == y`` also rejects a stray NaN."""
     return y is not None and y == y and y != math.inf and y != -math.inf
 
@@ -92,10 +93,10 @@ class Summary:
         for x, y in points[self.n :]:
             xs.append(x)
             if _ok(y):
-                total += y  # type: ignore[operator]
+                total += y
                 count += 1
-                y_min = min(y_min, y)  # type: ignore[type-var]
-                y_max = max(y_max, y)  # type: ignore[type-var]
+                y_min = min(y_min, y)
+                y_max = max(y_max, y)
             cum.append(total)
             cnt.append(count)
         self.y_min, self.y_max = y_min, y_max

@@ -19,7 +19,7 @@ class BindingsProvider(Provider):
     def _commands(self) -> list[tuple[str, str, Callable[[], Any]]]:
         screen = self.screen
         app = self.app
-        commands = []
+        commands: list[tuple[str, str, Callable[[], Any]]] = []
         seen: set[str] = set()
         for active in screen.active_bindings.values():
             binding = active.binding

@@ -1,4 +1,4 @@
-"""The console never imports the ML stack, not even indirectly (DESIGN.md §2).
+"""The console never imports the ML stack, not even indirectly (docs/design/import-worlds.md).
 
 Checked in fresh interpreters: after ``import dpo_tui.ui.app``, and after driving the real app
 headless through every screen (model, dataset with token counts, experiment with the VRAM bar,

@@ -66,7 +66,7 @@ def picked_summary(inventory: Any, picked: list[int], nproc: int, strategy: str)
 
 class GpuPickerDialog(ModalScreen[list[int] | None]):
     BINDINGS = [
-        Binding("space", "toggle", "Pick", id="gpus.toggle", tooltip="Pick or drop the highlighted GPU"),
+        Binding("space", "toggle_gpu", "Pick", id="gpus.toggle", tooltip="Pick or drop the highlighted GPU"),
         Binding("a", "pick_idle", "Idle GPUs", id="gpus.idle", tooltip="Pick every GPU nobody else is using"),
         Binding("enter", "confirm", "Use", id="gpus.confirm", priority=True, tooltip="Use the picked GPUs for this run"),
         Binding("escape", "cancel", "Cancel", id="gpus.cancel", tooltip="Keep the previous choice"),
@@ -123,7 +123,7 @@ class GpuPickerDialog(ModalScreen[list[int] | None]):
         table.move_cursor(row=max(0, min(row, table.row_count - 1)), animate=False)
         self.query_one("#gpus-summary", Label).update(picked_summary(self.inventory, self.picked, self.nproc, self.strategy))
 
-    def action_toggle(self) -> None:
+    def action_toggle_gpu(self) -> None:
         if not self.gpus:
             return
         index = self.gpus[self.query_one("#gpus-table", DataTable).cursor_row].index

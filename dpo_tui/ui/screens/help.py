@@ -33,7 +33,7 @@ def binding_rows(screen: Screen) -> list[tuple[str, str, str]]:
 class HelpScreen(ModalScreen[None]):
     """Lists the keys; escape, ``q`` or ``?`` closes it."""
 
-    BINDINGS = [Binding("escape,q,question_mark,f1", "dismiss", "Close", id="help.close")]
+    BINDINGS = [Binding("escape,q,question_mark,f1", "close", "Close", id="help.close")]
 
     def __init__(self, underneath: Screen) -> None:
         super().__init__()
@@ -49,5 +49,5 @@ class HelpScreen(ModalScreen[None]):
             yield table
             yield Label("ctrl+p opens the command palette: every action is there too.  esc closes.", id="help-hint")
 
-    def action_dismiss(self, result: None = None) -> None:  # type: ignore[override]
+    def action_close(self) -> None:
         self.dismiss(None)
