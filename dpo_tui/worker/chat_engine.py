@@ -102,12 +102,12 @@ class Engine:
         trust = bool(req.get("trust_remote_code", False))
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(path) if path.exists() else spec, trust_remote_code=trust)
-        except Exception as exc:  # noqa: BLE001 - reported to the operator
+        except Exception as exc:
             raise RequestError("model_load", f"cannot load the tokenizer of {spec}: {first_line(exc)}") from exc
         try:
             model = AutoModelForCausalLM.from_pretrained(str(path) if path.exists() else spec, dtype=dtype, trust_remote_code=trust)
             model.to(device)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_oom(exc):
                 raise RequestError("oom", f"out of memory loading {spec} on {device}") from exc
             raise RequestError("model_load", f"cannot load {spec}: {first_line(exc)}") from exc
@@ -227,7 +227,7 @@ class Engine:
             else:
                 self.peft.load_adapter(str(path), adapter_name=name, is_trainable=False, autocast_adapter_dtype=False)
             self.peft.eval()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             if is_oom(exc):
                 raise RequestError("oom", f"out of memory loading adapter {spec}") from exc
             text = first_line(exc)
@@ -268,7 +268,7 @@ class Engine:
         if self.chat_template == "model":
             try:
                 text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-            except Exception as exc:  # noqa: BLE001 - e.g. a template that refuses system messages
+            except Exception as exc:
                 raise RequestError("bad_request", f"the model's chat template refused this conversation: {first_line(exc)}") from exc
         else:
             text = (tok.bos_token or "") + "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in msgs) + "Assistant:"

@@ -197,7 +197,7 @@ class RowMix:
                 return base(x, *args, **kwargs)
             return forward
 
-        def forward(x: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: F811 - one of the two closures
+        def forward(x: Any, *args: Any, **kwargs: Any) -> Any:
             y = base(x, *args, **kwargs)
             kind = plan["kind"]
             if kind == "one":

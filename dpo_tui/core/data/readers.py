@@ -56,7 +56,7 @@ class Reader:
 
     def _open(self, part: Part):
         try:
-            return open(part.path, "rb")  # noqa: SIM115
+            return open(part.path, "rb")
         except OSError as exc:
             raise UserError(f"cannot read {part.path}: {exc.strerror}") from None
 

@@ -96,7 +96,7 @@ def launch(run: Run, resume_from: Path | None = None) -> int:
     pkg_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     with open(run.path / SUPERVISOR_LOG, "ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own module, no shell
+        proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=log,
