@@ -55,7 +55,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(*flags, dest=name, default=None, metavar="A,B", help=help_text + " (comma-separated)")
         else:
             choices = kind.choices if kind.closed else None
-            group.add_argument(*flags, dest=name, type=kind.scalar, default=None, choices=choices, help=help_text)
+            group.add_argument(*flags, dest=name, type=kind.scalar or str, default=None, choices=choices, help=help_text)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

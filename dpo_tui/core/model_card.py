@@ -36,7 +36,8 @@ def run_facts(plan: ExportPlan) -> dict[str, Any]:
         step = event.get("step")
         if not isinstance(step, int) or (limit is not None and step > limit):
             continue
-        values = event.get("metrics") if isinstance(event.get("metrics"), dict) else {}
+        raw = event.get("metrics")
+        values: dict[str, Any] = raw if isinstance(raw, dict) else {}
         if event.get("type") == ev.LOG and event.get("summary"):
             summary.update({k: float(v) for k, v in values.items() if isinstance(v, (int, float))})
         elif event.get("type") == ev.LOG:

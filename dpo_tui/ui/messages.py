@@ -68,6 +68,12 @@ class Latest:
         """True when ``ticket`` belongs to the newest request."""
         return ticket == self._issued
 
+    def invalidate(self) -> None:
+        """Make every ticket issued so far stale, for :meth:`accept` too (the subject changed: results
+        about the previous one must never show)."""
+        self._issued += 1
+        self._accepted = self._issued
+
     def accept(self, ticket: int) -> bool:
         """True (and remembered) unless a result of a newer request was already accepted."""
         if ticket and ticket < self._accepted:

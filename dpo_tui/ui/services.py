@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from ..core.chat_client import ChatClient
     from ..core.runs import Run
+    from .app import DpoTuiApp
 
 
 def _preflight(config: Any) -> None:
@@ -85,7 +86,7 @@ class Services:
     preflight: Callable[[Any], None] = _preflight
     """Checks a RunConfig before a run exists (``core.preflight.check_inputs``): raises UserError."""
     ladder: Callable[[Path, Any, list[float], str], list[Run]] = _make_ladder
-    """Creates and launches one queued run per β (``cli.ladder.make_ladder(root, config, betas, group)``)."""
+    """Creates and launches one queued run per β (``core.ladder.make_ladder(root, config, betas, group)``)."""
     gpu_inventory: Callable[[], Any] = _gpu_inventory
     """Returns a ``core.gpus.GpuInventory`` (or None when unknown)."""
     discover_models: Callable[[list[Path]], list[Any]] = _discover_models
@@ -128,6 +129,16 @@ def services_of(node: DOMNode) -> Services:
     if not isinstance(services, Services):
         raise RuntimeError(f"{type(node).__name__} is mounted outside the dpo-tui console app (no services)")
     return services
+
+
+def console_app(node: DOMNode) -> DpoTuiApp:
+    """The console app, typed (its ``setup``, ``open_monitor``, ...), from any node mounted in it."""
+    from .app import DpoTuiApp
+
+    app = node.app
+    if not isinstance(app, DpoTuiApp):
+        raise RuntimeError(f"{type(node).__name__} is mounted outside the dpo-tui console app")
+    return app
 
 
 def default_services(runs_root: Path) -> Services:

@@ -31,3 +31,13 @@ def test_a_snapshot_is_superseded_by_its_own_type_only() -> None:
 
 def test_events_are_never_superseded() -> None:
     assert not Notice("a", "b").can_replace(Notice("a", "c"))
+
+
+def test_invalidate_makes_every_issued_ticket_stale() -> None:
+    latest = Latest()
+    old = latest.issue()
+    latest.invalidate()
+    assert not latest.is_latest(old)
+    assert not latest.accept(old)  # a result about the previous subject never shows
+    new = latest.issue()
+    assert latest.is_latest(new) and latest.accept(new)

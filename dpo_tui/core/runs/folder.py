@@ -198,7 +198,7 @@ class Run:
     # --- checkpoints ------------------------------------------------------------------------
     def checkpoints(self) -> list[Checkpoint]:
         """All checkpoint folders, oldest first, each with whether it is safe to resume from."""
-        found = []
+        found: list[Checkpoint] = []
         if not self.checkpoints_dir.is_dir():
             return found
         for child in self.checkpoints_dir.iterdir():

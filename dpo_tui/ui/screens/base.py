@@ -7,12 +7,15 @@ shown as one line naming the job, and the screen keeps working.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from ..services import Services, services_of
+from ..services import Services, console_app, services_of
+
+if TYPE_CHECKING:
+    from ..app import DpoTuiApp
 
 
 class ConsoleScreen(Screen[Any]):
@@ -20,6 +23,11 @@ class ConsoleScreen(Screen[Any]):
     def services(self) -> Services:
         """The console's injected dependencies (runs root, clock, launcher, ...), typed."""
         return services_of(self)
+
+    @property
+    def console(self) -> DpoTuiApp:
+        """The console app, typed: its setup state, ``open_monitor``/``open_runs``/``open_chat``, ..."""
+        return console_app(self)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state != WorkerState.ERROR:

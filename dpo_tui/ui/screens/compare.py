@@ -20,11 +20,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.message import Message
 from textual.widgets import DataTable, Footer, TabbedContent, TabPane
 
 from ...core.errors import UserError
 from ..format import compact_float, metric
+from ..messages import Snapshot
 from ..widgets.header import StatusHeader
 from ..widgets.metric_chart import ChartLegend, MetricChart, Series
 from ..widgets.run_panels import TextPanel
@@ -180,10 +180,14 @@ class CompareScreen(ConsoleScreen):
         Binding("m", "toggle_smoothing", "Smooth", id="compare.smooth", tooltip="Toggle curve smoothing (EMA)"),
     ]
 
-    class Loaded(Message):
-        def __init__(self, comparison: Comparison) -> None:
-            super().__init__()
-            self.comparison = comparison
+    @dataclass
+    class Loaded(Snapshot):
+        """The compared runs' configs, curves and final/best metrics, read off the UI thread.
+
+        Posted once by the ``compare-load`` thread worker (:meth:`_load`) when the screen mounts.
+        """
+
+        comparison: Comparison
 
     def __init__(self, run_ids: list[str]) -> None:
         super().__init__()

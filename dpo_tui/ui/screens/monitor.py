@@ -40,7 +40,7 @@ from ...core import events as ev
 from ...core.errors import UserError
 from ...core.health import HealthContext, assess, headline
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
-from ..messages import Notice
+from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
 from ..widgets.header import StatusHeader
 from ..widgets.health import HealthPanel
@@ -106,23 +106,38 @@ class MonitorScreen(ConsoleScreen):
         Binding("escape", "back", "Runs", id="monitor.back", tooltip="Back to the runs overview"),
     ]
 
-    class HistoryLoaded(Message):
-        def __init__(self, loaded: LoadedRun) -> None:
-            super().__init__()
-            self.loaded = loaded
+    @dataclass
+    class HistoryLoaded(Snapshot):
+        """A fold of the run's whole event log: the thinned preview of a big log, then the exact one.
 
-    class StatusRead(Message):
-        def __init__(self, snapshot: RunSnapshot) -> None:
-            super().__init__()
-            self.snapshot = snapshot
+        Posted by the ``monitor-load`` thread worker (:meth:`_load_history`) once per load, twice for
+        a log over ``PREVIEW_ABOVE_BYTES``; ``ticket`` is the load's, from ``_loads``.
+        """
 
+        loaded: LoadedRun
+        ticket: int
+
+    @dataclass
+    class StatusRead(Snapshot):
+        """The run's ``status.json`` (reconciled), stall, newest complete checkpoint and log tail.
+
+        Posted by the ``monitor-status`` thread worker (:meth:`_read_status`) about once a second and
+        right after a stop, resume or terminal event; ``ticket`` is the read's, from ``_status_reads``.
+        """
+
+        snapshot: RunSnapshot
+        ticket: int
+
+    @dataclass
     class Redrawn(Message):
-        """Posted after a redraw that showed new events (tests and the latency bench listen for it)."""
+        """A redraw showed new events: the step on screen and the newest event's age (None when unknown).
 
-        def __init__(self, step: int, latency: float | None) -> None:
-            super().__init__()
-            self.step = step
-            self.latency = latency
+        Posted by :meth:`_redraw` on the UI thread after each redraw; tests and ``bench/load_check.py``
+        listen for it to measure event-to-screen latency.
+        """
+
+        step: int
+        latency: float | None
 
     def __init__(self) -> None:
         super().__init__()
@@ -142,6 +157,10 @@ class MonitorScreen(ConsoleScreen):
         """CPU seconds the last full-history load took."""
         self._history_arrived = False
         """A fold of the current run's log (thinned preview or full) has been handed over."""
+        self._loads = Latest()
+        """Tickets of history loads: only the newest load (the run now shown) is folded in."""
+        self._status_reads = Latest()
+        """Tickets of status reads: reads overlap on a slow disk, so any newer than the one shown is kept."""
 
     # --- layout -------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -161,7 +180,7 @@ class MonitorScreen(ConsoleScreen):
     def on_mount(self) -> None:
         services = self.services
         self.set_interval(services.poll_interval, self._tick, name="monitor-poll")
-        pending = getattr(self.app, "monitor_run_id", None)
+        pending = self.console.monitor_run_id
         if pending and pending != self.run_id:
             self.show_run(pending)
         elif self.run_id:
@@ -186,6 +205,7 @@ class MonitorScreen(ConsoleScreen):
         self._history_arrived = False
         self._newest_t = None
         self._last_status = 0.0
+        self._status_reads.invalidate()  # a read of the previous run must not land on this one
         if self.is_mounted:
             self._start_load()
 
@@ -196,11 +216,11 @@ class MonitorScreen(ConsoleScreen):
         if not self.run_id:
             return
         self.query_one("#monitor-title", TextPanel).show(f"{self.run_id} · loading…")
-        self._load_history(self.run_id, self._run_path())
-        self._read_status(self.run_id, self._run_path())
+        self._load_history(self._loads.issue(), self.run_id, self._run_path())
+        self._read_status(self._status_reads.issue(), self.run_id, self._run_path())
 
     @work(thread=True, exclusive=True, group="monitor-load", exit_on_error=False, description="read the event log")
-    def _load_history(self, run_id: str, path: Path) -> None:
+    def _load_history(self, ticket: int, run_id: str, path: Path) -> None:
         started = time.thread_time()
         config = None
         try:
@@ -216,7 +236,8 @@ class MonitorScreen(ConsoleScreen):
             big = False
         if big:
             preview = ev.preview_history(events_path)
-            self.post_message(self.HistoryLoaded(LoadedRun(run_id, preview, None, config, time.thread_time() - started, preview=True)))
+            self.post_message(self.HistoryLoaded(
+                LoadedRun(run_id, preview, None, config, time.thread_time() - started, preview=True), ticket))
         reader = ev.EventReader(events_path)
         history = ev.RunHistory()
         try:
@@ -227,13 +248,13 @@ class MonitorScreen(ConsoleScreen):
                 history.apply(batch)
         except OSError as exc:  # unreadable log: show what was read; the status line says the rest
             self.post_message(Notice("Monitor", f"Cannot read {events_path}: {exc.strerror or exc}", "error"))
-        self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started)))
+        self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started), ticket))
 
     @on(HistoryLoaded)
     def _history_loaded(self, message: HistoryLoaded) -> None:
-        loaded = message.loaded
-        if loaded.run_id != self.run_id:
+        if not self._loads.is_latest(message.ticket):
             return  # the operator switched runs while this one loaded
+        loaded = message.loaded
         if loaded.preview and self.loaded:
             return  # the full fold already landed (it never does first, but a preview must not undo it)
         # The worker handed over its objects; from here the UI thread owns them.
@@ -252,17 +273,17 @@ class MonitorScreen(ConsoleScreen):
         self.refresh_bindings()
 
     @work(thread=True, exclusive=True, group="monitor-status", exit_on_error=False, description="read the run status")
-    def _read_status(self, run_id: str, path: Path) -> None:
+    def _read_status(self, ticket: int, run_id: str, path: Path) -> None:
         from ...core.runs import Run
 
         run = Run(path)
         try:
             status = run.status()
         except UserError as exc:
-            self.post_message(self.StatusRead(RunSnapshot(run_id, None, None, None, error=exc.summary)))
+            self.post_message(self.StatusRead(RunSnapshot(run_id, None, None, None, error=exc.summary), ticket))
             return
         except OSError as exc:
-            self.post_message(self.StatusRead(RunSnapshot(run_id, None, None, None, error=str(exc))))
+            self.post_message(self.StatusRead(RunSnapshot(run_id, None, None, None, error=str(exc)), ticket))
             return
         stalled = None
         if run.is_stalled(status) and status.heartbeat is not None:
@@ -277,12 +298,12 @@ class MonitorScreen(ConsoleScreen):
                 lines = tail_lines(fh.read(), 40)
         except OSError:
             pass
-        self.post_message(self.StatusRead(RunSnapshot(run_id, status, stalled, ckpt.path.name if ckpt else None, lines)))
+        self.post_message(self.StatusRead(RunSnapshot(run_id, status, stalled, ckpt.path.name if ckpt else None, lines), ticket))
 
     @on(StatusRead)
     def _status_read(self, message: StatusRead) -> None:
-        if message.snapshot.run_id != self.run_id:
-            return
+        if not self._status_reads.accept(message.ticket):
+            return  # a read of the previous run, or older than the one shown
         previous = self.state
         self.snapshot = message.snapshot
         self._dirty = True
@@ -305,7 +326,7 @@ class MonitorScreen(ConsoleScreen):
         now = time.monotonic()
         if now - self._last_status >= STATUS_EVERY_S:
             self._last_status = now
-            self._read_status(self.run_id, self._run_path())
+            self._read_status(self._status_reads.issue(), self.run_id, self._run_path())
         # Nothing is drawn before the first fold (preview or full) lands: the title keeps saying
         # "loading…" rather than flashing empty charts and a state without history.
         if self._dirty and self.is_current and self._history_arrived:
@@ -416,7 +437,7 @@ class MonitorScreen(ConsoleScreen):
 
     def action_chat_run(self) -> None:
         if self.run_id:
-            self.app.open_chat(self.run_id)  # type: ignore[attr-defined]
+            self.console.open_chat(self.run_id)
 
     def action_stop_run(self) -> None:
         if self.run_id is not None:

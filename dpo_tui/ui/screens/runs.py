@@ -19,6 +19,7 @@ delete and cancel-a-ladder questions are in ``runs_dialogs.py``.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,12 +27,11 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.message import Message
 from textual.widgets import DataTable, Footer, Input
 
 from ...core.errors import UserError
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
-from ..messages import Notice
+from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
 from ..services import root_label
 from ..widgets.header import StatusHeader
@@ -52,7 +52,7 @@ from .runs_rows import (
 )
 
 if TYPE_CHECKING:
-    from ...core.runs import RunSummary
+    from ...core.runs import RunLister, RunSummary
 
 __all__ = ["RunsScreen", "SORT_KEYS", "exit_text", "matches", "queue_position", "sort_summaries"]
 
@@ -81,13 +81,18 @@ class RunsScreen(ConsoleScreen):
         Binding("ctrl+l", "refresh", "Refresh", id="runs.refresh", show=False, tooltip="Re-read the runs root now"),
     ]
 
-    class RunsListed(Message):
-        def __init__(self, summaries: list[RunSummary], error: str | None = None, generation: int = 0) -> None:
-            super().__init__()
-            self.summaries = summaries
-            self.error = error
-            self.generation = generation
-            """Which refresh this answers: a listing started earlier never replaces a later one."""
+    @dataclass
+    class RunsListed(Snapshot):
+        """The whole runs root, listed (``error`` says why it could not be, with no summaries).
+
+        Posted by the ``runs-list`` thread worker (:meth:`_list`) on every refresh: the timer, a
+        return to this screen, a delete. ``ticket`` is the refresh's, from ``_listings`` (0: not
+        asked for by a refresh, always shown).
+        """
+
+        summaries: list[RunSummary]
+        error: str | None = None
+        ticket: int = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,11 +107,11 @@ class RunsScreen(ConsoleScreen):
         self._cells: dict[str, list[Any]] = {}
         self._id_width = 0
         self._pending_group: str | None = None
-        self._lister: Any = None
-        """core.runs.RunLister, made in the worker (core.runs is not imported before the first paint)."""
+        self._lister: RunLister | None = None
+        """Made in the worker (core.runs is not imported before the first paint)."""
         self._lister_lock = threading.Lock()
-        self._generation = 0
-        self._shown_generation = 0
+        self._listings = Latest()
+        """Tickets of listings: one started earlier never replaces a later one on screen."""
 
     def compose(self) -> ComposeResult:
         yield StatusHeader()
@@ -137,7 +142,7 @@ class RunsScreen(ConsoleScreen):
         for name in run_folder_names(services.runs_root):
             table.add_row("", name, Text("…", style="dim"), *[""] * (len(COLUMNS) - 3), key=name)
         if table.row_count:
-            self.call_after_refresh(self.app.first_screen_ready)  # type: ignore[attr-defined]
+            self.call_after_refresh(self.console.first_screen_ready)
             self.call_after_refresh(self.refresh_runs)  # after the first paint: the import holds the GIL
         else:
             self.refresh_runs()
@@ -153,13 +158,12 @@ class RunsScreen(ConsoleScreen):
             self.refresh_runs()
 
     def refresh_runs(self) -> None:
-        self._generation += 1
-        self._list(self.services.runs_root, self._generation)
+        self._list(self.services.runs_root, self._listings.issue())
 
     @work(thread=True, exclusive=True, group="runs-list", exit_on_error=False, description="list the runs")
-    def _list(self, root: Path, generation: int) -> None:
+    def _list(self, root: Path, ticket: int) -> None:
         # ``exclusive`` cannot interrupt a thread: a slow listing may still be running when a newer
-        # one (after a delete, say) starts, so each listing carries its generation and the lister
+        # one (after a delete, say) starts, so each listing carries its ticket and the lister
         # is used by one thread at a time.
         from ...core.runs import RunLister
 
@@ -169,18 +173,17 @@ class RunsScreen(ConsoleScreen):
             try:
                 summaries = self._lister.list(root, reconcile=False)
             except UserError as exc:
-                self.post_message(self.RunsListed([], exc.render(), generation=generation))
+                self.post_message(self.RunsListed([], exc.render(), ticket=ticket))
                 return
             except OSError as exc:
-                self.post_message(self.RunsListed([], f"cannot read {root}: {exc.strerror or exc}", generation=generation))
+                self.post_message(self.RunsListed([], f"cannot read {root}: {exc.strerror or exc}", ticket=ticket))
                 return
-        self.post_message(self.RunsListed(summaries, generation=generation))
+        self.post_message(self.RunsListed(summaries, ticket=ticket))
 
     @on(RunsListed)
     def _runs_listed(self, message: RunsListed) -> None:
-        if message.generation and message.generation < self._shown_generation:
+        if not self._listings.accept(message.ticket):
             return  # an older listing that finished late
-        self._shown_generation = max(self._shown_generation, message.generation)
         self.summaries = {s.id: s for s in message.summaries}
         self.error = message.error
         self.listed = True
@@ -191,7 +194,7 @@ class RunsScreen(ConsoleScreen):
                 self.selected |= members
                 self._pending_group = None
         self._fill()
-        self.call_after_refresh(self.app.first_screen_ready)  # type: ignore[attr-defined]
+        self.call_after_refresh(self.console.first_screen_ready)
 
     # --- the table ------------------------------------------------------------------------------
     @property
@@ -202,19 +205,19 @@ class RunsScreen(ConsoleScreen):
     def filter_text(self) -> str:
         return self.query_one("#runs-filter", Input).value.strip()
 
-    def visible(self) -> list[RunSummary]:
+    def visible_runs(self) -> list[RunSummary]:
         """The runs the table shows: those matching the filter, in the chosen order."""
         query = self.filter_text
         chosen = [s for s in self.summaries.values() if matches(s, query)] if query else list(self.summaries.values())
         return sort_summaries(chosen, self.sort_key, self.sort_reverse, self.services.clock())
 
     def _fill(self) -> None:
-        """Show :meth:`visible` in the table: rewrite changed cells when the order is unchanged, else
+        """Show :meth:`visible_runs` in the table: rewrite changed cells when the order is unchanged, else
         rebuild the rows in one batch (one layout, however many runs)."""
         now = self.services.clock()
         table = self.query_one("#runs-table", DataTable)
         highlighted = self.highlighted_id
-        rows = [(s.id, row_cells(s, now, s.id in self.selected)) for s in self.visible()]
+        rows = [(s.id, row_cells(s, now, s.id in self.selected)) for s in self.visible_runs()]
         order = [run_id for run_id, _ in rows]
         id_width = max([COLUMNS[1][2], *(min(48, len(run_id)) for run_id in order)])
         with self.app.batch_update():
@@ -333,11 +336,11 @@ class RunsScreen(ConsoleScreen):
             return
         summary = self.highlighted
         if summary is not None and summary.error is None:
-            self.app.open_monitor(summary.id)  # type: ignore[attr-defined]
+            self.console.open_monitor(summary.id)
 
     def action_chat_run(self) -> None:
         if self.highlighted_id:
-            self.app.open_chat(self.highlighted_id)  # type: ignore[attr-defined]
+            self.console.open_chat(self.highlighted_id)
 
     def action_new_run(self) -> None:
         self.app.switch_mode("setup")

@@ -287,7 +287,7 @@ def add_tokenizer_metadata(writer: Any, gguf: Any, tokenizer: Any, vocab_size: i
     tokens: list[str] = []
     types: list[int] = []
     scores: list[float] = []
-    merge_rank = {}
+    merge_rank: dict[str, int] = {}
     if spm:
         for rank, merge in enumerate(merges):
             merge_rank.setdefault(merge.replace(" ", ""), rank)
