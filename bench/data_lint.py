@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dpo_tui.core.data import check_data  # noqa: E402
+from dpo_tui.core.data import check_data
 
 BUDGET_ROWS_PER_S = 50_000
 

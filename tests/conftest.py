@@ -17,7 +17,9 @@ import json
 import os
 import re
 import resource
+from collections.abc import Generator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,14 +106,14 @@ def _cpu_seconds() -> float:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item):  # noqa: ANN201 - a hook wrapper
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, None, None]:
     started = _cpu_seconds()
     yield
     item.stash[_CALL_CPU] = _cpu_seconds() - started
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201 - a hook wrapper
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """In the fast tier a passing test fails when its call phase costs more than the limit.
 
     The cost is CPU time (the test's process and the commands it ran): the 2-core CI box is shared, and

@@ -77,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # noqa: BLE001 - last line of defence: no raw traceback for operators
+    except Exception as exc:  # last line of defence: no raw traceback for operators
         if os.environ.get("DPO_TUI_DEBUG"):
             raise
         sys.stderr.write(

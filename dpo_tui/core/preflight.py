@@ -11,10 +11,15 @@ import importlib.util
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import RunConfig, looks_like_hub_id
 from .errors import Problem, UserError
 from .hub import offline
+
+if TYPE_CHECKING:
+    from .data import DataReport
+    from .models import ModelInfo
 
 
 def visible_gpu_ids() -> list[int]:
@@ -74,7 +79,7 @@ def not_a_causal_lm(cfg: dict) -> str | None:
     return f"{bad[0]} is not a causal language model" if bad else None
 
 
-def check_model(config: RunConfig):  # noqa: ANN201 - core.models.ModelInfo (imported lazily)
+def check_model(config: RunConfig) -> ModelInfo | None:
     """The base model has what the trainer loads (config, tokenizer, readable weights), is a causal LM, and
     ships no Python code unless the operator trusts it. A hub id is checked from the cache (or its config.json
     on the hub when online)."""
@@ -110,7 +115,7 @@ def check_model(config: RunConfig):  # noqa: ANN201 - core.models.ModelInfo (imp
     return info
 
 
-def check_dataset(config: RunConfig):  # noqa: ANN201 - core.datasets.DataReport or None
+def check_dataset(config: RunConfig) -> DataReport | None:
     """Lint the data before a run exists: bad data is rejected with file, line and field (no GPU minute spent).
 
     Streaming and cheap (≥ 50k rows/s); the trainer runs the same loader again on the same file.

@@ -25,9 +25,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ..core import events as ev
+from ..core.config import RunConfig
 from ..core.fsutil import atomic_write_json
 from ..core.preflight import visible_gpu_ids
 from ..core.run_states import TERMINAL_STATES
@@ -46,7 +47,7 @@ POLL_S = 0.5
 ACCELERATE_CONFIG = "accelerate_config.json"
 
 
-def accelerate_config(config, keys: list[str]) -> dict:  # noqa: ANN001 - RunConfig
+def accelerate_config(config: RunConfig, keys: list[str]) -> dict[str, Any]:
     """The ``accelerate launch`` config for a multi-process run (DDP, DeepSpeed ZeRO or FSDP).
 
     Without GPUs the same DDP path runs over gloo on CPU processes (how the tests exercise it).
@@ -55,7 +56,7 @@ def accelerate_config(config, keys: list[str]) -> dict:  # noqa: ANN001 - RunCon
     precision = {"bf16": "bf16", "fp16": "fp16"}.get(config.precision, "no")
     if config.precision == "auto" and on_gpu:
         precision = "bf16"
-    out: dict = {
+    out: dict[str, Any] = {
         "compute_environment": "LOCAL_MACHINE",
         "distributed_type": "MULTI_GPU",
         "num_machines": 1,
@@ -247,7 +248,7 @@ class Supervisor:
         with open(self.run.log_path, "ab") as log:
             log.write(f"\n=== dpo-tui trainer start {time.strftime('%Y-%m-%d %H:%M:%S')} on {host_name()} ({'/'.join(keys)}) ===\n".encode())
             log.flush()
-            self.child = subprocess.Popen(  # noqa: S603 - our own module
+            self.child = subprocess.Popen(
                 self.trainer_command(keys), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 close_fds=True, env=env, cwd=str(self.run.path),
             )

@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.35"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 
 
-def _wait_until(predicate, timeout: float = 120, what: str = "condition") -> None:  # noqa: ANN001
+def _wait_until(predicate: Callable[[], object], timeout: float = 120, what: str = "condition") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if predicate():

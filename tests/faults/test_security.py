@@ -276,7 +276,7 @@ def test_chat_template_sandbox_escape_is_refused(evil: dict[str, Path]) -> None:
     from dpo_tui.core import tokenstats
 
     tok = tokenstats.ChatTokenizer.from_model(str(evil["template"]))
-    with pytest.raises(Exception) as info:  # noqa: PT011 - any refusal will do, as long as nothing ran
+    with pytest.raises(Exception) as info:  # any refusal will do, as long as nothing ran
         tok.render([{"role": "user", "content": "hi"}], add_generation_prompt=True)
     assert "Traceback" not in str(info.value)
     assert executed(evil["markers"]) == []

@@ -90,7 +90,7 @@ async def test_cpu_only_machine_explains_instead_of_listing(ui_root: Path) -> No
         assert exp.config is not None and exp.config.gpus == [] and exp.config.nproc == 1
 
 
-def test_header_reads_the_real_inventory_fields(monkeypatch) -> None:  # noqa: ANN001
+def test_header_reads_the_real_inventory_fields(monkeypatch: pytest.MonkeyPatch) -> None:
     """The header and the VRAM bar read ``core.gpus.GpuInfo`` as NVML fills it (memory_free/memory_total)."""
     from dpo_tui.ui.widgets.header import gpu_summary
 

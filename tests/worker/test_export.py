@@ -512,11 +512,11 @@ class FakeHub:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 hub.requests.append(("GET", self.path, self.headers.get("Authorization")))
                 self._reply(404, {"error": "not found"})
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 hub.requests.append(("POST", self.path, self.headers.get("Authorization")))
                 if self.path == "/api/repos/create":

@@ -17,8 +17,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from dpo_tui.core.ollama_template import ChatShape, go_quote, go_template  # noqa: E402
-from dpo_tui.worker.export import Progress, chat_shape, modelfile_text, stop_tokens  # noqa: E402
+from dpo_tui.core.ollama_template import ChatShape, go_quote, go_template
+from dpo_tui.worker.export import Progress, chat_shape, modelfile_text, stop_tokens
 
 SAMPLE_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"

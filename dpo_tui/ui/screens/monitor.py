@@ -74,7 +74,7 @@ SERIES_LABELS = {"rewards/chosen": "chosen", "rewards/rejected": "rejected"}
 class LoadedRun:
     run_id: str
     history: ev.RunHistory
-    reader: ev.EventReader
+    reader: ev.EventReader | None
     config: Any
     elapsed: float
     """CPU seconds the load took (thread time: waiting for the GIL or a busy CPU does not count)."""
