@@ -1,4 +1,4 @@
-"""Dataset lint throughput, without tokenizing (DESIGN.md §7: >= 50,000 rows/s).
+"""Dataset lint throughput, without tokenizing (docs/design/budgets.md: >= 50,000 rows/s).
 
 Generates a JSONL file of short standard rows, then measures, in this process:
 

@@ -1,7 +1,7 @@
 """Write docs/reliability.md from the fault, bad-input and load suites' recorded outcomes.
 
-    make test                          # the suites append to build/reliability-results.jsonl
-    python scripts/reliability_report.py [RESULTS.jsonl]
+    make reliability                   # runs the suites (they append to build/reliability-results.jsonl), then this
+    python scripts/reliability_report.py [RESULTS.jsonl]   # the report alone, from results already recorded
 
 Only the newest record of each (suite, case) counts, so re-running a suite replaces its figures.
 """

@@ -2,7 +2,7 @@
 
 Writes go to a temporary file in the same folder, are fsync'd, then renamed over the
 target with ``os.replace`` (atomic on POSIX within one filesystem), and the folder is
-fsync'd so the rename itself survives a power loss (DESIGN.md §3).
+fsync'd so the rename itself survives a power loss.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The CLI (``train``, ``ladder``) and the console's launch call :func:`check_inputs`; each problem is a
 :class:`UserError` naming the model, file, line or field and what to do, found in about a second
-instead of after the trainer has loaded a model (``../shared/docs/failure-modes.md`` §2).
+instead of after the trainer has loaded a model.
 """
 
 from __future__ import annotations

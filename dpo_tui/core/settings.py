@@ -35,8 +35,6 @@ class Settings(BaseModel):
     """Key overrides: binding id → keys, e.g. ``{ "app.quit" = "ctrl+q" }`` (ids are listed in docs/keys.md). Unlisted bindings keep their default keys."""
     theme: str = "textual-dark"
     """Textual theme name (``textual-dark``, ``textual-light``, ``nord``, ``gruvbox``, …)."""
-    judgements_file: str | None = None
-    """Where side-by-side chat verdicts are appended (JSONL). Unset = inside the data folder."""
 
     @field_validator("model_roots")
     @classmethod

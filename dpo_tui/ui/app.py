@@ -6,7 +6,7 @@ Modes (each keeps its own screen stack, so a run keeps streaming while you look 
 setup      Model → Dataset → Experiment (pushed in that order; escape goes back)
 runs       every run in the runs root, live
 monitor    one run's charts, progress, health and log tail
-chat       base vs tuned side by side (helper-5's screen; a placeholder until it lands)
+chat       base vs tuned side by side
 =========  =========================================================================
 
 Screens are imported when their mode is first shown, so start-up pays only for the first one

@@ -7,19 +7,23 @@ Pure: no Textual, and ``core.config`` only inside functions (it pulls in pydanti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..core.data import DataReport
+    from ..core.models import ModelInfo
 
 
 @dataclass
 class SetupState:
     model: str | None = None
     """Model spec as the operator gave it (``sample``, a path, or a hub id)."""
-    model_info: Any = None
-    """``core.models.ModelInfo`` of the chosen model, once inspected."""
+    model_info: ModelInfo | None = None
+    """The chosen model, once inspected."""
     dataset: str | None = "sample"
     """Dataset spec (``sample``, a path, or a hub id)."""
-    data_report: Any = None
-    """``core.datasets.DataReport`` of the chosen dataset, once checked."""
+    data_report: DataReport | None = None
+    """The chosen dataset's lint report, once checked."""
     values: dict[str, Any] = field(default_factory=dict)
     """Experiment values the operator set (RunConfig field → value), on top of :meth:`base_values`."""
 

@@ -1,4 +1,4 @@
-"""Bad input, everywhere an operator types or points (issue 10 §2, docs/failure-modes.md §2).
+"""Bad input, everywhere an operator types or points.
 
 Every case runs ``dpo_tui.cli.main(argv)`` in-process (an interpreter start per case would cost
 minutes) and checks the contract; a handful run the installed ``dpo-tui`` in a subprocess too
@@ -348,7 +348,7 @@ def test_ladder_rejects_bad_betas_and_queues_nothing(case: str, betas: str, need
 
 
 # ===================================================================================================
-# 2. Data files (failure-modes.md §2.1), through `data check` and through `train --dataset`
+# 2. Data files, through `data check` and through `train --dataset`
 # ===================================================================================================
 def _row(i: int = 0, **override: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"prompt": f"w{i} w{i + 1}", "chosen": f"w{i + 2}", "rejected": f"w{i + 3} w{i + 4}"}
@@ -503,7 +503,7 @@ def test_train_freezes_a_relative_model_path(world: dict[str, Path], runs_root: 
 
 
 # ===================================================================================================
-# 3. Model folders (failure-modes.md §2.2 M1/M2 and friends)
+# 3. Model folders: missing or broken config, tokenizer or weights, adapters, remote code
 # ===================================================================================================
 # (id, key in world or a literal spec, words the message must contain, expected late failure kinds)
 MODEL_CASES: list[tuple[str, str, tuple[str, ...]]] = [

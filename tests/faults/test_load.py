@@ -1,4 +1,4 @@
-"""Load (issue 10 §3): many runs streaming into one console, 1,000 runs listed, a 100,000-event run opened.
+"""Load: many runs streaming into one console, 1,000 runs listed, a 100,000-event run opened.
 
 The measurements live in ``bench/load_check.py`` (which prints the exact numbers); these tests run
 them with loose, machine-relative bounds: each latency is compared with a baseline measured in the

@@ -1,4 +1,4 @@
-"""Process, storage and clock faults on the tiny model, each with its documented outcome (issue 10 §1).
+"""Process, storage and clock faults on the tiny model, each with its documented outcome.
 
 Every case records what happened (state shown, what was saved, what resume did, steps lost) for
 docs/reliability.md. Steps are slowed with DPO_TUI_FAULT_STEP_DELAY so a fault lands mid-run.

@@ -1,4 +1,4 @@
-"""Security (issue 10 §5): no code from a model folder or a dataset runs without consent; run files
+"""Security: no code from a model folder or a dataset runs without consent; run files
 follow the user's umask; no secret (HF token) lands in a run folder, a log or an event.
 
 The "evil" model folder ships ``auto_map`` + custom ``configuration_/modeling_/tokenization_*.py``

@@ -68,7 +68,7 @@ def test_every_screen_without_the_ml_stack(tmp_path: Path) -> None:
                 await pilot.pause(0.3)
                 await pilot.press("ctrl+n")
                 await wait(lambda: type(app.screen).__name__ == "ExperimentScreen" and app.screen.estimate is not None)
-                await pilot.press("ctrl+g")  # the β ladder dialog validates with cli.ladder
+                await pilot.press("ctrl+g")  # the β ladder dialog validates with core.ladder
                 await wait(lambda: type(app.screen).__name__ == "LadderDialog")
                 app.screen.query_one("#ladder-betas").value = "0.1,0.2"
                 await pilot.pause(0.2)

@@ -14,7 +14,7 @@ def test_missing_file_gives_defaults(tmp_path: Path) -> None:
     s = load_settings(tmp_path / "nope.toml")
     assert s == Settings()
     assert s.theme == "textual-dark"
-    assert s.model_roots == [] and s.keymap == {} and s.judgements_file is None
+    assert s.model_roots == [] and s.keymap == {}
 
 
 def test_default_path_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,7 +28,7 @@ def test_default_path_honours_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    s = Settings(model_roots=["/a", "/b"], keymap={"quit": "ctrl+q"}, theme="gruvbox", judgements_file="/tmp/j.jsonl")
+    s = Settings(model_roots=["/a", "/b"], keymap={"quit": "ctrl+q"}, theme="gruvbox")
     path = save_settings(s, tmp_path / "s.toml")
     assert load_settings(path) == s
     assert not list(tmp_path.glob(".*tmp"))  # atomic write leaves no temp file

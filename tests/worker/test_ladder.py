@@ -1,4 +1,4 @@
-"""A real β ladder through the runs root's queue (issue 6 §3, §6)."""
+"""A real β ladder through the runs root's queue."""
 
 from __future__ import annotations
 

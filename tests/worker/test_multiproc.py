@@ -1,4 +1,4 @@
-"""Two CPU processes over gloo through `accelerate launch`: the same launcher multi-GPU runs use (issue 9 §4)."""
+"""Two CPU processes over gloo through `accelerate launch`: the same launcher multi-GPU runs use."""
 
 from __future__ import annotations
 
