@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -459,8 +460,7 @@ async def measure_big_run(root: Path, n_events: int = 100_000) -> dict[str, Any]
             drawn["t"] = time.perf_counter()
         return out
 
-    MetricChart.render = render  # type: ignore[method-assign]
-    try:
+    with patch.object(MetricChart, "render", render):
         app = DpoTuiApp(make_services(root), initial_mode="runs")
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.pause()
@@ -478,8 +478,6 @@ async def measure_big_run(root: Path, n_events: int = 100_000) -> dict[str, Any]
             events = screen.history.event_count
             points = len(screen.history.series.get("loss", []))
             load_cpu = screen.load_seconds
-    finally:
-        MetricChart.render = original  # type: ignore[method-assign]
     return {"events": events, "loss_points": points, "first_chart_loss_points": first_points,
             "open_to_first_chart_s": round(opened, 3), "open_to_full_history_s": round(full, 3), "fold_cpu_s": round(load_cpu or 0, 3),
             "file_mb": round((path / "events.jsonl").stat().st_size / 2**20, 1), "baseline_json_loads_s": round(baseline, 3),

@@ -131,7 +131,7 @@ def compile_package() -> None:
     compileall.compile_dir(str(REPO / "dpo_tui"), quiet=1, workers=0)
 
 
-def measure(case: str, repeat: int, cold: bool = False) -> dict[str, object]:
+def measure(case: str, repeat: int, cold: bool = False) -> dict[str, str | float]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         if case.startswith("runs"):
@@ -173,7 +173,7 @@ def main() -> int:
     results = [measure("newcomer", args.repeat, args.cold), measure("runs", args.repeat, args.cold)]
     # Informational: until every run's state and metrics are filled in (core.runs imports pydantic).
     full = measure("runs-full", args.repeat, args.cold)
-    worst = max(float(r["ratio"]) for r in results)  # type: ignore[arg-type]
+    worst = max(float(r["ratio"]) for r in results)
     if args.json:
         print(json.dumps({"budget": BUDGET, "results": results, "runs_full": full, "pass": worst <= BUDGET}, indent=2))
     else:

@@ -17,7 +17,7 @@ import json
 import os
 import re
 import resource
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +59,11 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[RELIABILITY_ENV] = str(Path(report).resolve())
 
 
-def _source(obj: object) -> str:
+def _source(obj: Callable[..., object] | None) -> str:
+    if obj is None:
+        return ""
     try:
-        return inspect.getsource(obj)  # type: ignore[arg-type]
+        return inspect.getsource(obj)
     except (OSError, TypeError):
         return ""
 

@@ -16,6 +16,7 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from ..core.errors import EXIT_USAGE, UserError
 
@@ -26,7 +27,7 @@ SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with a one-paragraph message (its default) but never a traceback."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         sys.stderr.write(f"dpo-tui: error: {message}\n")
         raise SystemExit(EXIT_USAGE)

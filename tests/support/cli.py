@@ -54,7 +54,9 @@ def _text_stream() -> io.TextIOWrapper:
 
 def _drain(stream: io.TextIOWrapper) -> str:
     stream.flush()
-    return stream.buffer.getvalue().decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)  # _text_stream made it
+    return buffer.getvalue().decode("utf-8", errors="replace")
 
 
 def run_cli_inprocess(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

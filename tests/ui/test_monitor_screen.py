@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.monitor import MonitorScreen
@@ -108,7 +110,7 @@ async def test_outcomes_are_spelled_out(ui_root: Path, make_run) -> None:
         assert health is not None and health.code == "finished"
 
 
-async def test_health_headline_and_details(ui_root: Path, make_run) -> None:
+async def test_health_headline_and_details(ui_root: Path, make_run, monkeypatch: pytest.MonkeyPatch) -> None:
     make_run(RUN, learning_events(20, max_steps=30), state="running")
     app = DpoTuiApp(make_services(ui_root), initial_mode="runs")
     notes: list[str] = []
@@ -118,7 +120,7 @@ async def test_health_headline_and_details(ui_root: Path, make_run) -> None:
         panel = screen.query_one(HealthPanel)
         assert panel.finding is not None and panel.finding.code == "margins-up-both-down"
         assert "normal for DPO" in screen_text(app)
-        screen.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        monkeypatch.setattr(screen, "notify", lambda message, **kw: notes.append(message))
         await pilot.press("h")
         assert notes and "normal for DPO" in notes[0]
 

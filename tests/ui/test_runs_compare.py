@@ -43,9 +43,9 @@ def runs(make_run, ui_root: Path) -> Path:
     return ui_root
 
 
-def capture_notices(app: DpoTuiApp) -> list[tuple[str, str]]:
+def capture_notices(app: DpoTuiApp, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     notes: list[tuple[str, str]] = []
-    app.notify = lambda message, **kw: notes.append((message, kw.get("severity", "information")))  # type: ignore[method-assign]
+    monkeypatch.setattr(app, "notify", lambda message, **kw: notes.append((message, kw.get("severity", "information"))))
     return notes
 
 
@@ -190,11 +190,11 @@ async def test_compare_tables_are_pure(runs: Path) -> None:
     assert any(getattr(cell, "style", "") == "bold" for cell in loss)
 
 
-async def test_delete_asks_and_refuses_active_runs(runs: Path) -> None:
+async def test_delete_asks_and_refuses_active_runs(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = DpoTuiApp(make_services(runs))
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_runs(pilot)
-        notes = capture_notices(app)
+        notes = capture_notices(app, monkeypatch)
         await highlight(pilot, screen, LADDER[1])
         await pilot.press("d")
         await pilot.pause()
@@ -225,13 +225,13 @@ async def test_delete_asks_and_refuses_active_runs(runs: Path) -> None:
         await until(pilot, lambda: BROKEN not in rows(screen))
 
 
-async def test_copy_command_line(runs: Path) -> None:
+async def test_copy_command_line(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from dpo_tui.ui.form import command_line
 
     app = DpoTuiApp(make_services(runs))
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_runs(pilot)
-        notes = capture_notices(app)
+        notes = capture_notices(app, monkeypatch)
         await highlight(pilot, screen, LADDER[0])
         await pilot.press("y")
         await pilot.pause()
@@ -349,11 +349,11 @@ async def test_ladder_dialog_escape_cancels(ui_root: Path) -> None:
 
 
 # --- notifications ---------------------------------------------------------------------------------
-async def test_runs_that_end_notify_once_and_old_ones_never(runs: Path) -> None:
+async def test_runs_that_end_notify_once_and_old_ones_never(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = DpoTuiApp(make_services(runs))
     async with app.run_test(size=(100, 30)) as pilot:
         await open_runs(pilot)
-        notes = capture_notices(app)
+        notes = capture_notices(app, monkeypatch)
         app.watch_runs()
         await until(pilot, lambda: app.run_states is not None)
         assert app.run_states[LADDER[1]].state == "running" and BROKEN in app.run_states
@@ -378,11 +378,11 @@ async def test_runs_that_end_notify_once_and_old_ones_never(runs: Path) -> None:
         assert len(notes) == 2, "each ending is announced once"
 
 
-async def test_watcher_runs_on_its_own_timer(runs: Path) -> None:
+async def test_watcher_runs_on_its_own_timer(runs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     app = DpoTuiApp(make_services(runs, watch_interval=0.05))
     async with app.run_test(size=(100, 30)) as pilot:
         await open_runs(pilot)
-        notes = capture_notices(app)
+        notes = capture_notices(app, monkeypatch)
         await until(pilot, lambda: app.run_states is not None)
         run = Run(runs / LADDER[1])
         status = run.raw_status()

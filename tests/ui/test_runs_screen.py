@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.confirm import ConfirmDialog
 from dpo_tui.ui.screens.monitor import MonitorScreen
@@ -76,13 +78,13 @@ async def test_stop_asks_first_and_no_cancels(ui_root: Path, make_run) -> None:
     assert (path / "status.json").read_text() == status_before
 
 
-async def test_resume_without_checkpoint_explains_instead_of_crashing(ui_root: Path, make_run) -> None:
+async def test_resume_without_checkpoint_explains_instead_of_crashing(ui_root: Path, make_run, monkeypatch: pytest.MonkeyPatch) -> None:
     failed = [*learning_events(3), {"v": 1, "seq": 9, "t": T0 + 9, "type": "failed", "kind": "oom", "message": "CUDA out of memory", "hint": "halve the batch"}]
     make_run("20251126-213000-tiny-chat-b0.1", failed, state="failed", kind="oom", message="CUDA out of memory", hint="halve the batch")
     notices: list[str] = []
     app = DpoTuiApp(make_services(ui_root))
     async with app.run_test(size=(100, 30)) as pilot:
-        app.notify = lambda message, **kw: notices.append(message)  # type: ignore[method-assign]
+        monkeypatch.setattr(app, "notify", lambda message, **kw: notices.append(message))
         await pilot.pause()
         await wait_listed(pilot, app.screen)
         assert "failed (oom)" in screen_text(app) and "halve the batch" in screen_text(app)

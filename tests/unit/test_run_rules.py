@@ -24,8 +24,8 @@ from dpo_tui.core.mapping import parse_map
         ("", {}),
     ],
 )
-def test_parse_map_accepts_pairs(items: object, expected: dict[str, str]) -> None:
-    assert parse_map(items) == expected  # type: ignore[arg-type]
+def test_parse_map_accepts_pairs(items: list[str] | str | None, expected: dict[str, str]) -> None:
+    assert parse_map(items) == expected
 
 
 @pytest.mark.parametrize("bad", ["question", "prompt=", "=question", " = "])
