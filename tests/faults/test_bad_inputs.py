@@ -35,7 +35,7 @@ import pytest
 from dpo_tui.core.config import REMOVED_TRL_KEYS
 from tests.support.cli import run_cli, run_cli_inprocess, wait_for_state
 from tests.support.reliability import record_outcome
-from tests.support.uikit import build_fake_model
+from tests.support.uikit import build_fake_model, fake_safetensors
 
 SUITE = "bad-input"
 # Refusing bad input must never need the ML stack: it would cost seconds per refusal.
@@ -131,20 +131,6 @@ def check_late_failure(proc: subprocess.CompletedProcess[str], root: Path, case:
                    seconds=round(elapsed, 2), launch_seconds=round(time.perf_counter() - started, 2) if started else None)
     pytest.fail(f"caught late: a run folder was created and the trainer failed it ({status['kind']}: "
                 f"{status.get('message')}){kind_note} after {elapsed:.1f} s; should be rejected in pre-flight")
-
-
-def fake_safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, shape in tensors.items():
-        n = 4
-        for d in shape:
-            n *= d
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * offset)
 
 
 # --- fixtures --------------------------------------------------------------------------------------

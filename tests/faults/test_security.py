@@ -15,19 +15,17 @@ import json
 import os
 import re
 import stat
-import struct
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dpo_tui.core.config import SAMPLE_PRESET, RunConfig, build_config
 from tests.support.cli import REPO, SAMPLE_MODEL, dpo_tui_cmd, run_cli, wait_for_state
 from tests.support.reliability import record_outcome
-from tests.support.uikit import build_fake_model
+from tests.support.uikit import build_fake_model, fake_safetensors
 
 SUITE = "security"
 TERMINAL = {"finished", "failed", "crashed", "stopped"}
@@ -158,18 +156,6 @@ def build_template_model(folder: Path, markers: Path) -> Path:
     tok["chat_template"] = SSTI_TEMPLATE.replace("MARKER", str(markers / "template"))
     (folder / "tokenizer_config.json").write_text(json.dumps(tok))
     return folder
-
-
-def fake_safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, shape in tensors.items():
-        n = 4 * int(__import__("math").prod(shape))
-        header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
-        offset += n
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * offset)
 
 
 def finished_run_on(root: Path, model: Path, dataset: Path, run_id: str) -> Path:

@@ -6,7 +6,9 @@ timestamps. Nothing starts a real trainer unless a test asks for it (``tests/ui/
 
 from __future__ import annotations
 
+import json
 import math
+import struct
 import time
 from pathlib import Path
 from typing import Any
@@ -126,9 +128,6 @@ CHAT_TEMPLATE = (
 def build_fake_model(folder: Path, hidden: int = 32, layers: int = 2, vocab_words: int = 200) -> Path:
     """A tiny Llama-shaped folder: config, a word-level tokenizer with a chat template, and a
     safetensors file of zeros. Enough for ``core.models`` and ``core.tokenstats``; never trained."""
-    import json
-    import struct
-
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -171,27 +170,25 @@ def build_fake_model(folder: Path, hidden: int = 32, layers: int = 2, vocab_word
             p + "input_layernorm.weight": [hidden],
             p + "post_attention_layernorm.weight": [hidden],
         }
+    fake_safetensors(folder / "model.safetensors", shapes)
+    return folder
+
+
+def fake_safetensors(path: Path, tensors: dict[str, list[int]]) -> None:
+    """A valid safetensors file of zero float32 tensors with these shapes (header padded to 8 bytes)."""
     header: dict[str, object] = {}
     offset = 0
-    for name, shape in shapes.items():
-        n = 4
-        for d in shape:
-            n *= d
+    for name, shape in tensors.items():
+        n = 4 * math.prod(shape)
         header[name] = {"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + n]}
         offset += n
     raw = json.dumps(header).encode()
     raw += b" " * (-len(raw) % 8)
-    with open(folder / "model.safetensors", "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)))
-        fh.write(raw)
-        fh.write(b"\0" * offset)
-    return folder
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * offset)
 
 
 def build_fake_sample_data(root: Path) -> Path:
     """A ``sample_data`` folder (``DPO_TUI_SAMPLE_DATA``) with a fake tiny-chat and a few fixed pairs."""
-    import json
-
     build_fake_model(root / "tiny-chat")
     prefs = root / "prefs"
     prefs.mkdir(parents=True, exist_ok=True)

@@ -146,28 +146,22 @@ SAMPLE_SHAPE = TRANSLATABLE["sample"][2]
 NO_SYSTEM_SHAPE = TRANSLATABLE["mistral_inst"][2]
 
 
+# The sample template's messages loop, as Go template lines.
+SAMPLE_LOOP = [
+    "{{- range $i, $_ := .Messages }}",
+    "{{- $last := eq (len (slice $.Messages $i)) 1 }}",
+    '{{- if eq .Role "system" }}{{ "<|system|>\\n" }}{{ .Content }}{{ "<|end|>\\n" }}',
+    '{{- else if eq .Role "user" }}{{ "<|user|>\\n" }}{{ .Content }}{{ "<|end|>\\n" }}'
+    '{{ if $last }}{{ "<|assistant|>\\n" }}{{ end }}',
+    '{{- else if eq .Role "assistant" }}{{ "<|assistant|>\\n" }}{{ .Content }}{{ if not $last }}{{ "<|end|>\\n" }}{{ end }}',
+    "{{- end }}",
+    "{{- end }}",
+]
+
+
 @pytest.mark.parametrize(("shape", "strip_bos", "expected"), [
-    (SAMPLE_SHAPE, None, [
-        '{{- if .Messages }}{{ "<|bos|>" }}{{ end }}',
-        "{{- range $i, $_ := .Messages }}",
-        "{{- $last := eq (len (slice $.Messages $i)) 1 }}",
-        '{{- if eq .Role "system" }}{{ "<|system|>\\n" }}{{ .Content }}{{ "<|end|>\\n" }}',
-        '{{- else if eq .Role "user" }}{{ "<|user|>\\n" }}{{ .Content }}{{ "<|end|>\\n" }}'
-        '{{ if $last }}{{ "<|assistant|>\\n" }}{{ end }}',
-        '{{- else if eq .Role "assistant" }}{{ "<|assistant|>\\n" }}{{ .Content }}{{ if not $last }}{{ "<|end|>\\n" }}{{ end }}',
-        "{{- end }}",
-        "{{- end }}",
-    ]),
-    (SAMPLE_SHAPE, BOS, [  # llama.cpp adds BOS itself: the head is empty and left out
-        "{{- range $i, $_ := .Messages }}",
-        "{{- $last := eq (len (slice $.Messages $i)) 1 }}",
-        '{{- if eq .Role "system" }}{{ "<|system|>\\n" }}{{ .Content }}{{ "<|end|>\\n" }}',
-        '{{- else if eq .Role "user" }}{{ "<|user|>\\n" }}{{ .Content }}{{ "<|end|>\\n" }}'
-        '{{ if $last }}{{ "<|assistant|>\\n" }}{{ end }}',
-        '{{- else if eq .Role "assistant" }}{{ "<|assistant|>\\n" }}{{ .Content }}{{ if not $last }}{{ "<|end|>\\n" }}{{ end }}',
-        "{{- end }}",
-        "{{- end }}",
-    ]),
+    (SAMPLE_SHAPE, None, ['{{- if .Messages }}{{ "<|bos|>" }}{{ end }}', *SAMPLE_LOOP]),
+    (SAMPLE_SHAPE, BOS, SAMPLE_LOOP),  # llama.cpp adds BOS itself: the head is empty and left out
     (NO_SYSTEM_SHAPE, BOS, [
         "{{- range $i, $_ := .Messages }}",
         "{{- $last := eq (len (slice $.Messages $i)) 1 }}",
