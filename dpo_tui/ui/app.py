@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
@@ -39,6 +39,10 @@ from .messages import GpuInventoryChanged, Notice, RunStatesRead, SettingsLoaded
 from .notify import TERMINAL, RunState, Transition, osc9, transitions
 from .services import Services, default_services
 from .setup_state import SetupState
+
+if TYPE_CHECKING:
+    from ..core.gpus import GpuInventory
+    from ..core.settings import Settings
 
 MODE_SCREENS: dict[str, tuple[str, str]] = {
     "setup": ("models", "ModelScreen"),
@@ -162,11 +166,11 @@ class DpoTuiApp(App[int]):
         """The run the monitor mode shows (set by :meth:`open_monitor`)."""
         self.chat_run_id: str | None = None
         """The run the chat mode preselects (set by :meth:`open_chat`)."""
-        self.gpu_inventory: Any = None
-        self.inventory_signal: Signal[Any] = Signal(self, "gpu-inventory")
-        self.settings: Any = None
+        self.gpu_inventory: GpuInventory | None = None
+        self.inventory_signal: Signal[GpuInventory | None] = Signal(self, "gpu-inventory")
+        self.settings: Settings | None = None
         self._background_started = False
-        self.settings_signal: Signal[Any] = Signal(self, "settings")
+        self.settings_signal: Signal[Settings | None] = Signal(self, "settings")
         """Published once the operator's settings are loaded (model roots, keymap, theme)."""
         self.ready_at: float | None = None
         """perf_counter() when the first screen showed its content."""
@@ -274,7 +278,7 @@ class DpoTuiApp(App[int]):
     def _settings_loaded(self, message: SettingsLoaded) -> None:
         self._apply_settings(message.settings)
 
-    def _apply_settings(self, settings: Any) -> None:
+    def _apply_settings(self, settings: Settings | None) -> None:
         self.settings = settings
         self.settings_signal.publish(settings)
         if settings is None:

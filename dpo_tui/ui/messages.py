@@ -25,11 +25,13 @@ Textual messages, and every such message follows three rules:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from textual.message import Message
 
 if TYPE_CHECKING:
+    from ..core.gpus import GpuInventory
+    from ..core.settings import Settings
     from .notify import RunState
 
 Severity = Literal["information", "warning", "error"]
@@ -89,7 +91,7 @@ class GpuInventoryChanged(Snapshot):
     Posted by the app's ``gpus`` thread worker at start-up and on each inventory refresh.
     """
 
-    inventory: Any
+    inventory: GpuInventory | None
 
 
 @dataclass
@@ -112,7 +114,7 @@ class SettingsLoaded(Snapshot):
     :class:`Notice` instead and the defaults stay.
     """
 
-    settings: Any
+    settings: Settings | None
 
 
 @dataclass

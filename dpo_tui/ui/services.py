@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from textual.dom import DOMNode
 
     from ..core.chat_client import ChatClient
+    from ..core.gpus import GpuInventory
     from ..core.runs import Run
+    from ..core.settings import Settings
     from .app import DpoTuiApp
 
 
@@ -36,7 +38,7 @@ def _launch(run: Run) -> int:
     return runs.launch(run)
 
 
-def _gpu_inventory() -> Any:
+def _gpu_inventory() -> GpuInventory | None:
     """``core.gpus.inventory()``, or None while that module is not installed."""
     try:
         from ..core import gpus
@@ -63,7 +65,7 @@ def _chat_client(**kwargs: Any) -> ChatClient:
     return ChatClient(**kwargs)
 
 
-def _load_settings() -> Any:
+def _load_settings() -> Settings | None:
     try:
         from ..core import settings
     except ImportError:
@@ -87,11 +89,11 @@ class Services:
     """Checks a RunConfig before a run exists (``core.preflight.check_inputs``): raises UserError."""
     ladder: Callable[[Path, Any, list[float], str], list[Run]] = _make_ladder
     """Creates and launches one queued run per β (``core.ladder.make_ladder(root, config, betas, group)``)."""
-    gpu_inventory: Callable[[], Any] = _gpu_inventory
+    gpu_inventory: Callable[[], GpuInventory | None] = _gpu_inventory
     """Returns a ``core.gpus.GpuInventory`` (or None when unknown)."""
     discover_models: Callable[[list[Path]], list[Any]] = _discover_models
     """Lists local models (``core.models.discover_models``)."""
-    load_settings: Callable[[], Any] = _load_settings
+    load_settings: Callable[[], Settings | None] = _load_settings
     """Operator settings (``core.settings.load_settings``), or None."""
     chat_client: Callable[..., ChatClient] = _chat_client
     """Makes the chat screen's (not yet started) worker client: ``ChatClient(log_path=...)``; tests give
