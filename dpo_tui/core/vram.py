@@ -154,7 +154,7 @@ class Arch:
         head_dim = int(m.head_dim or h // heads)
         groups = {k: (g.count, g.in_features, g.out_features, g.numel) for k, g in (m.linear_groups or {}).items()}
         if not groups:
-            from .models import config_linear_groups
+            from .model_config import config_linear_groups
 
             groups = {k: (g.count, g.in_features, g.out_features, g.numel) for k, g in config_linear_groups(m).items()}
         pre = None
