@@ -278,7 +278,7 @@ def layer_activation_bytes(arch: Arch, wl: Workload, chosen: Mapping[str, tuple[
     if wl.padded:
         attn += c * (math.ceil(wl.seq_len / 16) * 16)  # mask bias saved by the memory-efficient kernel
     mlp = (3 if arch.gated else 2) * c * i * k
-    saved = norms + attn + mlp
+    saved: float = norms + attn + mlp
 
     source_width = {"attn_in": h, "attn_out": q, "mlp_in": h, "mlp_out": i * k}
     adapter = wl.adapter_dtype or ("bf16" if wl.method == "qlora" else "fp32")
@@ -380,7 +380,7 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     saved, bwd, no_grad = layer_activation_bytes(arch, wl, chosen)
     act_c = c
     if wl.grad_ckpt:
-        store = L * act_c * h * N  # each layer's input
+        store: float = L * act_c * h * N  # each layer's input
         layer_work = saved * N  # the layer recomputed in backward
     else:
         store = L * saved * N
@@ -402,12 +402,12 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     norm_saved = 4 * h * N + (c * h * N if head_trainable else 0)
     if wl.logits == "fused":
         tile = c * min(Nc, FUSED_TOKEN_CHUNK) * min(V, FUSED_VOCAB_CHUNK)
-        head_saved = norm_saved + c * h * Nc + 24 * N
-        head_fwd = tile + 32 * Nc
-        head_bwd = tile + 4 * h * Nc + c * h * Nc + c * h * N
+        head_saved: float = norm_saved + c * h * Nc + 24 * N
+        head_fwd: float = tile + 32 * Nc
+        head_bwd: float = tile + 4 * h * Nc + c * h * Nc + c * h * N
         if head_trainable:
             head_bwd += 4 * V * h + w * V * h  # fp32 gradient accumulator, then cast
-        ref_head = c * h * Nc + tile + 32 * Nc
+        ref_head: float = c * h * Nc + tile + 32 * Nc
     else:
         # Materialised logits (older TRL, plain SFT losses): k bytes per token·vocabulary entry. Counted
         # as alive through the whole backward (docs/design/vram.md): trainers keep logit-sized tensors
