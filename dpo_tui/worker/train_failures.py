@@ -44,7 +44,7 @@ def classify(exc: BaseException, config: RunConfig, phase: str) -> tuple[str, st
     if isinstance(exc, UserError):  # the operator's input (a dataset not found, offline, ...): no class name
         return ("data" if phase == "loading data" else "config"), exc.summary, exc.hint or "details in trainer.log"
     name = type(exc).__name__
-    text = first_line(exc, limit=10_000)
+    text = first_line(exc)
     if name == "OutOfMemoryError" or "CUDA out of memory" in text:
         return "oom", f"CUDA out of memory ({phase})", oom_hint(config, phase)
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "No space left on device" in text:

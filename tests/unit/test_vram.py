@@ -452,8 +452,8 @@ def test_probe_manual_step_runs_and_restores_the_model() -> None:
 import sys, json
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
-from dpo_tui.worker import probe
-probe._chunked_logprob_fn = lambda: None  # the torch fallback head (TRL's kernel is slow on CPU)
+from dpo_tui.worker import probe, probe_steps
+probe_steps.chunked_logprob_fn = lambda: None  # the torch fallback head (TRL's kernel is slow on CPU)
 cfg = AutoConfig.for_model("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2, vocab_size=64, tie_word_embeddings=True)
 torch.manual_seed(0)
