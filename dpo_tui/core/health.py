@@ -4,7 +4,7 @@ The monitor's health panel shows the most severe :class:`Finding` that :func:`as
 Rules are pure functions of a :class:`~dpo_tui.core.events.RunHistory` plus a little context
 (state, batch size), so they are table-tested without a UI (``tests/unit/test_health.py``).
 
-What the rules know (``docs/trl-dpo-facts.md`` §4, ``docs/failure-modes.md`` §1.2):
+What the rules know about DPO metrics (the NaN case is in ``docs/design/trl-facts.md``, Metrics):
 
 - Falling, negative ``rewards/chosen`` is normal DPO behaviour; what matters is the margin.
 - Loss stuck at ln 2 = 0.693 after the first log means the policy never moves away from the

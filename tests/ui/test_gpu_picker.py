@@ -8,7 +8,7 @@ import pytest
 
 from dpo_tui.core.config import RunConfig
 from dpo_tui.ui.app import DpoTuiApp
-from dpo_tui.ui.screens.experiment import device_note
+from dpo_tui.ui.gpu_choice import device_note
 from dpo_tui.ui.screens.gpu_picker import GpuPickerDialog, others_text, picked_summary
 from dpo_tui.ui.widgets.vram_bar import VramBar
 from tests.support.uikit import GIB, fake_inventory, make_services, screen_text, to_experiment, until

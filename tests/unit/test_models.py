@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.core import models
+from dpo_tui.core import hub, models
 from dpo_tui.core.errors import UserError
 
 DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4}
@@ -264,7 +264,7 @@ def test_hf_hub_cache_env_wins(isolated: Path, monkeypatch: pytest.MonkeyPatch) 
     make_model(tmp)
     make_cache_repo(other, "x/y", {p.name: p.read_bytes() for p in tmp.iterdir()})
     monkeypatch.setenv("HF_HUB_CACHE", str(other))
-    assert models.hf_cache_dir() == other
+    assert hub.hub_cache_dir() == other
     assert [m.name for m in models.scan_hf_cache()] == ["x/y"]
 
 
@@ -324,3 +324,19 @@ def test_discovery_is_fast(tmp_path: Path) -> None:
     found = models.discover_models(extra_roots=[root], include_cache=False)
     assert len(found) == 31
     assert time.perf_counter() - start < 2.0
+
+
+@pytest.mark.parametrize("var", ["DPO_TUI_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+def test_offline_variables_stop_the_config_fetch(var: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import huggingface_hub
+
+    for name in ("DPO_TUI_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(var, "1")
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("fetched while offline")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    info = models.inspect_model("acme/not-cached")
+    assert info.error is not None and var in info.error

@@ -1,4 +1,4 @@
-"""VRAM estimate: calibration points of docs/vram-model.md §3, properties, verdicts, suggestions, the CLI."""
+"""VRAM estimate: calibration points (docs/design/vram.md), properties, verdicts, suggestions, the CLI."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def cfg(**kw):
 
 
 # ---------------------------------------------------------------------------------------------
-# Calibration points (docs/vram-model.md §3). They are SFT runs in other frameworks, so each row
+# Calibration points (docs/design/vram.md). They are SFT runs in other frameworks, so each row
 # states that framework's settings (what it keeps for logits, adapter dtype, what was measured);
 # the formulas for weights, LoRA state, activations and checkpointing are the ones DPO uses.
 
@@ -78,7 +78,7 @@ LLAMA2_7B = _llama2(32, 4096, 11008, 32)
 LLAMA2_13B = _llama2(40, 5120, 13824, 40)
 
 # A: Qwen v1 README (A100-80G, FA2, bf16 AMP, checkpointing, LoRA r64 on every linear layer, SFT, sequences
-#    padded to the length, "G" read as GiB). Logits k = 8 as vram-model.md notes; fp32 adapters; ~1 GiB context.
+#    padded to the length, "G" read as GiB). Logits k = 8 (docs/design/vram.md); fp32 adapters; ~1 GiB context.
 QWEN_ERA = dict(objective="sft", method="lora", batch=1, lora_rank=64, adapter_dtype="fp32", grad_ckpt=True,
                 optimizer="adamw_torch_fused", logits=8.0, padded=False, context_bytes=GiB)
 # C: LitGPT resource tables (bf16-true: bf16 weights and adapters, no autocast, no checkpointing, longest Alpaca
@@ -90,8 +90,8 @@ LIT_ERA = dict(objective="sft", lora_rank=8, lora_targets=("q_proj", "v_proj"), 
 LF_ERA = dict(objective="sft", method="qlora", batch=1, lora_rank=8, adapter_dtype="fp32", peft_input_cast=False,
               grad_ckpt=True, logits=12.0, padded=False, context_bytes=GiB)
 
-# (id, model, workload, measured bytes, |error| bound). The bound is 15 % (vram-model.md §4: P90 ≤ 15 %),
-# 20 % ("at worst") where the document's own untuned formula already missed by ≥ 13 %.
+# (id, model, workload, measured bytes, |error| bound). The bound is 15 % (docs/design/vram.md: P90 ≤ 15 %),
+# 20 % where a plain per-term formula already misses by ≥ 13 %.
 CALIBRATION = [
     ("A4 s256", QWEN_V1_7B, dict(QWEN_ERA, seq_len=256), 20.1 * GiB, 0.15),
     ("A4 s2048", QWEN_V1_7B, dict(QWEN_ERA, seq_len=2048), 23.8 * GiB, 0.15),
@@ -135,7 +135,7 @@ def test_model_sizes_behind_the_calibration() -> None:
     assert LLAMA2_7B.param_count == 6_738_415_616  # Llama-2-7B
     n_lora = vram.lora_param_count(vram.Arch.from_model(LLAMA2_7B), 8, ("q_proj", "v_proj"))
     assert n_lora == 4_194_304  # LitGPT's trainable count for Llama-2-7B, r=8 on q and v
-    # vram-model.md §2.2: Llama-3-8B with all 7 linear layers has n_lora = 2,621,440·r
+    # docs/design/vram.md: Llama-3-8B with all 7 linear layers has n_lora = 2,621,440·r
     llama3 = models.info_from_config(LLAMA31_8B)
     assert vram.lora_param_count(vram.Arch.from_model(llama3), 16, ("all-linear",)) == 2_621_440 * 16
 
@@ -452,8 +452,8 @@ def test_probe_manual_step_runs_and_restores_the_model() -> None:
 import sys, json
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
-from dpo_tui.worker import probe
-probe._chunked_logprob_fn = lambda: None  # the torch fallback head (TRL's kernel is slow on CPU)
+from dpo_tui.worker import probe, probe_steps
+probe_steps.chunked_logprob_fn = lambda: None  # the torch fallback head (TRL's kernel is slow on CPU)
 cfg = AutoConfig.for_model("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                            num_key_value_heads=2, vocab_size=64, tie_word_embeddings=True)
 torch.manual_seed(0)

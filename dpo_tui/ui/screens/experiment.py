@@ -23,53 +23,15 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
 
 from ...core.config import BETA_PRESETS, RunConfig
-from ...core.errors import UserError
+from ...core.errors import UserError, first_line
 from .. import form
+from ..gpu_choice import chosen_gpus, device_note, usable_gpus
 from ..messages import Notice, RunLaunched
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
 from ..widgets.vram_bar import SUGGESTION_KEYS, VramBar
 from .base import ConsoleScreen
-
-
-def usable_gpus(inventory: Any) -> list[Any]:
-    """The inventory's GPUs that this console (and so a run it launches) may use: CUDA_VISIBLE_DEVICES applies."""
-    return inventory.visible() if inventory is not None and getattr(inventory, "gpus", None) else []
-
-
-def chosen_gpus(inventory: Any, config: RunConfig | None) -> list[Any]:
-    """The GPUs a run with ``config`` would take: its ``gpus``, else the first ``nproc`` usable ones."""
-    gpus = usable_gpus(inventory)
-    if not gpus:
-        return []
-    nproc = config.nproc if config else 1
-    wanted = list(config.gpus) if config and config.gpus else [g.index for g in gpus[:nproc]]
-    return [g for g in gpus if g.index in wanted]
-
-
-def device_note(inventory: Any, config: RunConfig | None, user: str | None = None) -> str:
-    """A warning when the chosen GPUs are missing or shared with other users; "" when all is well."""
-    from ...core.preflight import describe_ids
-
-    gpus = usable_gpus(inventory)
-    if not gpus or config is None:
-        return ""
-    chosen = chosen_gpus(inventory, config)
-    missing = sorted(set(config.gpus) - {g.index for g in gpus})
-    if missing:
-        usable = describe_ids([g.index for g in gpus])
-        return f"GPU {','.join(map(str, missing))} is not usable here (GPUs {usable}; ctrl+o picks)"
-    if config.nproc > len(gpus):
-        return f"nproc {config.nproc} but {len(gpus)} GPU{'s are' if len(gpus) != 1 else ' is'} usable here"
-    shared = []
-    for gpu in chosen:
-        others = gpu.others(user)
-        if others:
-            taken = sum(p.used_bytes or 0 for p in others) / 1024**3
-            users = ", ".join(sorted({p.user or "unknown user" for p in others}))
-            shared.append(f"GPU{gpu.index} also used by {users} ({taken:.1f} GiB)")
-    return "; ".join(shared) + ("  · ctrl+o picks other GPUs" if shared else "")
 
 
 class ExperimentScreen(ConsoleScreen):
@@ -359,7 +321,7 @@ class ExperimentScreen(ConsoleScreen):
             return True if self.config is not None else None
         if action == "apply_suggestion":
             suggestions = list(getattr(self.estimate, "suggestions", None) or [])
-            return bool(parameters) and int(parameters[0]) < len(suggestions)  # type: ignore[arg-type]
+            return bool(parameters) and isinstance(parameters[0], int) and parameters[0] < len(suggestions)
         return True
 
     def action_pick_gpus(self) -> None:
@@ -433,7 +395,7 @@ class ExperimentScreen(ConsoleScreen):
     def _launch(self, config: RunConfig) -> None:
         from ...core import runs
 
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.services
         try:
             services.preflight(config)  # the same checks as `dpo-tui train`: nothing is created on bad input
             run = runs.create_run(services.runs_root, config)
@@ -465,7 +427,7 @@ class ExperimentScreen(ConsoleScreen):
         """The ladder's group: the experiment's own group, else ``ladder-YYYYmmdd-HHMMSS`` (the CLI's name)."""
         if config.group:
             return config.group
-        now = self.app.services.clock()  # type: ignore[attr-defined]
+        now = self.services.clock()
         return time.strftime("ladder-%Y%m%d-%H%M%S", time.localtime(now))
 
     def action_ladder(self) -> None:
@@ -493,12 +455,12 @@ class ExperimentScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="experiment-launch", exit_on_error=False, description="queue a β ladder")
     def _ladder(self, config: RunConfig, betas: list[float], group: str) -> None:
-        services = self.app.services  # type: ignore[attr-defined]
+        services = self.services
         try:
             services.preflight(config)
             runs = services.ladder(services.runs_root, config, betas, group)
         except (UserError, OSError, ValueError) as exc:
-            text = exc.render() if isinstance(exc, UserError) else str(exc).splitlines()[0]
+            text = exc.render() if isinstance(exc, UserError) else first_line(exc)
             self.post_message(Notice("β ladder", f"Could not queue the ladder: {text}", "error"))
             self.post_message(self.LadderLaunched(group, [], betas))
             return

@@ -207,7 +207,7 @@ class ModelScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="models-scan", exit_on_error=False, description="find models")
     def _discover(self, roots: list[Path]) -> None:
         try:
-            found = self.app.services.discover_models(roots)  # type: ignore[attr-defined]
+            found = self.services.discover_models(roots)
         except UserError as exc:
             self.post_message(self.ModelsFound([], exc.render()))
             return
