@@ -70,7 +70,7 @@ def test_deeply_nested_json_file_is_a_finding(tmp_path: Path) -> None:
 def test_deeply_nested_json_array_row_is_a_finding(tmp_path: Path) -> None:
     path = tmp_path / "rows.json"
     path.write_text("[\n" + json.dumps(row(1)) + ",\n" + "[" * DEEP + "]" * DEEP + "\n]")
-    rejected("data-check/deep-nesting-json-row", "data", "check", str(path), needles=("rows.json:2", "nested deeper than"))
+    rejected("data-check/deep-nesting-json-row", "data", "check", str(path), needles=("rows.json:3", "nested deeper than"))
 
 
 def test_deeply_nested_json_config_is_a_user_error(tmp_path: Path) -> None:
@@ -369,9 +369,9 @@ def test_json_file_that_is_a_bare_scalar(body: str, tmp_path: Path) -> None:
 
 def test_csv_with_a_10_mb_field(tmp_path: Path) -> None:
     path = tmp_path / "big.csv"
-    path.write_text("prompt,chosen,rejected\nQ?\n, a, b\n" + "Q2?," + "x" * (10 << 20) + ", b\nQ3?\n, c, d\n")
+    path.write_text('prompt,chosen,rejected\n"Q?\n", a, b\n' + '"Q2?\n",' + "x" * (10 << 20) + ', b\n"Q3?\n", c, d\n')
     code, out = cli("data", "check", str(path))
-    assert code == 2 and "big.csv" in out and "oversize" in out, out
+    assert code == 2 and "big.csv:4" in out and "oversize" in out, out
     report = check_data(str(path))
     assert report.rows_total == 3 and report.rows_usable == 2, report.render()
 

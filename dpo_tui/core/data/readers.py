@@ -257,6 +257,9 @@ class Reader:
             else:
                 fh.seek(0)
             text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+            if csv.field_size_limit() < self.max_row_bytes:
+                # the module's default (128 KiB) would call a long but legal cell "invalid CSV" and stop
+                csv.field_size_limit(self.max_row_bytes)
             reader = csv.reader(text)
             try:
                 header = next(reader, None)
@@ -264,8 +267,21 @@ class Reader:
                     return
                 header = [h.strip() for h in header]
                 prev = reader.line_num
-                for values in reader:
+                while True:
                     line = prev + 1
+                    try:
+                        values = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:
+                        if "field limit" not in str(exc):
+                            raise
+                        # the reader gives up on this record only; the next one reads normally
+                        prev = reader.line_num
+                        self.f.add("oversize", f"a cell is above the {self.max_row_bytes:,}-byte row cap; shorten "
+                                   "or remove the row", line=line, file=file)
+                        yield line, NOT_PARSED
+                        continue
                     prev = reader.line_num
                     if not any(v.strip() for v in values):
                         self.f.add("blank-line", "blank line; skipped", line=line, file=file)
