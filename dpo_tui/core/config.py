@@ -459,6 +459,9 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ru
         raise UserError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise UserError(f"{path}:1: settings nested deeper than {sys.getrecursionlimit():,} levels (the parser's limit)",
+                        hint="a run config is a flat table of settings; fix or regenerate the file") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a table of settings at the top level")
     data.update(overrides or {})

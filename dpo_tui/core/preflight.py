@@ -61,6 +61,8 @@ def check_inputs(config: RunConfig) -> None:
             "nothing was started",
             hint="use a chat/instruct model, or standard (prompt/chosen/rejected text) data",
         )
+    if report is not None:
+        check_room_for_a_response(config)
 
 
 # Heads that are not causal language models (DPO trains a decoder-only LM).
@@ -135,6 +137,50 @@ def check_dataset(config: RunConfig) -> DataReport | None:
             hint=f"`dpo-tui data check {config.dataset}` shows the full report; `dpo-tui data convert --drop-bad` writes the usable rows",
         )
     return report
+
+
+def check_room_for_a_response(config: RunConfig) -> None:
+    """The trainer drops every row whose prompt alone has ``>= max_length`` tokens and fails when none is left
+    ("num_samples should be a positive integer"). Tokenize as it does until one row keeps room for a response
+    token: one batch for any sensible data, the whole set only when every prompt is too long."""
+    from .data import iter_preference_rows
+    from .tokenstats import ChatTokenizer, TemplateError
+
+    try:
+        tok = ChatTokenizer.from_model(config.resolved_model())
+    except UserError:
+        return  # no fast tokenizer.json here: the trainer's own tokenizer decides, and reports it
+    limit = config.max_length
+    rows = iter_preference_rows(config.resolved_dataset(), split=config.dataset_split, column_map=config.column_map)
+    batch: list[dict] = []
+    seen = 0
+    shortest = None
+    while True:
+        item = next(rows, None)
+        if item is not None:
+            batch.append(item[1])
+            if len(batch) < 256:
+                continue
+        for res in tok.prepare(batch):
+            if isinstance(res, TemplateError):
+                continue
+            n = len(res.prompt_ids)
+            if n < limit:
+                return
+            shortest = n if shortest is None else min(shortest, n)
+        seen += len(batch)
+        batch = []
+        if item is None:
+            break
+    if shortest is None:
+        return
+    raise UserError(
+        f"max_length {limit} leaves no room for a response: every one of the {seen} prompts in {config.dataset} has "
+        f">= {limit} tokens (the shortest has {shortest}), so the trainer would drop every row; nothing was started",
+        problems=[Problem(f"max_length {limit} <= shortest prompt ({shortest} tokens)", field="max_length")],
+        hint=f"raise --max-length above {shortest} (`dpo-tui data check {config.dataset} --model {config.model} "
+        "--max-length N` shows the token lengths)",
+    )
 
 
 def check_devices(config: RunConfig, visible: list[int] | int | None = None, what: str = "this run") -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .data import DataReport, Finding, iter_preference_rows, percentiles
+from .data.plan import common_prefix
 from .data.preview import PairPreview, preview_from_source, preview_pair
 from .data.tokenizer import ChatTokenizer, PreparedPair, TemplateError, resolve_tokenizer_dir
 
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 DEFAULT_BATCH_ROWS = 512
+SAME = -1  # diff_at of a pair whose chosen and rejected token ids are equal
 
 
 def _histogram(values: Sequence[int], bins: int = 20) -> list[dict[str, int]]:
@@ -67,6 +69,9 @@ class TokenStats:
         self.not_prefix_example: str | None = None
         self.double_bos: list[int] = []
         self.no_template = False
+        # tokens chosen and rejected completions share before they differ (SAME when identical): a pair whose
+        # first difference lies past max_length trains on identical sequences (loss stays at log 2)
+        self.diff_at = array("q")
 
     def add(self, lines: Sequence[int], rows: Sequence[dict]) -> None:
         if not self.tok.chat_template and any(isinstance(r["prompt"], list) for r in rows):
@@ -82,6 +87,8 @@ class TokenStats:
             self.prompt.append(len(res.prompt_ids))
             self.chosen.append(len(res.chosen_ids))
             self.rejected.append(len(res.rejected_ids))
+            c, r = res.chosen_ids, res.rejected_ids
+            self.diff_at.append(SAME if c == r else common_prefix(c, r))
             if res.prompt_left_out:
                 self.not_prefix.append(line)
             ids = res.prompt_ids
@@ -153,16 +160,28 @@ class TokenStats:
             fs.append(Finding("warning", "prompt-not-prefix", "the tokenized prompt is not a prefix of "
                               "prompt+completion; the trainer leaves the end of the prompt out of the sequence",
                               "prompt", self.not_prefix[:10], len(self.not_prefix)))
+        same = self.identical_rows()
+        if same:
+            fs.append(Finding("error", "identical-tokens", "chosen and rejected tokenize identically (the chat "
+                              "template trims them, or the trainer's EOS makes them equal): no learning signal, "
+                              "the loss stays at 0.693; fix or drop the row", "chosen", same[:10], len(same)))
         if max_length is not None and len(self.prompt):
             n = len(self.prompt)
             dropped = [self.lines[i] for i in range(n) if self.prompt[i] >= max_length]
             if len(dropped) == n:
-                fs.append(Finding("error", "all-dropped", f"every prompt has >= {max_length} tokens: the trainer "
-                                  "would drop every row; raise max_length", "prompt", dropped[:10], n))
+                fs.append(Finding("error", "all-dropped", f"every prompt has >= {max_length} tokens, leaving no "
+                                  "room for a response token: the trainer would drop every row; raise max_length",
+                                  "prompt", dropped[:10], n))
             elif dropped:
                 fs.append(Finding("warning", "rows-dropped", f"{len(dropped)} row(s) have a prompt of >= "
-                                  f"{max_length} tokens and will be dropped by the trainer", "prompt",
-                                  dropped[:10], len(dropped)))
+                                  f"{max_length} tokens (no room for a response token) and will be dropped by the "
+                                  "trainer", "prompt", dropped[:10], len(dropped)))
+            cut_same = self.identical_after_cut(max_length)
+            if cut_same:
+                fs.append(Finding("error", "identical-after-cut", f"chosen and rejected are identical in their first "
+                                  f"{max_length} tokens (they differ only past max_length): no learning signal after "
+                                  "truncation; raise max_length or drop the row", None, cut_same[:10],
+                                  len(cut_same)))
             cut = [self.lines[i] for i in range(n) if self.prompt[i] < max_length and (
                 self.prompt[i] + self.chosen[i] > max_length or self.prompt[i] + self.rejected[i] > max_length)]
             if cut:
@@ -170,6 +189,25 @@ class TokenStats:
                                   f"{max_length}: the end of the completion (and its EOS) is cut", None,
                                   cut[:10], len(cut)))
         return fs
+
+
+    def identical_rows(self) -> list[int]:
+        """Lines whose chosen and rejected token ids are equal."""
+        return [self.lines[i] for i, d in enumerate(self.diff_at) if d == SAME]
+
+    def identical_after_cut(self, max_length: int) -> list[int]:
+        """Lines the trainer keeps (prompt < max_length) whose pair differs only past ``max_length`` tokens."""
+        return [self.lines[i] for i, d in enumerate(self.diff_at)
+                if d != SAME and self.prompt[i] < max_length and self.prompt[i] + d >= max_length]
+
+    def unusable(self, max_length: int | None) -> int:
+        """Rows the trainer cannot learn from: refused by the template, dropped, or identical as tokens."""
+        bad = len(self.errors)
+        for i, d in enumerate(self.diff_at):
+            p = self.prompt[i]
+            if d == SAME or (max_length is not None and (p >= max_length or p + d >= max_length)):
+                bad += 1
+        return bad
 
 
 def add_token_stats(report: DataReport, source: str | None, tokenizer: ChatTokenizer, *,
@@ -202,4 +240,9 @@ def add_token_stats(report: DataReport, source: str | None, tokenizer: ChatToken
     report.stats["tokens"] = result
     for f in stats.findings(max_length):
         (report.errors if f.severity == "error" else report.warnings).append(f)
+    if not stats.no_template:
+        # the report's "usable" counts what the trainer learns from, so it never says "all usable" and then
+        # "NOT USABLE" for token-level reasons
+        report.rows_usable = max(0, report.rows_usable - stats.unusable(max_length))
+        report.stats["rows_usable"] = report.rows_usable
     return result

@@ -50,12 +50,16 @@ Modules: :mod:`.findings` (findings, the report), :mod:`.sources` (files, folder
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from .findings import (
     DATA_SUFFIXES,
     DEFAULT_MAX_ROW_BYTES,
@@ -131,9 +135,35 @@ def write_jsonl(rows: Iterable[dict], out: str | os.PathLike[str]) -> int:
     from ..fsutil import atomic_open
 
     n = 0
-    with atomic_open(out, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False))
-            fh.write("\n")
-            n += 1
+    written = 0
+    rows = iter(rows)
+    try:
+        with atomic_open(out, "w", encoding="utf-8") as fh:
+            for row in rows:
+                text = json.dumps(row, ensure_ascii=False) + "\n"
+                fh.write(text)
+                written += len(text.encode("utf-8"))
+                n += 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"cannot write {out}: {exc.strerror or exc}", hint="nothing was written") from None
+        # atomic_open removed the partial file; count what the whole output needs, without writing it
+        needed = written + sum(len(json.dumps(row, ensure_ascii=False).encode("utf-8")) + 1 for row in rows)
+        try:
+            free = shutil.disk_usage(Path(out).resolve().parent).free
+        except OSError:
+            free = None
+        raise UserError(
+            f"disk full: {out} needs about {_size(needed)}"
+            + (f", {_size(free)} free on its filesystem" if free is not None else ""),
+            hint="free some space or write to another folder; nothing was written (no partial file left)",
+        ) from None
     return n
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

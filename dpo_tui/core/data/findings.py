@@ -46,6 +46,8 @@ FINDING_CODES: dict[str, str] = {
     "no-chat-template": "error: conversational rows but the tokenizer has no chat template",
     "template-error": "error: the chat template refused a row (raise_exception) or failed to render",
     "all-dropped": "error: every prompt alone reaches max_length; the trainer would drop every row",
+    "identical-tokens": "error: chosen and rejected tokenize identically (template trim, appended EOS)",
+    "identical-after-cut": "error: chosen and rejected differ only past max_length (identical after truncation)",
     "rows-dropped": "warning: prompts reaching max_length; the trainer drops these rows",
     "completion-cut": "warning: prompt+completion longer than max_length; the completion end (and EOS) is cut",
     "double-bos": "warning: a prompt starting with two BOS tokens",
@@ -166,6 +168,8 @@ class DataReport:
                 )
         if self.ok:
             out.append("OK: usable" + (" (with warnings)" if self.warnings else ""))
+        elif not self.rows_usable:
+            out.append(f"NOT USABLE: {len(self.errors)} kind(s) of error and no usable row; fix the errors above")
         else:
             out.append(f"NOT USABLE: {len(self.errors)} kind(s) of error. Fix the rows, or write the "
                        f"{self.rows_usable} usable ones with: dpo-tui data convert {self.source} OUT.jsonl --drop-bad")

@@ -10,7 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import stat
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,11 +41,10 @@ class Reader:
         return part.label if self.multi else None
 
     def read(self, part: Part) -> Iterator[tuple[int, Any]]:
-        try:
-            size = part.path.stat().st_size
-        except OSError as exc:
-            raise UserError(f"cannot read {part.path}: {exc.strerror}") from None
+        size = regular_file_size(part.path)
         self.bytes += size
+        if part.kind in ("jsonl", "json", "csv"):
+            sniff_text_file(part)
         if part.kind == "jsonl":
             yield from self._jsonl(part)
         elif part.kind == "json":
@@ -70,14 +72,21 @@ class Reader:
             lineno = first_line - 1
             pending_crlf = 0
             scan = _SCAN_ONCE
-            for raw in fh:
+            # at most cap+1 bytes a read: a line longer than the cap is never held whole (a 60 MB line, or
+            # /dev/zero behind a symlink, would otherwise be read into memory before the cap is checked)
+            readline = fh.readline
+            limit = cap + 1
+            while True:
+                raw = readline(limit)
+                if not raw:
+                    break
                 lineno += 1
                 # fast path: one UTF-8 JSON value filling the line, ended by "\n"
                 if len(raw) <= cap:
                     try:
                         text = raw.decode("utf-8")
                         obj, end = scan(text, 0)
-                    except (ValueError, StopIteration):
+                    except (ValueError, StopIteration, RecursionError):
                         pass
                     else:
                         if end == len(text) - 1 and text[end] == "\n":
@@ -92,7 +101,14 @@ class Reader:
                     pending_crlf += 1
                 complete = raw.endswith(b"\n")
                 if len(raw) > cap:
-                    add("oversize", lambda n=len(raw): f"row is {n:,} bytes, above the {cap:,}-byte cap "
+                    n = len(raw)
+                    if not complete:  # skip the rest of the line in bounded reads, counting its bytes
+                        while True:
+                            more = readline(limit)
+                            n += len(more)
+                            if not more or more.endswith(b"\n"):
+                                break
+                    add("oversize", lambda n=n: f"row is {n:,} bytes, above the {cap:,}-byte cap "
                         "(one huge row multiplies the trainer's memory); shorten or remove it",
                         line=lineno, file=file)
                     yield lineno, NOT_PARSED
@@ -112,8 +128,12 @@ class Reader:
                     continue
                 try:
                     obj = loads(text)
+                except RecursionError:
+                    add("json", too_deep(), line=lineno, file=file)
+                    yield lineno, NOT_PARSED
+                    continue
                 except ValueError as exc:
-                    msg = getattr(exc, "msg", str(exc))
+                    msg = json_msg(exc)
                     col = getattr(exc, "colno", None)
                     if not complete:
                         add("truncated", f"last line is cut off ({msg} at column {col}); the file was not "
@@ -153,8 +173,11 @@ class Reader:
         dec = json.JSONDecoder()
         try:
             obj, end = dec.raw_decode(text, start)
+        except RecursionError:
+            self.f.add("json", too_deep(), line=text.count("\n", 0, start) + 1, file=file)
+            return
         except json.JSONDecodeError as exc:
-            self.f.add("json", f"invalid JSON: {exc.msg} at column {exc.colno}", line=exc.lineno, file=file)
+            self.f.add("json", f"invalid JSON: {json_msg(exc)} at column {exc.colno}", line=exc.lineno, file=file)
             return
         rest = text[end:].strip()
         if rest and isinstance(obj, dict):
@@ -196,12 +219,16 @@ class Reader:
             last = pos
             try:
                 obj, end = raw_decode(text, pos)
+            except RecursionError:
+                self.f.add("json", too_deep(), line=line, file=file)
+                return
             except json.JSONDecodeError as exc:
                 if exc.pos >= len(text.rstrip()):
                     self.f.add("truncated", f"the file ends inside the list ({exc.msg}); it was not written "
                                "completely", line=exc.lineno, file=file)
                 else:
-                    self.f.add("json", f"invalid JSON: {exc.msg} at column {exc.colno}", line=exc.lineno, file=file)
+                    self.f.add("json", f"invalid JSON: {json_msg(exc)} at column {exc.colno}", line=exc.lineno,
+                               file=file)
                 return
             if end - pos > self.max_row_bytes:
                 self.f.add("oversize", f"row is {end - pos:,} characters, above the {self.max_row_bytes:,} cap; "
@@ -230,6 +257,9 @@ class Reader:
             else:
                 fh.seek(0)
             text = io.TextIOWrapper(fh, encoding="utf-8", newline="")
+            if csv.field_size_limit() < self.max_row_bytes:
+                # the module's default (128 KiB) would call a long but legal cell "invalid CSV" and stop
+                csv.field_size_limit(self.max_row_bytes)
             reader = csv.reader(text)
             try:
                 header = next(reader, None)
@@ -237,8 +267,21 @@ class Reader:
                     return
                 header = [h.strip() for h in header]
                 prev = reader.line_num
-                for values in reader:
+                while True:
                     line = prev + 1
+                    try:
+                        values = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:
+                        if "field limit" not in str(exc):
+                            raise
+                        # the reader gives up on this record only; the next one reads normally
+                        prev = reader.line_num
+                        self.f.add("oversize", f"a cell is above the {self.max_row_bytes:,}-byte row cap; shorten "
+                                   "or remove the row", line=line, file=file)
+                        yield line, NOT_PARSED
+                        continue
                     prev = reader.line_num
                     if not any(v.strip() for v in values):
                         self.f.add("blank-line", "blank line; skipped", line=line, file=file)
@@ -264,8 +307,13 @@ class Reader:
             self.f.add("json", f"not a readable Parquet file: {first_line(exc)}", line=None, file=part.label)
             return
         n = 0
-        for batch in pf.iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
+        for group in range(pf.num_row_groups):
+            try:
+                rows = [row for batch in pf.iter_batches(batch_size=4096, row_groups=[group])
+                        for row in batch.to_pylist()]
+            except Exception as exc:  # noqa: BLE001 - pyarrow raises OSError/ArrowInvalid/... for damaged pages
+                raise damaged(part, f"row group {group + 1} of {pf.num_row_groups} (after row {n:,})", exc) from None
+            for row in rows:
                 n += 1
                 yield n, row
 
@@ -286,8 +334,17 @@ class Reader:
             self.f.add("json", f"not a readable Arrow file: {first_line(exc)}", line=None, file=part.label)
             return
         n = 0
-        for batch in batches:
-            for row in batch.to_pylist():
+        index = 0
+        while True:
+            index += 1
+            try:
+                batch = next(batches, None)
+                if batch is None:
+                    return
+                rows = batch.to_pylist()
+            except Exception as exc:  # noqa: BLE001 - a cut-off or damaged IPC file fails mid-iteration
+                raise damaged(part, f"record batch {index} (after row {n:,})", exc) from None
+            for row in rows:
                 n += 1
                 yield n, row
 
@@ -298,8 +355,80 @@ def _csv_cell(value: str) -> Any:
     if s[:1] in ("[", "{") and s[-1:] in ("]", "}"):
         try:
             return json.loads(s)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
+
+
+def json_msg(exc: ValueError) -> str:
+    """The decoder's message without its dangling "at" (it says "Invalid control character at")."""
+    msg = getattr(exc, "msg", None) or str(exc)
+    return msg[:-3] if msg.endswith(" at") else msg
+
+
+def too_deep() -> str:
+    return (f"JSON nested deeper than {sys.getrecursionlimit():,} levels (the parser's limit); no preference row "
+            "needs that: flatten or remove it")
+
+
+def damaged(part: Part, where: str, exc: BaseException) -> UserError:
+    kind = "Parquet" if part.kind == "parquet" else "Arrow"
+    return UserError(
+        f"{part.path}: the {kind} file is damaged in {where}: {first_line(exc)}",
+        hint=f"re-export or re-download {part.path.name}; the rows before it are readable, but a damaged file is "
+        "not trained on",
+    )
+
+
+_FILE_TYPES = {
+    stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device", stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder",
+}
+
+
+def regular_file_size(path: os.PathLike[str] | str) -> int:
+    """The size of a regular file (symlinks followed); anything else is refused before it is opened, so a FIFO
+    never blocks and a device never streams endless bytes."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = _FILE_TYPES.get(stat.S_IFMT(st.st_mode), "not a regular file")
+        target = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise UserError(f"{path} is {what}{target}, not a data file",
+                        hint="point at a regular .jsonl/.json/.csv/.parquet file or a dataset folder")
+    return st.st_size
+
+
+# (magic bytes, what the file is, how to fix it)
+_MAGIC = (
+    (b"PAR1", "a Parquet file", "rename it to {stem}.parquet"),
+    (b"ARROW1", "an Arrow IPC file", "rename it to {stem}.arrow"),
+    (b"\xff\xff\xff\xff", "an Arrow IPC stream", "rename it to {stem}.arrow"),
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip -c {name} > {stem}.jsonl)"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and point at the data file inside"),
+    (b"\xff\xfe", "UTF-16 text", "re-encode it as UTF-8 (iconv -f UTF-16 -t UTF-8 {name} > {stem}.utf8{suffix})"),
+    (b"\xfe\xff", "UTF-16 text", "re-encode it as UTF-8 (iconv -f UTF-16 -t UTF-8 {name} > {stem}.utf8{suffix})"),
+)
+
+
+def sniff_text_file(part: Part) -> None:
+    """A file named like text that is really Parquet, Arrow, gzip, zip or UTF-16 is named as what it is (its
+    bytes would otherwise read as "not UTF-8" on line 1, with no hint why)."""
+    try:
+        with open(part.path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise UserError(f"cannot read {part.path}: {exc.strerror}") from None
+    for magic, what, fix in _MAGIC:
+        if head.startswith(magic):
+            name = part.path.name
+            stem, suffix = name.split(".")[0], part.path.suffix
+            raise UserError(f"{part.path} is {what}, not {_KIND_NAMES[part.kind]}",
+                            hint=fix.format(name=name, stem=stem, suffix=suffix))
+
+
+_KIND_NAMES = {"jsonl": "JSON lines", "json": "JSON", "csv": "CSV"}
 
 

@@ -104,6 +104,8 @@ def resolve_source(source: str, split: str = "train") -> tuple[str, list[Part], 
         raise UserError(
             f"unsupported dataset file type: {path.name}",
             problems=[Problem("expected .jsonl, .json, .csv, .parquet or .arrow", file=source)],
+            hint=_ARCHIVE_HINTS.get(path.suffix.lower(), "").format(name=path.name, stem=path.name[:-len(path.suffix)])
+            or None,
         )
     if not os.access(path, os.R_OK):
         raise UserError(f"dataset is not readable: {source}", problems=[Problem("permission denied", file=source)])
@@ -114,6 +116,16 @@ def resolve_source(source: str, split: str = "train") -> tuple[str, list[Part], 
             hint="use split 'train' for a single file, or point at a folder with train/test files",
         )
     return source, [Part(path, kind, path.name)], decisions
+
+
+_ARCHIVE_HINTS = {
+    ".gz": "compressed files are not read; decompress it first (gunzip -k {name}) and point at {stem}",
+    ".zst": "compressed files are not read; decompress it first (zstd -d {name}) and point at {stem}",
+    ".bz2": "compressed files are not read; decompress it first (bunzip2 -k {name}) and point at {stem}",
+    ".xz": "compressed files are not read; decompress it first (xz -dk {name}) and point at {stem}",
+    ".zip": "archives are not read; unzip {name} and point at the data file or folder inside",
+    ".tar": "archives are not read; extract {name} and point at the data file or folder inside",
+}
 
 
 def _folder_parts(folder: Path, split: str, display: str) -> tuple[list[Part], list[str]]:

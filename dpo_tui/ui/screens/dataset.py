@@ -26,7 +26,7 @@ from textual.widgets import DataTable, Footer, Input, OptionList, Static, Tabbed
 from textual.widgets.option_list import Option
 
 from ...core import paths
-from ...core.errors import UserError
+from ...core.errors import UserError, first_line
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.pairs import histogram_renderable, pair_renderable, plain_pair_renderable
@@ -180,6 +180,10 @@ class DatasetScreen(ConsoleScreen):
             return
         except OSError as exc:
             self.post_message(self.DataLoaded(source, None, [], f"cannot read {source}: {exc.strerror or exc}"))
+            return
+        except Exception as exc:  # noqa: BLE001 - a worker that dies silently leaves the screen "reading…" forever
+            self.post_message(self.DataLoaded(source, None, [], f"cannot read {source}: {type(exc).__name__}: "
+                                              f"{first_line(exc)}"))
             return
         self.post_message(self.DataLoaded(source, loaded.report, loaded.rows))
 
