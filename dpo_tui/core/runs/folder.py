@@ -193,25 +193,22 @@ class Run:
         return status
 
     def might_be_alive(self) -> list[int]:
-        """Pids that may be working on this run, trusting nothing: the status's pids (when it reads), the
-        newest ``started`` event's pids with their start times, and any process whose command line names
-        the folder. Empty means no process can be harmed by removing the folder."""
-        pids: list[int] = []
+        """Pids that may be working on this run when its status cannot say: the status's pids while it
+        reads as active; when status.json is unreadable, the newest ``started`` event's pids with their
+        start times; and always any process whose command line names the folder. Empty means removing
+        the folder harms no process."""
         candidates: list[tuple[int | None, float | None]] = []
         try:
             status = self.raw_status()
-            candidates += [(status.supervisor_pid, status.supervisor_start), (status.pid, status.pid_start)]
+            if status.state in ACTIVE_STATES:
+                candidates += [(status.supervisor_pid, status.supervisor_start), (status.pid, status.pid_start)]
         except (UserError, OSError):
-            pass
-        started = self.last_started_event()
-        if started is not None:
-            pids_of = started_pids(started)
-            candidates += [(pids_of.get("supervisor_pid"), pids_of.get("supervisor_start")), (pids_of.get("pid"), pids_of.get("pid_start"))]
-        for pid, start in candidates:
-            if pid and process_alive(pid, start) and pid not in pids:
-                pids.append(pid)
-        pids += [p for p in processes_naming(self.path) if p not in pids]
-        return pids
+            started = self.last_started_event()
+            if started is not None:
+                found = started_pids(started)
+                candidates += [(found.get("supervisor_pid"), found.get("supervisor_start")), (found.get("pid"), found.get("pid_start"))]
+        pids = [pid for pid, start in candidates if pid and process_alive(pid, start)]
+        return list(dict.fromkeys(pids + processes_naming(self.path)))
 
     def is_stalled(self, status: RunStatus | None = None) -> bool:
         status = status or self.status()

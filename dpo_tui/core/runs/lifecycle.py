@@ -125,6 +125,7 @@ def prepare_resume(run: Run) -> Checkpoint:
     if run.processes_alive(status):
         raise UserError(f"Run {run.id} is still shutting down", hint="try again in a few seconds")
     check_resume_devices(run)
+    check_resume_inputs(run)
     ckpt = run.newest_complete_checkpoint()
     if ckpt is None:
         broken = [c.path.name + f" ({c.reason})" for c in run.checkpoints() if not c.complete]
@@ -134,6 +135,19 @@ def prepare_resume(run: Run) -> Checkpoint:
             hint="start it again as a new run with `dpo-tui train --config` using its config.json",
         )
     return ckpt
+
+
+def check_resume_inputs(run: Run) -> None:
+    """The frozen config's local model and dataset must still be there. Checked here, before launching,
+    because the trainer's own refusal hints at passing another file, which ``resume`` cannot take."""
+    config = run.config()
+    for what, value in (("model", config.model), ("dataset", config.dataset)):
+        if value != "sample" and os.path.isabs(value) and not os.path.exists(value):
+            raise UserError(
+                f"Run {run.id} trained on the {what} {value}, which is no longer there",
+                hint=f"put it back at that path and resume, or start a new run from the run's settings: "
+                f"`dpo-tui train --config {run.config_path} --{what} NEW`",
+            )
 
 
 def check_resume_devices(run: Run) -> None:

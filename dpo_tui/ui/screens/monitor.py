@@ -342,6 +342,8 @@ class MonitorScreen(ConsoleScreen):
     def _title(self) -> Text:
         text = Text()
         text.append(ev.printable(self.run_id or ""), style="bold")
+        if self.reader is not None and self.reader.error:  # first: a narrow terminal cuts the title's end
+            text.append(f"  cannot read {self.reader.error}", style="bold")
         state = self.state
         text.append("  ")
         text.append(outcome_text(state, self.snapshot.status if self.snapshot else None, self.history), style="bold")
@@ -352,8 +354,7 @@ class MonitorScreen(ConsoleScreen):
             text.append(f"  {model} β={cfg.beta:g} {cfg.loss_type}{rank}", style="dim")
         if self.snapshot and self.snapshot.error:
             text.append(f"  ({ev.printable(self.snapshot.error)})", style="dim")
-        if self.reader is not None and self.reader.error:
-            text.append(f"  (cannot read {self.reader.error})", style="bold")
+
         if not self.history.complete:
             text.append(f"  reading all {self.history.event_count:,} events…", style="dim italic")
         return text
