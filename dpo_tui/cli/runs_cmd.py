@@ -198,12 +198,15 @@ SEEN_FILE = ".seen.json"
 
 def changed_since_last_look(root: Path, summaries: list[runs_mod.RunSummary]) -> set[str]:
     """Runs whose state changed since the last `dpo-tui runs` (remembered in the runs root)."""
-    from ..core.fsutil import atomic_write_json, read_json
+    from ..core.fsutil import atomic_write_json
+    from ..core.runs.status import loads_strict, read_regular
 
     seen_path = root / SEEN_FILE
     try:
-        seen = read_json(seen_path)
+        seen = loads_strict(read_regular(seen_path))  # never a FIFO's blocking open, nor a huge file
     except (OSError, ValueError):
+        seen = {}
+    if not isinstance(seen, dict):
         seen = {}
     changed = {s.id for s in summaries if seen and seen.get(s.id) != s.state}
     try:

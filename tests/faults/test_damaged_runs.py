@@ -432,3 +432,19 @@ def test_a_checkpoints_file_instead_of_a_folder(root: Path) -> None:
     _assert_listed(root, "checkpoints-is-a-file", bad_state="stopped")
     proc = run_cli_inprocess("resume", "--runs-dir", str(root), BAD)
     assert proc.returncode == 2 and "no complete checkpoint" in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["array", "fifo", "folder"])
+def test_a_hostile_seen_file_in_the_root(kind: str, root: Path) -> None:
+    """`runs` remembers states in the root's .seen.json: a JSON array there was an internal error, a FIFO a hang."""
+    seen = root / ".seen.json"
+    if kind == "array":
+        seen.write_text("[1, 2]")
+    elif kind == "fifo":
+        os.mkfifo(seen)
+    else:
+        seen.mkdir()
+    # A FIFO in a subprocess (a hang must end in the timeout, not hang the suite); the rest in-process.
+    proc = run_cli("runs", "--runs-dir", str(root), timeout=60) if kind == "fifo" else run_cli_inprocess("runs", "--runs-dir", str(root))
+    assert proc.returncode == 0 and HEALTHY in proc.stdout and "internal error" not in proc.stderr, proc.stderr
+    record_outcome(SUITE, f"run-folder/seen-file-{kind}", "tolerated", category=CATEGORY)
