@@ -198,12 +198,15 @@ SEEN_FILE = ".seen.json"
 
 def changed_since_last_look(root: Path, summaries: list[runs_mod.RunSummary]) -> set[str]:
     """Runs whose state changed since the last `dpo-tui runs` (remembered in the runs root)."""
-    from ..core.fsutil import atomic_write_json, read_json
+    from ..core.fsutil import atomic_write_json
+    from ..core.runs.status import loads_strict, read_regular
 
     seen_path = root / SEEN_FILE
     try:
-        seen = read_json(seen_path)
+        seen = loads_strict(read_regular(seen_path))  # never a FIFO's blocking open, nor a huge file
     except (OSError, ValueError):
+        seen = {}
+    if not isinstance(seen, dict):
         seen = {}
     changed = {s.id for s in summaries if seen and seen.get(s.id) != s.state}
     try:
@@ -211,6 +214,13 @@ def changed_since_last_look(root: Path, summaries: list[runs_mod.RunSummary]) ->
     except OSError:
         pass  # a read-only runs root still lists
     return changed
+
+
+def _when(t: float | None) -> str:
+    try:
+        return time.strftime("%m-%d %H:%M", time.localtime(t)) if t else "—"
+    except (OverflowError, OSError, ValueError):
+        return "—"
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -225,19 +235,19 @@ def cmd_runs(args: argparse.Namespace) -> int:
         print(f"No runs in {root}. Start one with: dpo-tui train")
         return 0
     print(f"  {'ID':<44} {'STATE':<10} {'STEP':>9} {'β':>6} {'RANK':>4} {'LOSS':>7} {'MARGIN':>7}  STARTED")
+    shown = runs_mod.printable  # a folder name or message may hold escape sequences: never print them raw
     for s in summaries:
         progress = f"{s.step}/{s.max_steps or '?'}"
-        started = time.strftime("%m-%d %H:%M", time.localtime(s.started_at or s.created_at)) if (s.started_at or s.created_at) else "—"
         state = s.state + ("!" if s.stalled else "")
         mark = "* " if s.id in changed else "  "
         print(
-            f"{mark}{s.id:<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
-            f"{_fmt(s.loss):>7} {_fmt(s.margin):>7}  {started}"
+            f"{mark}{shown(s.id):<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
+            f"{_fmt(s.loss):>7} {_fmt(s.margin):>7}  {_when(s.started_at or s.created_at)}"
         )
         if s.state == "unreadable":
-            print(f"    unreadable: {s.error}")
+            print(f"    unreadable: {shown(s.error or '')}")
         elif s.state in ("failed", "crashed") and (s.message or s.kind):
-            print(f"    {s.kind}: {s.message or ''}")
+            print(f"    {shown(s.kind or '')}: {shown(s.message or '')}")
     note = f"; * = changed since you last looked ({len(changed)})" if changed else ""
     print(f"\n{len(summaries)} run(s) in {root}{note}")
     return 0
@@ -266,8 +276,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
     if not args.yes:
         raise UserError(f"Deleting {run.id} removes its checkpoints and adapter for good", hint="add --yes to confirm")
-    runs_mod.delete(run)
-    print(f"Deleted {run.id}")
+    if runs_mod.delete(run):
+        print(f"Removed the link {runs_mod.printable(run.id)}; the folder it pointed to is left as it is")
+    else:
+        print(f"Deleted {runs_mod.printable(run.id)}")
     return 0
 
 

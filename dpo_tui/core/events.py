@@ -17,11 +17,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import first_line
 
 _loads: Callable[[bytes | str], Any]
 try:  # 3-5x faster parsing of long event logs (reattach to a 100,000-event run); optional.
@@ -31,6 +35,8 @@ except ImportError:  # pragma: no cover - the stdlib parser is the fallback
 
 EVENT_VERSION = 1
 EVENTS_FILE = "events.jsonl"
+MAX_LINE_BYTES = 1 << 20
+"""No event is this long (samples are capped far below it); a longer line is garbage and is skipped unread."""
 
 # Event types. Exactly one terminal event ends an attempt.
 STARTED = "started"
@@ -59,6 +65,66 @@ CHART_METRICS = (
 )
 
 
+def open_regular(path: Path | str) -> Any:
+    """``open(path, "rb")`` for a file in a run folder, refusing anything but a regular file.
+
+    Opened non-blocking and checked before any read: a FIFO would block ``open`` until a writer came,
+    and a device never ends. A folder or special file raises an OSError whose text says what it is.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(21, "is a folder, not a file", str(path))
+        if not stat.S_ISREG(mode):
+            raise OSError(0, "is not a regular file (a FIFO, socket or device)", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def describe_os_error(path: Path | str, exc: OSError) -> str:
+    """``events.jsonl: permission denied``: the file and the cause, for a status line or a row."""
+    return f"{Path(path).name}: {(exc.strerror or first_line(exc)).lower()}"
+
+
+# Control characters, line separators, and the lone surrogates a name with non-UTF-8 bytes decodes to.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print to a terminal: control characters (an ESC that would start an escape
+    sequence, a newline that would break a table row) shown as ``\\x1b``-style escapes."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def finite_number(value: Any) -> float | int | None:
+    """``value`` when it is a real, finite number (not a bool, a string or 1e999), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def event_int(value: Any, default: int = 0, limit: int = 2**53) -> int:
+    """An event's integer field (step, attempt, max_steps) when it is one in ``0..limit``, else ``default``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        return default
+    return value
+
+
+# Event times a clock can show (up to 9999-12-31); anything else is treated as absent.
+MAX_EVENT_TIME = 253402300799.0
+
+
+def event_time(value: Any) -> float | None:
+    number = finite_number(value)
+    return float(number) if number is not None and 0 <= number <= MAX_EVENT_TIME else None
+
+
 def sanitize_metrics(metrics: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Replace non-finite floats with ``None`` and list their keys (strict JSON has no NaN)."""
     clean: dict[str, Any] = {}
@@ -85,14 +151,20 @@ class EventWriter:
     def __init__(self, path: Path | str, attempt: int = 1) -> None:
         self.path = Path(path)
         self.attempt = attempt
-        self._seq = last_seq(self.path)
-        # A previous attempt killed mid-write leaves a torn line: start ours on a fresh line.
-        needs_newline = False
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with open(self.path, "rb") as fh:
-                fh.seek(-1, os.SEEK_END)
-                needs_newline = fh.read(1) != b"\n"
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the writer
+        try:
+            self._seq = last_seq(self.path)
+            # A previous attempt killed mid-write leaves a torn line: start ours on a fresh line.
+            needs_newline = False
+            if self.path.exists() and self.path.stat().st_size > 0:
+                with open_regular(self.path) as fh:
+                    fh.seek(-1, os.SEEK_END)
+                    needs_newline = fh.read(1) != b"\n"
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the writer
+        except OSError as exc:
+            # Name the file and the likely cause: the bare "Operation not permitted" of an immutable
+            # (``chattr +i``) log tells the operator nothing. Still an OSError, so callers' handling holds.
+            raise OSError(exc.errno or 0, f"cannot append to the run's event log ({(exc.strerror or first_line(exc)).lower()}; "
+                          "it must be a writable regular file: `lsattr` shows an immutable 'i' flag)", str(self.path)) from None
         if needs_newline:
             self._fh.write("\n")
             self._fh.flush()
@@ -124,9 +196,11 @@ class EventWriter:
 
 def last_seq(path: Path) -> int:
     """The highest ``seq`` in the file's last complete lines (reads only the tail)."""
-    if not path.exists():
+    try:
+        fh = open_regular(path)
+    except FileNotFoundError:
         return 0
-    with open(path, "rb") as fh:
+    with fh:
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
         fh.seek(max(0, size - 65536))
@@ -152,27 +226,49 @@ class EventReader:
     path: Path
     offset: int = 0
     bad_lines: int = 0
+    error: str | None = None
+    """Why the log cannot be read right now (``events.jsonl: permission denied``), or None."""
     _partial: bytes = b""
     _inode: int | None = None
+    _skipping: bool = False
 
     def read_new(self, max_bytes: int | None = None) -> list[dict[str, Any]]:
+        """New whole events. Never raises for the file's sake: a log that cannot be read (a folder, a FIFO,
+        another user's file) returns nothing and says why in ``error``, so a poller keeps polling."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            self.error = describe_os_error(self.path, exc)
+            return []
         if self._inode is not None and (st.st_ino != self._inode or st.st_size < self.offset):
             # Replaced or truncated: start over rather than read garbage from a stale offset.
-            self.offset, self._partial = 0, b""
+            self.offset, self._partial, self._skipping = 0, b"", False
         self._inode = st.st_ino
-        if st.st_size <= self.offset:
+        if stat.S_ISREG(st.st_mode) and st.st_size <= self.offset:
             return []
-        with open(self.path, "rb") as fh:
-            fh.seek(self.offset)
-            chunk = fh.read(max_bytes) if max_bytes else fh.read()
+        try:
+            with open_regular(self.path) as fh:
+                fh.seek(self.offset)
+                chunk = fh.read(max_bytes) if max_bytes else fh.read()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.error = describe_os_error(self.path, exc)
+            return []
+        self.error = None
         self.offset += len(chunk)
         data = self._partial + chunk
         lines = data.split(b"\n")
         self._partial = lines.pop()  # b"" when the chunk ended on a newline
+        if self._skipping and lines:
+            lines.pop(0)  # the end of an over-long line whose start was dropped
+            self._skipping = False
+            self.bad_lines += 1
+        if len(self._partial) > MAX_LINE_BYTES:
+            # A line longer than any event: drop what we have of it rather than buffer it without bound.
+            self._partial, self._skipping = b"", True
         return list(self.parse_lines(lines))
 
     def parse_lines(self, lines: Iterable[bytes]) -> Iterator[dict[str, Any]]:
@@ -180,9 +276,12 @@ class EventReader:
         for raw in lines:
             if not raw.strip():
                 continue
+            if len(raw) > MAX_LINE_BYTES:
+                self.bad_lines += 1
+                continue
             try:
                 event = _loads(raw)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 self.bad_lines += 1
                 continue
             if not isinstance(event, dict) or not isinstance(event.get("type"), str):
@@ -207,7 +306,8 @@ def preview_history(path: Path | str, max_points: int = 2000, tail_logs: int = 2
     than ``max_points``) but not every step.
     """
     try:
-        data = Path(path).read_bytes()
+        with open_regular(path) as fh:
+            data = fh.read()
     except OSError:
         return RunHistory()
     lines = data.split(b"\n")
@@ -234,6 +334,20 @@ def preview_history(path: Path | str, max_points: int = 2000, tail_logs: int = 2
 def read_events(path: Path | str) -> list[dict[str, Any]]:
     """Every complete event in a log (convenience for tests and the CLI)."""
     return EventReader(Path(path)).read_new()
+
+
+def _chartable(metrics: dict[Any, Any]) -> dict[str, float | int | None]:
+    """A log's metrics as chart points: finite numbers kept, null and non-finite numbers as gaps (None),
+    anything else (a string, a list) dropped."""
+    out: dict[str, float | int | None] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str):
+            continue
+        if value is None or isinstance(value, float) and not math.isfinite(value):
+            out[name] = None
+        elif finite_number(value) is not None:
+            out[name] = value
+    return out
 
 
 @dataclass
@@ -270,28 +384,31 @@ class RunHistory:
             self.apply_one(event)
 
     def apply_one(self, event: dict[str, Any]) -> None:
+        """Fold one event. Every field is checked (the log is a file anyone may have edited): a step or
+        time out of range drops the event, a metric that is not a finite number is charted as a gap."""
         self.event_count += 1
         kind = event.get("type")
-        t = event.get("t")
-        if isinstance(t, (int, float)):
+        t = event_time(event.get("t"))
+        if t is not None:
             self.first_t = t if self.first_t is None else self.first_t
             self.last_t = t
         if kind == STARTED:
             self.started = event
-            self.attempt = int(event.get("attempt") or self.attempt or 1)
-            if event.get("max_steps"):
-                self.max_steps = int(event["max_steps"])
+            self.attempt = event_int(event.get("attempt")) or self.attempt or 1
+            self.max_steps = event_int(event.get("max_steps")) or self.max_steps
             self.terminal = None
             self.step_times = []
         elif kind == RESUMED:
-            self._truncate_after(int(event.get("step") or 0))
+            self._truncate_after(event_int(event.get("step")))
             self.terminal = None
             self.step_times = []
         elif kind == LOG:
-            step = event.get("step")
-            metrics = event.get("metrics") or {}
-            if not isinstance(step, int) or not isinstance(metrics, dict):
+            step = event_int(event.get("step"), default=-1)
+            raw = event.get("metrics") or {}
+            if step < 0 or not isinstance(raw, dict):
                 return
+            metrics = _chartable(raw)
+            event = {**event, "metrics": metrics}
             if event.get("summary"):
                 # The end-of-training summary (train_runtime, train_loss, …) repeats the last step:
                 # keep it aside, or it would truncate that step's real points.
@@ -301,16 +418,16 @@ class RunHistory:
                 self._truncate_after(step - 1)
             self._max_step = step
             for name, value in metrics.items():
-                if value is None or isinstance(value, (int, float)):
-                    self.series.setdefault(name, []).append((step, value))
+                self.series.setdefault(name, []).append((step, value))
             self.last_log = event
-            if isinstance(t, (int, float)):
+            if t is not None:
                 self.step_times.append((t, step))
                 del self.step_times[:-50]
         elif kind == EVAL:
-            step = event.get("step")
-            for name, value in (event.get("metrics") or {}).items():
-                if isinstance(step, int) and (value is None or isinstance(value, (int, float))):
+            step = event_int(event.get("step"), default=-1)
+            raw = event.get("metrics") or {}
+            if step >= 0 and isinstance(raw, dict):
+                for name, value in _chartable(raw).items():
                     self.eval_series.setdefault(name, []).append((step, value))
         elif kind == RESOURCE:
             self.last_resource = event

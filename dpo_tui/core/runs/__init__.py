@@ -52,6 +52,7 @@ from .listing import (
     list_run_dirs,
     list_runs,
     made_by_dpo_tui,
+    printable,
     summarize,
 )
 from .status import (
@@ -71,5 +72,5 @@ __all__ = [
     "TERMINAL_STATES", "Checkpoint", "Run", "RunLister", "RunStatus", "RunSummary", "State", "_signal_group",
     "check_resume_devices", "checkpoint_complete", "create_run", "delete", "find_run", "freeze_paths",
     "host_name", "is_run_dir", "last_log_metrics", "launch", "list_run_dirs", "list_runs", "made_by_dpo_tui",
-    "make_run_id", "prepare_resume", "process_alive", "process_start_time", "resume", "slug", "stop", "summarize",
+    "make_run_id", "prepare_resume", "printable", "process_alive", "process_start_time", "resume", "slug", "stop", "summarize",
 ]

@@ -28,7 +28,7 @@ from ..errors import UserError, first_line
 from ..fsutil import atomic_write_json, read_json
 from ..run_states import ACTIVE_STATES
 from ..safetensors_header import SafetensorsError, read_header
-from .status import STALL_AFTER_S, RunStatus, host_name, process_alive
+from .status import STALL_AFTER_S, RunStatus, host_name, process_alive, processes_naming, read_run_json
 
 CONFIG_FILE = "config.json"
 STATUS_FILE = "status.json"
@@ -89,10 +89,16 @@ class Run:
 
     def config(self) -> RunConfig:
         try:
-            return RunConfig.model_validate(read_json(self.config_path), context={"frozen": True})
+            data = read_run_json(self.config_path, self.id)
         except FileNotFoundError:
             raise UserError(f"Run {self.id} has no {CONFIG_FILE}", hint="the folder is incomplete; delete it") from None
-        except (ValueError, ValidationError) as exc:
+        if not isinstance(data, dict):
+            raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: a JSON {type(data).__name__}, not an object")
+        try:
+            return RunConfig.model_validate(data, context={"frozen": True})
+        except ValidationError as exc:
+            raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: {validation_reason(exc)}") from None
+        except (ValueError, TypeError, RecursionError) as exc:
             raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: {first_line(exc)}") from None
 
     def raw_status(self) -> RunStatus:
@@ -103,20 +109,23 @@ class Run:
         mid-run must come back as ``running`` with its pids, never as a pid-less ``queued``.
         """
         try:
-            return RunStatus.model_validate(read_json(self.status_path))
+            data = read_run_json(self.status_path, self.id)
         except FileNotFoundError:
             status = RunStatus(state="queued", created_at=self._ctime())
-            if self.events_path.exists():
-                status = self._status_from_events(status)
-            return status
-        except (ValueError, ValidationError) as exc:
-            raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {first_line(exc)}") from None
+            return self._status_from_events(status)
+        if not isinstance(data, dict):
+            raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: a JSON {type(data).__name__}, not an object")
+        try:
+            return RunStatus.model_validate(data)
+        except ValidationError as exc:
+            raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {validation_reason(exc)}") from None
 
     def _ctime(self) -> float:
         try:
-            return self.path.stat().st_mtime
+            mtime = self.path.stat().st_mtime
         except OSError:
             return 0.0
+        return mtime if 0 <= mtime <= time.time() + 86400 * 365 * 100 else 0.0
 
     def write_status(self, status: RunStatus) -> None:
         status.updated_at = time.time()
@@ -143,7 +152,8 @@ class Run:
         if status.state in ACTIVE_STATES and (not status.host or status.host == host_name()):
             if status.supervisor_pid is None and status.pid is None:
                 # Created but never launched (launcher died before spawning): nothing will run it.
-                if status.state != "queued" or time.time() - (status.created_at or 0) > 60:
+                # An age in the future (a skewed clock, a copied folder) counts as old: nothing will run it either.
+                if status.state != "queued" or abs(time.time() - (status.created_at or 0)) > 60:
                     status = self._mark_crashed(status, "the run was never started (launcher died before spawning it)", reconcile)
             elif not self.processes_alive(status):
                 status = self._mark_crashed(status, self._crash_reason(status), reconcile)
@@ -158,15 +168,10 @@ class Run:
         if history.terminal is not None:
             kind = history.terminal["type"]
             status.state = "finished" if kind == ev.FINISHED else "stopped" if kind == ev.STOPPED else "failed"
-            status.kind = history.terminal.get("kind")
-            status.hint = history.terminal.get("hint")
+            _set_valid(status, kind=history.terminal.get("kind"), hint=history.terminal.get("hint"))
         elif history.started is not None:
             status.state = "running"
-            status.pid = history.started.get("pid")
-            status.pid_start = history.started.get("pid_start")
-            status.supervisor_pid = history.started.get("supervisor_pid")
-            status.supervisor_start = history.started.get("supervisor_start")
-            status.host = history.started.get("host") or ""
+            _set_valid(status, **started_pids(history.started), host=history.started.get("host") or "")
         return status
 
     def _crash_reason(self, status: RunStatus) -> str:
@@ -187,6 +192,24 @@ class Run:
                 self.write_status(status)
         return status
 
+    def might_be_alive(self) -> list[int]:
+        """Pids that may be working on this run when its status cannot say: the status's pids while it
+        reads as active; when status.json is unreadable, the newest ``started`` event's pids with their
+        start times; and always any process whose command line names the folder. Empty means removing
+        the folder harms no process."""
+        candidates: list[tuple[int | None, float | None]] = []
+        try:
+            status = self.raw_status()
+            if status.state in ACTIVE_STATES:
+                candidates += [(status.supervisor_pid, status.supervisor_start), (status.pid, status.pid_start)]
+        except (UserError, OSError):
+            started = self.last_started_event()
+            if started is not None:
+                found = started_pids(started)
+                candidates += [(found.get("supervisor_pid"), found.get("supervisor_start")), (found.get("pid"), found.get("pid_start"))]
+        pids = [pid for pid, start in candidates if pid and process_alive(pid, start)]
+        return list(dict.fromkeys(pids + processes_naming(self.path)))
+
     def is_stalled(self, status: RunStatus | None = None) -> bool:
         status = status or self.status()
         return (
@@ -199,20 +222,25 @@ class Run:
     def checkpoints(self) -> list[Checkpoint]:
         """All checkpoint folders, oldest first, each with whether it is safe to resume from."""
         found: list[Checkpoint] = []
-        if not self.checkpoints_dir.is_dir():
-            return found
-        for child in self.checkpoints_dir.iterdir():
-            m = re.fullmatch(r"checkpoint-(\d+)", child.name)
-            if m and child.is_dir():
-                ok, reason = checkpoint_complete(child)
+        try:
+            children = list(self.checkpoints_dir.iterdir()) if self.checkpoints_dir.is_dir() else []
+        except OSError:
+            return found  # another user's folder, or not a folder: no checkpoint to offer
+        for child in children:
+            m = re.fullmatch(r"checkpoint-(\d{1,15})", child.name)
+            if m and child.is_dir() and not child.is_symlink():
+                try:
+                    ok, reason = checkpoint_complete(child)
+                except OSError as exc:
+                    ok, reason = False, ev.describe_os_error(child, exc)
                 found.append(Checkpoint(child, int(m.group(1)), ok, reason))
         return sorted(found, key=lambda c: c.step)
 
     def last_started_event(self) -> dict[str, Any] | None:
         """The newest ``started`` event (device, world size, pids), found by a byte search, not a full fold."""
         try:
-            with open(self.events_path, "rb") as fh:
-                candidates = [line for line in fh if b'"started"' in line]
+            with ev.open_regular(self.events_path) as fh:
+                candidates = [line for line in fh if b'"started"' in line and len(line) <= ev.MAX_LINE_BYTES]
         except OSError:
             return None
         events = ev.EventReader(self.events_path).parse_lines(reversed(candidates))
@@ -228,6 +256,37 @@ class Run:
             if (candidate / "COMPLETE").exists():
                 return candidate
         return None
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """``pid: Input should be greater than 0``: the first bad field and why, not pydantic's banner."""
+    errors = exc.errors()
+    if not errors:
+        return first_line(exc)
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
+
+
+def started_pids(started: dict[str, Any]) -> dict[str, Any]:
+    """The pids and start times a ``started`` event names, each kept only when it is a valid value."""
+    probe = RunStatus()
+    out: dict[str, Any] = {}
+    for key in ("pid", "pid_start", "supervisor_pid", "supervisor_start"):
+        try:
+            setattr(probe, key, started.get(key))
+        except ValidationError:
+            continue
+        out[key] = getattr(probe, key)
+    return out
+
+
+def _set_valid(status: RunStatus, **fields: Any) -> None:
+    """Set each field that validates; a bad value from the event log leaves the field as it was."""
+    for key, value in fields.items():
+        with contextlib.suppress(ValidationError):
+            setattr(status, key, value)
 
 
 def checkpoint_complete(folder: Path) -> tuple[bool, str]:

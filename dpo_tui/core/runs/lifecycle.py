@@ -88,7 +88,7 @@ def launch(run: Run, resume_from: Path | None = None) -> int:
 
     The supervisor survives the launching terminal hanging up, the UI exiting, and Ctrl-C in it.
     """
-    cmd = [sys.executable, "-m", "dpo_tui.worker.supervise", str(run.path)]
+    cmd = [sys.executable, "-m", "dpo_tui.worker.supervise", os.path.abspath(run.path)]
     if resume_from is not None:
         cmd += ["--resume-from", str(resume_from)]
     env = dict(os.environ)
@@ -125,6 +125,7 @@ def prepare_resume(run: Run) -> Checkpoint:
     if run.processes_alive(status):
         raise UserError(f"Run {run.id} is still shutting down", hint="try again in a few seconds")
     check_resume_devices(run)
+    check_resume_inputs(run)
     ckpt = run.newest_complete_checkpoint()
     if ckpt is None:
         broken = [c.path.name + f" ({c.reason})" for c in run.checkpoints() if not c.complete]
@@ -134,6 +135,19 @@ def prepare_resume(run: Run) -> Checkpoint:
             hint="start it again as a new run with `dpo-tui train --config` using its config.json",
         )
     return ckpt
+
+
+def check_resume_inputs(run: Run) -> None:
+    """The frozen config's local model and dataset must still be there. Checked here, before launching,
+    because the trainer's own refusal hints at passing another file, which ``resume`` cannot take."""
+    config = run.config()
+    for what, value in (("model", config.model), ("dataset", config.dataset)):
+        if value != "sample" and os.path.isabs(value) and not os.path.exists(value):
+            raise UserError(
+                f"Run {run.id} trained on the {what} {value}, which is no longer there",
+                hint=f"put it back at that path and resume, or start a new run from the run's settings: "
+                f"`dpo-tui train --config {run.config_path} --{what} NEW`",
+            )
 
 
 def check_resume_devices(run: Run) -> None:
@@ -183,7 +197,8 @@ def _signal_group(status: RunStatus, sig: int) -> bool:
     """
     signalled: set[int] = set()
     for pid, start in ((status.supervisor_pid, status.supervisor_start), (status.pid, status.pid_start)):
-        if pid and process_alive(pid, start):
+        # Without its start time a pid may have been reused by anyone's process: never signal it.
+        if pid and start is not None and process_alive(pid, start):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 group = os.getpgid(pid)
                 if group not in signalled:
@@ -240,14 +255,29 @@ def _kill(run: Run, status: RunStatus) -> None:
         run.write_status(current)
 
 
-def delete(run: Run) -> None:
+def delete(run: Run) -> bool:
+    """Remove the run folder; never one that may be alive. Returns True when the run was a symlink and
+    only the link was removed (its target is left as it is: it may lie outside the runs root).
+
+    Liveness does not trust status.json alone (it may be garbled or hostile): the event log's pids with
+    their start times and any process whose command line names the folder count too.
+    """
     try:
-        status = run.status()
+        status: RunStatus | None = run.status()
     except UserError:
-        status = None  # an unreadable status.json: no recorded process to protect, the folder can go
+        status = None
     if status is not None and status.state in ACTIVE_STATES and run.processes_alive(status):
         raise UserError(f"Run {run.id} is {status.state}; stop it before deleting it")
+    alive = run.might_be_alive()
+    if alive:
+        pids = ", ".join(map(str, alive[:5]))
+        raise UserError(f"Run {run.id} may still be running (process {pids} is working on it); not deleting it",
+                        hint=f"`dpo-tui stop {run.id}` stops it (or end process {pids}), then delete")
+    if run.path.is_symlink():
+        os.unlink(run.path)
+        return True
     # Rename first so a reader never sees a half-deleted run, then remove.
-    trash = run.path.with_name(f".deleting-{run.id}-{os.getpid()}")
+    trash = run.path.with_name(f".deleting-{os.getpid()}-{time.time_ns()}")
     os.replace(run.path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+    return False

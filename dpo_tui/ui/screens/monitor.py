@@ -246,8 +246,10 @@ class MonitorScreen(ConsoleScreen):
                 if not batch:
                     break
                 history.apply(batch)
-        except OSError as exc:  # unreadable log: show what was read; the status line says the rest
-            self.post_message(Notice("Monitor", f"Cannot read {events_path}: {exc.strerror or exc}", "error"))
+        except OSError as exc:  # unreadable log: show what was read; the title says the rest
+            reader.error = ev.describe_os_error(events_path, exc)
+        if reader.error:
+            self.post_message(Notice("Monitor", f"Cannot read {ev.printable(str(events_path))}: {reader.error}", "error"))
         self.post_message(self.HistoryLoaded(LoadedRun(run_id, history, reader, config, time.thread_time() - started), ticket))
 
     @on(HistoryLoaded)
@@ -360,7 +362,9 @@ class MonitorScreen(ConsoleScreen):
 
     def _title(self) -> Text:
         text = Text()
-        text.append(self.run_id or "", style="bold")
+        text.append(ev.printable(self.run_id or ""), style="bold")
+        if self.reader is not None and self.reader.error:  # first: a narrow terminal cuts the title's end
+            text.append(f"  cannot read {self.reader.error}", style="bold")
         state = self.state
         text.append("  ")
         text.append(outcome_text(state, self.snapshot.status if self.snapshot else None, self.history), style="bold")
@@ -370,7 +374,8 @@ class MonitorScreen(ConsoleScreen):
             rank = f" r={cfg.lora_rank}" if cfg.method != "full" else " full"
             text.append(f"  {model} β={cfg.beta:g} {cfg.loss_type}{rank}", style="dim")
         if self.snapshot and self.snapshot.error:
-            text.append(f"  ({self.snapshot.error})", style="dim")
+            text.append(f"  ({ev.printable(self.snapshot.error)})", style="dim")
+
         if not self.history.complete:
             text.append(f"  reading all {self.history.event_count:,} events…", style="dim italic")
         return text

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from ...core.events import printable
 from ...core.run_states import ACTIVE_STATES, FAILED_STATES, RESUMABLE_STATES
 from ..format import duration, metric
 
@@ -86,7 +87,7 @@ def state_cell(summary: RunSummary) -> Text:
 def unreadable_reason(summary: RunSummary) -> str:
     """The folder's problem without the ``Run <id>:`` prefix the row already shows."""
     error = summary.error or "unreadable"
-    return error.removeprefix(f"Run {summary.id}: ").removeprefix(f"Run {summary.id} ")
+    return printable(error.removeprefix(f"Run {summary.id}: ").removeprefix(f"Run {summary.id} "))
 
 
 def exit_text(summary: RunSummary) -> str:
@@ -94,8 +95,8 @@ def exit_text(summary: RunSummary) -> str:
     if summary.error is not None:
         return f"unreadable: {unreadable_reason(summary)}"
     if summary.state in FAILED_STATES:
-        kind = summary.kind or summary.state
-        return f"{kind}: {summary.message}" if summary.message else kind
+        kind = printable(summary.kind or summary.state)
+        return f"{kind}: {printable(summary.message)}" if summary.message else kind
     if summary.state == "stopped":
         return summary.kind or "stopped"
     if summary.state == "finished":
@@ -118,7 +119,7 @@ def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[A
     age = duration(now - summary.created_at) if summary.created_at else "–"
     return [
         Text(SELECTED_MARK, style="bold") if selected else "",
-        summary.id,
+        printable(summary.id),
         state_cell(summary),
         progress,
         metric(summary.loss),
@@ -140,16 +141,17 @@ def detail_text(summary: RunSummary | None, now: float) -> Text:
     if summary is None:
         return Text("")
     if summary.error:
-        return Text(f"{summary.id}: unreadable: {unreadable_reason(summary)} · d deletes the folder")
-    parts = [f"{summary.id}: {summary.state}"]
+        return Text(f"{printable(summary.id)}: unreadable: {unreadable_reason(summary)} · d deletes the folder")
+    shown_id = printable(summary.id)
+    parts = [f"{shown_id}: {summary.state}"]
     if summary.kind and summary.state in RESUMABLE_STATES:
         parts[0] += f" ({summary.kind})"
     if summary.state == "queued" and summary.phase:  # the phase holds the queue position
-        parts[0] = f"{summary.id}: {summary.phase.replace('queued: ', 'queued, ', 1)}"
+        parts[0] = f"{shown_id}: {printable(summary.phase).replace('queued: ', 'queued, ', 1)}"
     if summary.message and summary.state in FAILED_STATES:
-        parts.append(summary.message)
+        parts.append(printable(summary.message))
     if summary.hint and summary.state in RESUMABLE_STATES:
-        parts.append(summary.hint)
+        parts.append(printable(summary.hint))
     if summary.stalled:
         parts.append("no heartbeat for minutes: the trainer may be hung")
     if summary.beta is not None:
