@@ -92,7 +92,13 @@ def launch(run: Run, resume_from: Path | None = None) -> int:
     """
     from ..locks import locks_dir  # core.locks reads LOCKS_DIR from this package: import it once both exist
 
-    locks_dir(run.path.parent)  # a broken .locks is the operator's to fix: say so here, not in supervisor.log
+    try:
+        locks_dir(run.path.parent)  # a broken .locks is the operator's to fix: say so here, not in supervisor.log
+    except UserError as exc:
+        with contextlib.suppress(OSError):
+            run.update_status(state="failed", kind="config", message=exc.summary, hint=exc.hint, phase="done",
+                              ended_at=time.time())
+        raise
     read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-m", "dpo_tui.worker.supervise", str(run.path), "--pid-fd", str(write_fd)]
     if resume_from is not None:
@@ -279,5 +285,8 @@ def delete(run: Run) -> None:
         raise UserError(f"Run {run.id} is {status.state}; stop it before deleting it")
     # Rename first so a reader never sees a half-deleted run, then remove.
     trash = run.path.with_name(f".deleting-{run.id}-{os.getpid()}")
-    os.replace(run.path, trash)
+    try:
+        os.replace(run.path, trash)
+    except OSError as exc:
+        raise UserError(f"Cannot delete run {run.id}: {exc.strerror or exc}", hint="the runs root must be writable") from None
     shutil.rmtree(trash, ignore_errors=True)
