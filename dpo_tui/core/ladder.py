@@ -15,9 +15,9 @@ from pathlib import Path
 
 from .config import RunConfig, build_config
 from .errors import UserError
+from .locks import locks_dir
 from .run_states import ACTIVE_STATES
 from .runs.folder import Run
-from .locks import locks_dir
 from .runs.lifecycle import create_run, launch, stop
 from .runs.listing import RunSummary
 

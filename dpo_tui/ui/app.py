@@ -30,8 +30,8 @@ from typing import Any
 
 from textual import on, work
 from textual.app import App, SystemCommand
-from textual.driver import Driver
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.signal import Signal
 

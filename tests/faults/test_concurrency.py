@@ -176,3 +176,27 @@ def test_sigkill_of_a_supervisor_keeps_the_device_locked(runs_root: Path, sample
         _cleanup(first)
         if second is not None:
             _cleanup(second)
+
+
+# --- the console: one stop or resume at a time per screen ----------------------------------------------
+def test_console_resume_key_twice_starts_one_resume(runs_root: Path) -> None:
+    from types import SimpleNamespace
+
+    from dpo_tui.ui import run_actions
+
+    workers: list[SimpleNamespace] = []
+    notes: list[str] = []
+    screen = SimpleNamespace(services=SimpleNamespace(runs_root=runs_root), notify=lambda text, **_: notes.append(text))
+    screen.app = SimpleNamespace(workers=workers)
+
+    def run_worker(_fn, **kw):  # noqa: ANN001, ANN202 - a worker that stays in flight
+        workers.append(SimpleNamespace(group=kw["group"], node=screen, is_finished=False))
+
+    screen.run_worker = run_worker
+    run_actions.start_resume(screen, "r1")
+    run_actions.start_resume(screen, "r1")  # pressed again while the first is in flight
+    assert len(workers) == 1 and notes
+    workers[0].is_finished = True
+    run_actions.start_resume(screen, "r1")  # once it has finished, the key works again
+    assert len(workers) == 2
+    record_outcome("process", "console resume key pressed twice", "one resume")
