@@ -200,3 +200,21 @@ def test_console_resume_key_twice_starts_one_resume(runs_root: Path) -> None:
     run_actions.start_resume(screen, "r1")  # once it has finished, the key works again
     assert len(workers) == 2
     record_outcome("process", "console resume key pressed twice", "one resume")
+
+
+def test_delete_and_launch_on_a_read_only_root(tmp_path: Path) -> None:
+    root = tmp_path / "ro"
+    root.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        run = runs.create_run(root, RunConfig(model="sample", dataset="sample"))
+        run.update_status(state="finished", ended_at=time.time())
+        subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+        proc = run_cli_inprocess("delete", "--runs-dir", str(root), "--yes", run.id)
+        _no_traceback(proc)
+        assert proc.returncode != 0 and "Read-only" in proc.stderr, proc.stderr
+        assert run.path.is_dir()
+        record_outcome("storage", "delete on a read-only runs root", "rejected")
+    finally:
+        subprocess.run(["umount", str(root)], capture_output=True)
