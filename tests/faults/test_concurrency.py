@@ -202,7 +202,7 @@ def test_console_resume_key_twice_starts_one_resume(runs_root: Path) -> None:
     record_outcome("process", "console resume key pressed twice", "one resume")
 
 
-def test_delete_and_launch_on_a_read_only_root(tmp_path: Path) -> None:
+def test_delete_on_a_read_only_root(tmp_path: Path) -> None:
     root = tmp_path / "ro"
     root.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(root)], capture_output=True).returncode:
