@@ -40,8 +40,14 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     betas = parse_betas(args.betas)
     base = config_from_args(args)
     check_inputs(base)
+    if base.trust_remote_code:
+        print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {base.model}, "
+              "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
     group = args.group or base.group or time.strftime("ladder-%Y%m%d-%H%M%S")
-    spread = [int(g) for g in args.spread_gpus.split(",")] if args.spread_gpus else None
+    try:
+        spread = [int(g) for g in args.spread_gpus.split(",")] if args.spread_gpus else None
+    except ValueError:
+        raise UserError(f"--spread-gpus {args.spread_gpus!r}: expected comma-separated GPU numbers, e.g. 0,1") from None
     runs = make_ladder(root, base, betas, group, spread)
     for run in runs:
         print(run.id)

@@ -8,10 +8,14 @@ spread over GPUs); :func:`cancel_group` stops a ladder's running run and cancels
 
 from __future__ import annotations
 
+import contextlib
+import math
+import time
 from pathlib import Path
 
-from .config import RunConfig
+from .config import RunConfig, build_config
 from .errors import UserError
+from .locks import locks_dir
 from .run_states import ACTIVE_STATES
 from .runs.folder import Run
 from .runs.lifecycle import create_run, launch, stop
@@ -29,9 +33,9 @@ def parse_betas(text: str, source: str = "--betas") -> list[float]:
         raise UserError(f"{source} {text!r}: expected comma-separated numbers, e.g. 0.05,0.1,0.5") from None
     if len(betas) < 2:
         raise UserError(f"{source} needs at least two values for a ladder")
-    bad = [b for b in betas if not b > 0]
+    bad = [b for b in betas if not (b > 0 and math.isfinite(b))]
     if bad:
-        raise UserError(f"{source}: every β must be > 0 (got {bad})")
+        raise UserError(f"{source}: every β must be a finite number > 0 (got {', '.join(map(str, bad))})")
     if len(set(betas)) != len(betas):
         raise UserError(f"{source}: each value once (a repeated β would train the same run twice)")
     return betas
@@ -43,18 +47,36 @@ def make_ladder(root: Path, base: RunConfig, betas: list[float], group: str, spr
     Every run is created before any is launched, so the queue (ordered by creation) holds the
     whole ladder when the first supervisor looks at it.
     """
-    created = []
+    configs = ladder_configs(base, betas, group, spread_gpus)
+    locks_dir(root)  # the queue's lock folder must be usable before any run exists
+    created = [create_run(root, config) for config in configs]
+    for n, run in enumerate(created):
+        try:
+            launch(run)
+        except (UserError, OSError) as exc:
+            cause = exc.summary if isinstance(exc, UserError) else (exc.strerror or str(exc))
+            for rest in created[n:]:  # never launched: say so, rather than leave them to look crashed
+                with contextlib.suppress(OSError):
+                    rest.update_status(state="failed", kind="crash", message=f"not launched: {cause}", phase="done",
+                                       ended_at=time.time())
+            raise UserError(f"β ladder {group}: could not launch {run.id}: {cause}",
+                            hint=f"{n} of {len(created)} runs were launched; delete the failed ones and retry") from None
+    return created
+
+
+def ladder_configs(base: RunConfig, betas: list[float], group: str, spread_gpus: list[int] | None = None) -> list[RunConfig]:
+    """Every rung's config, each validated whole, before anything is created: a bad rung creates no run."""
+    configs = []
     for i, beta in enumerate(betas):
         changes: dict[str, object] = {"beta": beta, "group": group}
         if spread_gpus:
             changes["gpus"] = [spread_gpus[i % len(spread_gpus)]]
             changes["nproc"] = 1
-        config = base.model_copy(update=changes)
-        config = type(base).model_validate(config.model_dump())  # re-validate the combination
-        created.append(create_run(root, config))
-    for run in created:
-        launch(run)
-    return created
+        try:
+            configs.append(build_config({**base.model_dump(), **changes}))
+        except UserError as exc:
+            raise UserError(f"β ladder rung {i + 1} (β={beta:g}): {exc.summary}", exc.problems, exc.hint) from None
+    return configs
 
 
 def cancel_group(members: list[RunSummary]) -> tuple[list[RunSummary], list[str]]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.driver import Driver
 from textual.screen import Screen
 from textual.signal import Signal
 
@@ -164,6 +165,8 @@ class DpoTuiApp(App[int]):
         self.setup = SetupState(model=model, dataset=dataset or "sample")
         self.monitor_run_id: str | None = None
         """The run the monitor mode shows (set by :meth:`open_monitor`)."""
+        self.terminal_lost = False
+        """Set when the console exits because its terminal went away (hang-up, end-of-file on stdin)."""
         self.chat_run_id: str | None = None
         """The run the chat mode preselects (set by :meth:`open_chat`)."""
         self.gpu_inventory: GpuInventory | None = None
@@ -184,7 +187,21 @@ class DpoTuiApp(App[int]):
             self.add_mode(mode, _screen_factory(module, name))
 
     # --- start-up -------------------------------------------------------------------------------
+    def get_driver_class(self) -> type[Driver]:
+        from textual.drivers.linux_driver import LinuxDriver
+
+        driver = super().get_driver_class()
+        if driver is LinuxDriver:  # a lost terminal must end the console, not spin on end-of-file
+            from .driver import ConsoleDriver
+
+            return ConsoleDriver
+        return driver
+
     def on_mount(self) -> None:
+        if not self.is_headless:
+            from .driver import install_hangup_handler
+
+            install_hangup_handler(self)
         if not self.services.animate:
             self.animation_level = "none"
         # GPU inventory (pynvml, psutil) and settings (pydantic) load after the first paint: they

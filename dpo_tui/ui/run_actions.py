@@ -26,15 +26,26 @@ def stop_prompt(run_id: str, state: str) -> tuple[str, str, bool]:
     return f"Stop {run_id}?", "The trainer saves a checkpoint at the next step and exits; resume continues from it.", False
 
 
+def in_flight(screen: ConsoleScreen) -> bool:
+    """Whether a stop or resume started from ``screen`` is still running: a key pressed twice must not
+    start a second one (two resumes would train the run twice), so the key is ignored until it ends."""
+    busy = any(w.group == "run-action" and w.node is screen and not w.is_finished for w in screen.app.workers)
+    if busy:
+        screen.notify("Still working on the last stop or resume; try again when it has finished.", markup=False)
+    return busy
+
+
 def ask_stop(screen: ConsoleScreen, run_id: str, state: str) -> None:
     """Confirm, then stop ``run_id`` in a thread worker of ``screen``."""
     from .screens.confirm import ConfirmDialog
 
+    if in_flight(screen):
+        return
     question, detail, hard = stop_prompt(run_id, state)
     root = screen.services.runs_root
 
     def answer(yes: bool | None) -> None:
-        if yes:
+        if yes and not in_flight(screen):
             screen.run_worker(
                 lambda: screen.post_message(stop_run(root, run_id, hard)),
                 thread=True, group="run-action", exit_on_error=False, description="stop the run",
@@ -45,6 +56,8 @@ def ask_stop(screen: ConsoleScreen, run_id: str, state: str) -> None:
 
 def start_resume(screen: ConsoleScreen, run_id: str) -> None:
     """Resume ``run_id`` in a thread worker of ``screen`` (no question: resuming loses nothing)."""
+    if in_flight(screen):
+        return
     root = screen.services.runs_root
     screen.run_worker(
         lambda: screen.post_message(resume_run(root, run_id)),

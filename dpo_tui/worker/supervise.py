@@ -24,12 +24,15 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from ..core import events as ev
 from ..core.config import RunConfig
+from ..core.errors import UserError, first_line
 from ..core.fsutil import atomic_write_json
+from ..core.locks import locks_dir, open_lock, read_holder, write_holder
 from ..core.preflight import visible_gpu_ids
 from ..core.run_states import TERMINAL_STATES
 from ..core.runs import (
@@ -37,6 +40,7 @@ from ..core.runs import (
     EXIT_FINISHED,
     EXIT_STOPPED,
     LOCKS_DIR,
+    SUPERVISOR_LOG,
     Run,
     host_name,
     list_run_dirs,
@@ -119,44 +123,42 @@ def device_keys(gpus: list[int], nproc: int) -> list[str]:
 
 
 class DeviceLocks:
-    """flock-held lock files under ``<runs root>/.locks/``; released by closing (or by dying)."""
+    """flock-held lock files under ``<runs root>/.locks/``; released by closing (or by dying).
+
+    The trainer inherits the locked fds (``fds``): a flock belongs to the open file description, so
+    the device stays locked while the trainer lives even if this supervisor is SIGKILLed.
+    """
 
     def __init__(self, root: Path, keys: list[str]) -> None:
-        self.dir = root / LOCKS_DIR
+        self.root = root
         self.keys = keys
-        self.handles: list[IO[str]] = []
+        self.fds: list[int] = []
 
     def try_acquire(self, run_id: str) -> bool:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        folder = locks_dir(self.root)
         for key in self.keys:  # sorted keys: no two supervisors deadlock on each other
-            fh = open(self.dir / f"{key}.lock", "a+")  # noqa: SIM115 - held for the run's lifetime
+            fd = open_lock(folder / f"{key}.lock")
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                fh.close()
+                os.close(fd)
                 self.release()
                 return False
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{run_id} {os.getpid()}\n")
-            fh.flush()
-            self.handles.append(fh)
+            self.fds.append(fd)
+            with contextlib.suppress(OSError):  # informational only; a full disk must not lose the lock
+                write_holder(fd, f"{run_id} {os.getpid()}\n")
         return True
 
     def release(self) -> None:
-        for fh in self.handles:
+        for fd in self.fds:
             with contextlib.suppress(OSError):
-                fh.close()
-        self.handles = []
+                os.close(fd)
+        self.fds = []
 
 
 def holder(root: Path, key: str) -> str | None:
     """The run id written into a lock file (informational; the flock is what counts)."""
-    try:
-        text = (root / LOCKS_DIR / f"{key}.lock").read_text().split()
-    except OSError:
-        return None
-    return text[0] if text else None
+    return read_holder(root / LOCKS_DIR / f"{key}.lock")
 
 
 def queue_ahead(run: Run, keys: list[str]) -> list[Run]:
@@ -235,7 +237,7 @@ class Supervisor:
             "-m", "dpo_tui.worker.train", *args,
         ]
 
-    def run_trainer(self, keys: list[str]) -> int:
+    def run_trainer(self, keys: list[str], lock_fds: tuple[int, ...] = ()) -> int:
         env = dict(os.environ)
         gpu_ids = [k[3:] for k in keys if k.startswith("gpu")]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(gpu_ids) if gpu_ids else ""
@@ -250,7 +252,7 @@ class Supervisor:
             log.flush()
             self.child = subprocess.Popen(
                 self.trainer_command(keys), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                close_fds=True, env=env, cwd=str(self.run.path),
+                close_fds=True, pass_fds=lock_fds, env=env, cwd=str(self.run.path),
             )
         # Record the trainer pid at once, so a Stop right after launch can reach it.
         self.run.update_status(pid=self.child.pid, pid_start=process_start_time(self.child.pid))
@@ -289,35 +291,74 @@ class Supervisor:
         status.ended_at = time.time()
         self.run.write_status(status)
 
+    def record_own_failure(self, exc: Exception) -> None:
+        """This process failed (not the trainer): make its own cause the run's outcome, never a silent death
+        that readers would take for the OOM killer or a reboot."""
+        if isinstance(exc, UserError):
+            kind, message, hint = "config", exc.summary, exc.hint or f"see {SUPERVISOR_LOG}"
+        else:
+            kind, message, hint = "crash", f"the supervisor failed: {first_line(exc)}", f"see {SUPERVISOR_LOG}"
+        traceback.print_exc()  # the whole story for supervisor.log; the run shows the one line
+        with contextlib.suppress(Exception):
+            status = self.run.raw_status()
+            if status.state in TERMINAL_STATES and status.supervisor_pid not in (None, os.getpid()):
+                return  # someone else's attempt
+            with ev.EventWriter(self.run.events_path, attempt=max(1, status.attempt)) as writer:
+                writer.emit(ev.FAILED, step=status.step, kind=kind, message=message, hint=hint, exit_code=EXIT_FAILED)
+        with contextlib.suppress(Exception):
+            self.run.update_status(state="failed", kind=kind, message=message, hint=hint, phase="done",
+                                   exit_code=EXIT_FAILED, ended_at=time.time())
+
     def main(self) -> int:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
-        config = self.run.config()
-        keys = device_keys(config.gpus, config.nproc)
-        self.identity = {"supervisor_pid": os.getpid(), "supervisor_start": process_start_time(os.getpid()),
-                         "pgid": os.getpgid(0), "host": host_name(), "devices": keys}
-        self.run.update_status(state="queued", **self.identity)
-        locks = DeviceLocks(self.run.path.parent, keys)
-        if not self.wait_turn(keys, locks):
-            with ev.EventWriter(self.run.events_path, attempt=max(1, self.run.raw_status().attempt)) as writer:
-                writer.emit(ev.STOPPED, step=self.run.raw_status().step, reason="cancelled", hint="cancelled while queued")
-            self.run.update_status(state="stopped", kind="cancelled", message="cancelled while queued", ended_at=time.time(), phase="done")
-            return 0
+        locks: DeviceLocks | None = None
         try:
+            config = self.run.config()
+            keys = device_keys(config.gpus, config.nproc)
+            self.identity = {"supervisor_pid": os.getpid(), "supervisor_start": process_start_time(os.getpid()),
+                             "pgid": os.getpgid(0), "host": host_name(), "devices": keys}
+            self.run.update_status(state="queued", **self.identity)
+            locks = DeviceLocks(self.run.path.parent, keys)
+            if not self.wait_turn(keys, locks):
+                with ev.EventWriter(self.run.events_path, attempt=max(1, self.run.raw_status().attempt)) as writer:
+                    writer.emit(ev.STOPPED, step=self.run.raw_status().step, reason="cancelled", hint="cancelled while queued")
+                self.run.update_status(state="stopped", kind="cancelled", message="cancelled while queued", ended_at=time.time(), phase="done")
+                return 0
             self.run.update_status(state="starting", phase="starting")
-            rc = self.run_trainer(keys)
+            rc = self.run_trainer(keys, tuple(locks.fds))
             self.record_outcome(rc)
             return 0 if rc in (0, 3) else EXIT_FAILED
+        except Exception as exc:
+            if self.child is not None and self.child.poll() is None:
+                raise  # the trainer still runs and will report its own outcome
+            self.record_own_failure(exc)
+            return EXIT_FAILED
         finally:
-            locks.release()
+            if locks is not None:
+                locks.release()
+
+
+def detach(pid_fd: int) -> None:
+    """Fork once more and let the parent exit: whoever launched this reaps it at once (no ``<defunct>``
+    left in a long-lived console), and the supervisor is adopted by init. The child's pid goes to ``pid_fd``."""
+    pid = os.fork()
+    if pid:
+        with contextlib.suppress(OSError):
+            os.write(pid_fd, f"{pid}\n".encode())
+        os._exit(0)
+    os.close(pid_fd)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dpo_tui.worker.supervise")
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--resume-from", type=Path)
+    parser.add_argument("--pid-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.pid_fd is not None:
+        detach(args.pid_fd)
     run = Run(args.run_dir.resolve())
     return Supervisor(run, args.resume_from).main()
 

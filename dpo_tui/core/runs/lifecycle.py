@@ -86,28 +86,54 @@ def create_run(root: Path, config: RunConfig, run_id: str | None = None) -> Run:
 def launch(run: Run, resume_from: Path | None = None) -> int:
     """Start the run's supervisor detached (new session, stdin /dev/null, output to a file). Returns its pid.
 
-    The supervisor survives the launching terminal hanging up, the UI exiting, and Ctrl-C in it.
+    The supervisor survives the launching terminal hanging up, the UI exiting, and Ctrl-C in it. It
+    forks once more and reports the grandchild's pid through a pipe; the short-lived intermediate is
+    reaped here, so a long-lived console collects no ``<defunct>`` children.
     """
-    cmd = [sys.executable, "-m", "dpo_tui.worker.supervise", os.path.abspath(run.path)]
+    from ..locks import locks_dir  # core.locks reads LOCKS_DIR from this package: import it once both exist
+
+    try:
+        locks_dir(run.path.parent)  # a broken .locks is the operator's to fix: say so here, not in supervisor.log
+    except UserError as exc:
+        with contextlib.suppress(OSError):
+            run.update_status(state="failed", kind="config", message=exc.summary, hint=exc.hint, phase="done",
+                              ended_at=time.time())
+        raise
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "dpo_tui.worker.supervise", os.path.abspath(run.path), "--pid-fd", str(write_fd)]
     if resume_from is not None:
         cmd += ["--resume-from", str(resume_from)]
     env = dict(os.environ)
     # Make the package importable for the child even when run from a source checkout.
     pkg_root = str(Path(__file__).resolve().parents[3])
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    with open(run.path / SUPERVISOR_LOG, "ab") as log:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-            cwd=str(run.path),
-        )
-    run.update_status(supervisor_pid=proc.pid, supervisor_start=process_start_time(proc.pid), host=host_name())
-    return proc.pid
+    try:
+        with open(run.path / SUPERVISOR_LOG, "ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                pass_fds=(write_fd,),
+                env=env,
+                cwd=str(run.path),
+            )
+    finally:
+        os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        reported = pipe.read().strip()  # EOF once both the intermediate and the supervisor closed the pipe
+    proc.wait()
+    if not reported.isdigit():
+        with contextlib.suppress(OSError):
+            run.update_status(state="failed", kind="crash", message="the supervisor did not start", phase="done",
+                              hint=f"see {SUPERVISOR_LOG}", ended_at=time.time())
+        raise UserError(f"Could not start the supervisor of run {run.id} (exit code {proc.returncode})",
+                        hint=f"see {run.path / SUPERVISOR_LOG}")
+    pid = int(reported)
+    run.update_status(supervisor_pid=pid, supervisor_start=process_start_time(pid), host=host_name())
+    return pid
 
 
 def prepare_resume(run: Run) -> Checkpoint:
@@ -176,16 +202,26 @@ def check_resume_devices(run: Run) -> None:
 
 
 def resume(run: Run) -> Checkpoint:
-    ckpt = prepare_resume(run)
-    status = run.raw_status()
-    status.state = "queued"
-    status.resume_from = str(ckpt.path)
-    status.kind = status.hint = status.message = None
-    status.exit_code = None
-    status.ended_at = None
-    status.pid = status.pid_start = status.supervisor_pid = status.supervisor_start = None
-    run.write_status(status)
-    launch(run, resume_from=ckpt.path)
+    """Check and relaunch under the run folder's lock: of several concurrent resumes exactly one starts a
+    supervisor; the others find the run queued (or the lock held) and say so."""
+    from ..locks import locks_dir, run_lock
+
+    with run_lock(run.path, "resuming"):
+        ckpt = prepare_resume(run)
+        locks_dir(run.path.parent)  # refused before the run is marked queued
+        status = run.raw_status()
+        status.state = "queued"
+        status.resume_from = str(ckpt.path)
+        status.kind = status.hint = status.message = None
+        status.exit_code = None
+        status.ended_at = None
+        status.pid = status.pid_start = status.supervisor_pid = status.supervisor_start = None
+        try:
+            run.write_status(status)
+            launch(run, resume_from=ckpt.path)
+        except OSError as exc:
+            raise UserError(f"Cannot resume run {run.id}: {exc.strerror or exc} ({exc.filename or run.path})",
+                            hint="the runs root must be writable with free space") from None
     return ckpt
 
 
@@ -278,6 +314,9 @@ def delete(run: Run) -> bool:
         return True
     # Rename first so a reader never sees a half-deleted run, then remove.
     trash = run.path.with_name(f".deleting-{os.getpid()}-{time.time_ns()}")
-    os.replace(run.path, trash)
+    try:
+        os.replace(run.path, trash)
+    except OSError as exc:
+        raise UserError(f"Cannot delete run {run.id}: {exc.strerror or exc}", hint="the runs root must be writable") from None
     shutil.rmtree(trash, ignore_errors=True)
     return False
