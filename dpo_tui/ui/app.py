@@ -72,12 +72,17 @@ def run_folder_names(root: Path) -> list[str]:
         children = list(root.iterdir())
     except OSError:
         return []
-    names = [
-        child.name
-        for child in children
-        if not child.name.startswith(".") and child.is_dir() and any((child / marker).exists() for marker in RUN_MARKERS)
-    ]
+    names = [child.name for child in children if not child.name.startswith(".") and _looks_like_a_run(child)]
     return sorted(names, reverse=True)
+
+
+def _looks_like_a_run(child: Path) -> bool:
+    """A folder holding a run marker. One we may not look into (another user's 0700 run in a shared root)
+    counts too: the runs screen lists it as unreadable instead of the console failing to start."""
+    try:
+        return child.is_dir() and any((child / marker).exists() for marker in RUN_MARKERS)
+    except OSError:
+        return True
 
 
 def has_runs(root: Path) -> bool:

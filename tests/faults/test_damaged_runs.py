@@ -448,3 +448,23 @@ def test_a_hostile_seen_file_in_the_root(kind: str, root: Path) -> None:
     proc = run_cli("runs", "--runs-dir", str(root), timeout=60) if kind == "fifo" else run_cli_inprocess("runs", "--runs-dir", str(root))
     assert proc.returncode == 0 and HEALTHY in proc.stdout and "internal error" not in proc.stderr, proc.stderr
     record_outcome(SUITE, f"run-folder/seen-file-{kind}", "tolerated", category=CATEGORY)
+
+
+def test_console_start_survives_a_run_folder_it_may_not_look_into(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another user's 0700 run folder in a shared root: the console's first read of the root must not raise
+    (it decides the first screen), and the folder is kept so the runs screen can show it as unreadable."""
+    from dpo_tui.ui.app import has_runs, run_folder_names
+
+    root = tmp_path / "runs"
+    private = root / "20250101-000000-someone-else"
+    private.mkdir(parents=True)
+    real_exists = Path.exists
+
+    def exists(self: Path, *args: object, **kwargs: object) -> bool:
+        if self.parent == private:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", exists)
+    assert run_folder_names(root) == [private.name]
+    assert has_runs(root)
