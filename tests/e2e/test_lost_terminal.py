@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from dpo_tui.core.runs import Run, stop
-from tests.support.cli import dpo_tui_cmd, start_run, wait_for_step
+from tests.support.cli import dpo_tui_cmd, start_run, wait_for_step, wait_until
 from tests.support.reliability import record_outcome
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,13 +39,6 @@ def _screen(session: str) -> str:
     return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
 
 
-def _wait(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _console_procs(session: str) -> list[psutil.Process]:
@@ -69,12 +62,12 @@ def _lose_terminal(runs_root: Path, command: str, lose, case: str) -> None:
     _tmux(session, command)
     try:
         wait_for_step(path, 1, timeout=240)
-        _wait(lambda: path.name[:15] in _screen(session), 60, "the console to list the run")
+        wait_until(lambda: path.name[:15] in _screen(session), 60, "the console to list the run")
         procs = _console_procs(session)
         assert procs, "no console process found in the pane"
         lose(session, procs)
         started = time.time()
-        _wait(lambda: all(_gone(p) for p in procs), 2.0, "the console to exit after its terminal went away")
+        wait_until(lambda: all(_gone(p) for p in procs), 2.0, "the console to exit after its terminal went away")
         record_outcome("process", case, "exited", seconds=round(time.time() - started, 2))
         step = Run(path).raw_status().step
         wait_for_step(path, step + 1, timeout=120)  # the run trains on

@@ -19,20 +19,20 @@ import pytest
 from dpo_tui.core import runs
 from dpo_tui.core.config import RunConfig
 from dpo_tui.core.runs import Run
-from tests.support.cli import dpo_tui_cmd, run_cli_inprocess, start_run, wait_for_state, wait_for_step
+from tests.support.cli import (
+    dpo_tui_cmd,
+    run_cli_inprocess,
+    start_run,
+    wait_for_state,
+    wait_for_step,
+    wait_until,
+)
 from tests.support.reliability import record_outcome
 
 SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.3"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 
 
-def _wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _no_traceback(proc: subprocess.CompletedProcess[str]) -> None:
@@ -124,7 +124,7 @@ def test_supervisor_failure_is_the_runs_outcome_and_leaves_no_zombie(runs_root: 
     status = wait_for_state(run.path, TERMINAL, timeout=60)
     assert status["state"] == "failed" and status["kind"] == "config", status
     assert "killed" not in (status.get("message") or "")
-    _wait_until(lambda: _gone(pid), 30, "the supervisor to exit")
+    wait_until(lambda: _gone(pid), 30, "the supervisor to exit")
     zombies = [c.pid for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
     assert zombies == [], f"<defunct> children left by launch: {zombies}"
     record_outcome("process", "supervisor fails on its own (damaged config)", "reported")
@@ -135,7 +135,7 @@ def test_supervisor_failure_is_the_runs_outcome_and_leaves_no_zombie(runs_root: 
 def test_five_concurrent_resumes_one_wins(runs_root: Path, sample_model: Path) -> None:
     path = start_run(runs_root, "--max-steps", "40", "--save-fraction", "0.05", env=SLOW)
     try:
-        _wait_until(lambda: Run(path).newest_complete_checkpoint() is not None, 240, "a first checkpoint")
+        wait_until(lambda: Run(path).newest_complete_checkpoint() is not None, 240, "a first checkpoint")
         runs.stop(Run(path), now=True)
         cmd = [*dpo_tui_cmd(), "resume", "--runs-dir", str(runs_root), path.name]
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -163,10 +163,10 @@ def test_sigkill_of_a_supervisor_keeps_the_device_locked(runs_root: Path, sample
         wait_for_step(first, 1, timeout=240)
         status = Run(first).raw_status()
         os.kill(status.supervisor_pid, signal.SIGKILL)
-        _wait_until(lambda: _gone(status.supervisor_pid), 10, "the supervisor to die")
+        wait_until(lambda: _gone(status.supervisor_pid), 10, "the supervisor to die")
         second = start_run(runs_root, "--max-steps", "2", env={"CUDA_VISIBLE_DEVICES": ""})
         # The queue sees the device held (by the orphaned trainer) instead of free.
-        _wait_until(lambda: "busy" in (Run(second).raw_status().phase or ""), 30, "the second run to wait for the device")
+        wait_until(lambda: "busy" in (Run(second).raw_status().phase or ""), 30, "the second run to wait for the device")
         assert Run(second).raw_status().started_at is None
         assert psutil.pid_exists(status.pid) and not _gone(status.pid)
         os.kill(status.pid, signal.SIGKILL)  # the trainer goes: the device frees and the queue moves on

@@ -12,14 +12,21 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from dpo_tui.core import events as ev
 from dpo_tui.core.runs import Run, RunStatus
-from tests.support.cli import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
+from tests.support.cli import (
+    dpo_tui_cmd,
+    log_steps,
+    run_cli,
+    start_run,
+    wait_for_state,
+    wait_for_step,
+    wait_until,
+)
 from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
@@ -28,13 +35,6 @@ SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.35"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 
 
-def _wait_until(predicate: Callable[[], object], timeout: float = 120, what: str = "condition") -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _resume_to_end(runs_root: Path, path: Path, max_steps: int) -> int:
@@ -66,7 +66,7 @@ def test_sigkill_during_a_checkpoint_save(runs_root: Path, sample_model: Path) -
     env = {**SLOW, "DPO_TUI_FAULT_SAVE_DELAY": "4"}
     path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=env)
     second = path / "checkpoints" / "checkpoint-10"
-    _wait_until(second.exists, timeout=240, what="the second checkpoint save to begin")
+    wait_until(second.exists, timeout=240, what="the second checkpoint save to begin")
     run = Run(path)
     assert not (second / "trainer_state.json").exists()
     os.killpg(run.raw_status().pgid, signal.SIGKILL)
@@ -83,7 +83,7 @@ def test_sigkill_during_the_final_adapter_save(runs_root: Path, sample_model: Pa
     path = start_run(runs_root, "--max-steps", "6", "--save-fraction", "0.5", env={"DPO_TUI_FAULT_FINAL_SAVE_DELAY": "6"})
     run = Run(path)
     partial = path / "adapter.partial"
-    _wait_until(partial.exists, timeout=240, what="the final save to begin")
+    wait_until(partial.exists, timeout=240, what="the final save to begin")
     os.kill(run.raw_status().pid, signal.SIGKILL)
     status = wait_for_state(path, {"crashed", "failed"}, timeout=30)
     assert status["state"] == "crashed"
@@ -131,7 +131,7 @@ def test_terminal_hang_up_through_tmux(runs_root: Path, sample_model: Path) -> N
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
                     f"DPO_TUI_FAULT_STEP_DELAY=0.3 {cmd}"], check=True)
     try:
-        _wait_until(lambda: any(runs_root.iterdir()), timeout=60, what="the run folder")
+        wait_until(lambda: any(runs_root.iterdir()), timeout=60, what="the run folder")
         path = next(runs_root.iterdir())
         wait_for_step(path, 2)
         screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
@@ -152,7 +152,7 @@ def test_console_killed_while_a_run_streams(runs_root: Path, sample_model: Path)
     try:
         wait_for_step(path, 2)
         # Killed once the console shows the streaming run, not after a guessed delay.
-        _wait_until(lambda: path.name[:15] in subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+        wait_until(lambda: path.name[:15] in subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
                                                              text=True).stdout, timeout=60, what="the console to list the run")
         pane_pid = int(subprocess.run(["tmux", "list-panes", "-t", session, "-F", "#{pane_pid}"], capture_output=True, text=True).stdout.split()[0])
         os.kill(pane_pid, signal.SIGKILL)
@@ -273,13 +273,13 @@ def test_two_launches_on_the_same_device(runs_root: Path, sample_model: Path) ->
     ]
     ids = [p.communicate(timeout=60)[0].split()[0] for p in procs]
     paths = [runs_root / i for i in ids]
-    _wait_until(lambda: any(Run(p).raw_status().state == "running" for p in paths), timeout=120, what="one run to start")
+    wait_until(lambda: any(Run(p).raw_status().state == "running" for p in paths), timeout=120, what="one run to start")
     states = sorted(Run(p).status().state for p in paths)
     assert states == ["queued", "running"]
     # status.json deleted while waiting in the queue: the supervisor writes it back, with its pid.
     queued = next(p for p in paths if Run(p).raw_status().state == "queued")
     (queued / "status.json").unlink()
-    _wait_until((queued / "status.json").exists, timeout=5, what="the queued run's status.json to come back")
+    wait_until((queued / "status.json").exists, timeout=5, what="the queued run's status.json to come back")
     back = Run(queued).status()
     assert back.state in ("queued", "starting", "running") and back.supervisor_pid and back.supervisor_start, back
     ends = [wait_for_state(p, TERMINAL, timeout=300) for p in paths]

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,3 +128,13 @@ def log_steps(run_path: Path) -> list[int]:
     history = RunHistory()
     history.apply(read_events(run_path / "events.jsonl"))
     return [step for step, _ in history.series.get("loss", [])]
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 120, what: str = "condition") -> None:
+    """Poll ``predicate`` (a cheap check of a file or process) until it holds; AssertionError naming ``what``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
