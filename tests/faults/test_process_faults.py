@@ -131,8 +131,11 @@ def test_terminal_hang_up_through_tmux(runs_root: Path, sample_model: Path) -> N
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
                     f"DPO_TUI_FAULT_STEP_DELAY=0.3 {cmd}"], check=True)
     try:
-        wait_until(lambda: any(runs_root.iterdir()), timeout=60, what="the run folder")
-        path = next(runs_root.iterdir())
+        def run_folders() -> list[Path]:
+            return [p for p in runs_root.iterdir() if not p.name.startswith(".")]  # not .locks
+
+        wait_until(run_folders, timeout=60, what="the run folder")
+        path = run_folders()[0]
         wait_for_step(path, 2)
         screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
         assert path.name in screen

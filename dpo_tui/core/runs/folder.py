@@ -183,6 +183,13 @@ class Run:
         )
 
     def _mark_crashed(self, status: RunStatus, message: str, persist: bool) -> RunStatus:
+        # The processes may have written their own outcome between our read and the liveness check (a
+        # supervisor that fails at once writes `failed`, then exits): read again, so that outcome is kept
+        # and never overwritten with `crashed`.
+        with contextlib.suppress(UserError, OSError):
+            fresh = self.raw_status()
+            if fresh.state not in ACTIVE_STATES:
+                return fresh
         status.state = "crashed"
         status.kind = "crash"
         status.message = message
