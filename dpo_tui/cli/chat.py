@@ -63,7 +63,7 @@ def read_prompts(path: Path) -> list[str | list[dict[str, str]]]:
             continue
         try:
             row = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             problems.append(Problem(f"not JSON: {exc.msg}", file=str(path), line=n))
             continue
         value = row.get("prompt") if isinstance(row, dict) else None

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,8 @@ class AdapterChoice:
     """That spec resolved (``sample`` → the bundled folder); what the worker loads."""
     rank: int | None = None
     state: str = ""
+    config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    """The run's config as JSON (what the chat panes' titles name the differences between runs by)."""
 
     @property
     def adapter_name(self) -> str:
@@ -93,8 +95,10 @@ def run_adapter(run: Any, checkpoint: str | None = None, fallback_to_checkpoint:
     """The adapter to chat with for ``run`` (a ``core.runs.Run``): its final adapter, ``checkpoint-N``,
     or (unfinished runs) its newest complete checkpoint. Raises :class:`UserError` when there is none."""
     config = run.config()
-    base = dict(run_id=run.id, beta=config.beta, model=config.model, base_path=config.resolved_model(),
-                rank=config.lora_rank if config.method != "full" else None)
+    base: dict[str, Any] = dict(run_id=run.id, beta=config.beta, model=config.model,
+                                base_path=config.resolved_model(),
+                                rank=config.lora_rank if config.method != "full" else None,
+                                config=config.model_dump(mode="json"))
     if checkpoint:
         name = checkpoint if checkpoint.startswith("checkpoint-") else f"checkpoint-{checkpoint}"
         folder = run.checkpoints_dir / name
@@ -129,8 +133,9 @@ def adapter_choices(root: Path) -> list[AdapterChoice]:
             continue
         if config.method == "full":
             continue
-        base = dict(run_id=run.id, beta=config.beta, model=config.model, base_path=config.resolved_model(),
-                    rank=config.lora_rank, state=state)
+        base: dict[str, Any] = dict(run_id=run.id, beta=config.beta, model=config.model,
+                                    base_path=config.resolved_model(), rank=config.lora_rank, state=state,
+                                    config=config.model_dump(mode="json"))
         if (run.adapter_dir / "adapter_config.json").is_file():
             out.append(AdapterChoice(label=run.id, path=run.adapter_dir, **base))
         for ckpt in reversed(run.checkpoints()):

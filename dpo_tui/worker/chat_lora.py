@@ -29,7 +29,8 @@ FINGERPRINT_KEYS = (
 
 
 def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    text_config = config.get("text_config")
+    cfg: dict[str, Any] = text_config if isinstance(text_config, dict) else config
     out = {k: cfg.get(k) for k in FINGERPRINT_KEYS if cfg.get(k) is not None}
     if config.get("architectures"):
         out["architectures"] = config["architectures"]
@@ -140,7 +141,7 @@ class RowMix:
         self.torch = torch
         self.names = list(names)
         self.layers = [m for m in model.modules() if isinstance(m, LoraLayer) and hasattr(m, "base_layer")]
-        self.plans: dict[int, dict[str, Any]] = {}
+        self.plans: dict[int, dict[str, Any] | None] = {}
         for layer in self.layers:
             self.plans[id(layer)] = self._plan(layer)
 
@@ -193,9 +194,9 @@ class RowMix:
     def _make_forward(self, base: Any, plan: dict[str, Any] | None) -> Any:
         torch = self.torch
         if plan is None:
-            def forward(x: Any, *args: Any, **kwargs: Any) -> Any:
+            def passthrough(x: Any, *args: Any, **kwargs: Any) -> Any:
                 return base(x, *args, **kwargs)
-            return forward
+            return passthrough
 
         def forward(x: Any, *args: Any, **kwargs: Any) -> Any:
             y = base(x, *args, **kwargs)

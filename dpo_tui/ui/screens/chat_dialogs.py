@@ -23,7 +23,14 @@ from ..widgets.inputs import FieldInput
 class ChatSidesDialog(ModalScreen[list[AdapterChoice] | None]):
     """Pick the tuned sides: each run's final adapter and its checkpoints (all on one base model)."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "confirm", "Open")]
+    # enter and ctrl+s are priority bindings: the selection list would otherwise take enter as
+    # "toggle", leaving no key that opens the picked sides.
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="sides.cancel", tooltip="Close without changing the sides"),
+        Binding("enter,ctrl+s", "confirm", "Open", id="sides.open", priority=True,
+                tooltip="Chat with the picked adapters"),
+    ]
+    KEYS_HINT = "Space picks or drops · Enter opens the picked · Esc cancels"
 
     def __init__(self, choices: list[AdapterChoice], chosen: set[str]) -> None:
         super().__init__()
@@ -32,7 +39,8 @@ class ChatSidesDialog(ModalScreen[list[AdapterChoice] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("Chat sides: pick adapters to compare with their base (Space toggles)", id="sides-title")
+            yield Label("Chat sides: pick adapters to compare with their base", id="sides-title")
+            yield Label(self.KEYS_HINT, id="sides-keys")
             items = []
             for i, c in enumerate(self.choices):
                 bits = [c.label]
@@ -80,7 +88,7 @@ class ChatSidesDialog(ModalScreen[list[AdapterChoice] | None]):
 class ChatSettingsDialog(ModalScreen[P.GenerationSettings | None]):
     """Generation settings for every side."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="chat-settings.cancel", tooltip="Close without saving")]
     FIELDS = (
         ("max_new_tokens", "max new tokens"),
         ("temperature", "temperature"),

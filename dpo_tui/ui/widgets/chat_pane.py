@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
 
 
 class ChatPane(Vertical):
@@ -70,7 +71,7 @@ class ChatPane(Vertical):
         super().__init__(id=id, classes=f"-{kind}")
         self.border_title = title
         self._answer: Markdown | None = None
-        self._stream = None
+        self._stream: MarkdownStream | None = None
         self._text = ""
         self._turns = 0
 
@@ -82,7 +83,7 @@ class ChatPane(Vertical):
         self.query_one(VerticalScroll).anchor()
 
     @property
-    def log(self) -> VerticalScroll:
+    def conversation(self) -> VerticalScroll:
         return self.query_one(VerticalScroll)
 
     @property
@@ -97,13 +98,13 @@ class ChatPane(Vertical):
     async def add_prompt(self, prompt: str) -> None:
         classes = "chat-prompt" + (" -first" if self._turns == 0 else "")
         self._turns += 1
-        await self.log.mount(Static(Text("› " + prompt), classes=classes))
+        await self.conversation.mount(Static(Text("› " + prompt), classes=classes))
 
     async def start_answer(self) -> None:
         await self._stop_stream()
         self._text = ""
         self._answer = Markdown("", classes="chat-answer")
-        await self.log.mount(self._answer)
+        await self.conversation.mount(self._answer)
         self._stream = Markdown.get_stream(self._answer)
         self.add_class("-streaming")
         self.border_subtitle = "answering…"
@@ -113,6 +114,7 @@ class ChatPane(Vertical):
             return
         if self._stream is None:
             await self.start_answer()
+        assert self._stream is not None
         self._text += delta
         await self._stream.write(delta)
 
@@ -121,7 +123,7 @@ class ChatPane(Vertical):
         self.remove_class("-streaming")
         self.border_subtitle = ""
         if note:
-            await self.log.mount(Static(Text(note), classes="chat-error" if error else "chat-note"))
+            await self.conversation.mount(Static(Text(note), classes="chat-error" if error else "chat-note"))
 
     async def _stop_stream(self) -> None:
         if self._stream is not None:
@@ -134,7 +136,7 @@ class ChatPane(Vertical):
     async def drop_last_turn(self) -> None:
         """Remove the newest prompt and its answer (the prompt is about to be asked again)."""
         await self._stop_stream()
-        children = list(self.log.children)
+        children = list(self.conversation.children)
         while children and "chat-prompt" not in children[-1].classes:
             await children.pop().remove()
         if children:
@@ -146,7 +148,7 @@ class ChatPane(Vertical):
 
     async def clear(self) -> None:
         await self._stop_stream()
-        await self.log.remove_children()
+        await self.conversation.remove_children()
         self._answer = None
         self._text = ""
         self._turns = 0
