@@ -266,11 +266,16 @@ def judgement_row(history: list[dict[str, str]], chosen: str, rejected: str, sys
     A single-turn exchange without a system prompt gives the standard form
     ``{"prompt", "chosen", "rejected"}`` (strings); anything longer gives TRL's conversational form
     (``prompt`` a message list, ``chosen``/``rejected`` one assistant message each).
+
+    The standard prompt ends with a newline: the trainer joins prompt and completion as they are, and
+    the answers were stripped, so without it the pair would train on "Hi?Hello" (the data check's
+    ``no-separator``).
     """
     msgs = [m for m in history if m.get("role") != "system"]
     system = system_prompt or next((m["content"] for m in history if m.get("role") == "system"), "")
     if len(msgs) == 1 and not system:
-        return {"prompt": msgs[0]["content"], "chosen": chosen, "rejected": rejected}
+        text = msgs[0]["content"].rstrip() + "\n"
+        return {"prompt": text, "chosen": chosen.strip(), "rejected": rejected.strip()}
     prompt = ([{"role": "system", "content": system}] if system else []) + [
         {"role": m["role"], "content": m["content"]} for m in msgs
     ]

@@ -55,7 +55,9 @@ class ChatSession:
     """Conversations per side, the newest turn, the requests the worker has not answered yet."""
 
     def __init__(self, settings: P.GenerationSettings | None = None) -> None:
-        self.settings = settings or P.GenerationSettings(max_new_tokens=256)
+        # Greedy first: with a shared seed and a lightly tuned adapter, sampled answers can be the
+        # same on every side, which reads as "training did nothing"; greedy shows the difference.
+        self.settings = settings or P.GenerationSettings(max_new_tokens=256, greedy=True)
         self.histories: list[list[dict[str, str]]] = []
         self.turn: Turn | None = None
         self.last_prompt: str | None = None

@@ -10,6 +10,8 @@ from typing import Any
 
 from rich.text import Text
 
+from ..core.chat_client import AdapterChoice
+from ..core.compare import legend_labels
 from .chat_session import ChatSession
 
 
@@ -50,8 +52,7 @@ def title_line(base_path: str | None, model_spec: str, model_info: dict[str, Any
     if base_path is None:
         title.append(" Chat · pick a run with Ctrl+O")
         return title
-    name = "tiny-chat" if model_spec == "sample" else Path(base_path).name
-    title.append(f" base {name}", style="bold")
+    title.append(f" base {base_name(base_path, model_spec)}", style="bold")
     if model_info:
         title.append(f" · {model_info.get('device')} {model_info.get('dtype')}")
     title.append(f" · {tuned} tuned" if tuned != 1 else " · 1 tuned")
@@ -83,3 +84,38 @@ def settings_line(session: ChatSession) -> Text:
     if session.judged_rows:
         line.append(f" · {session.judged_rows} judged")
     return line
+
+
+def base_name(base_path: str, model_spec: str) -> str:
+    return "tiny-chat" if model_spec == "sample" else Path(base_path).name or base_path
+
+
+def pane_titles(base_path: str, model_spec: str, tuned: list[AdapterChoice]) -> list[str]:
+    """The base pane's title, then each tuned side's.
+
+    One tuned side is named by its run (and β); two or more lead with what differs between their
+    runs' configs (``β=0.5``), as compare's legend does, since their run ids differ only in a timestamp.
+    """
+    titles = [f"base · {base_name(base_path, model_spec)}"]
+    if len(tuned) >= 2:
+        diffs = legend_labels([a.config or {} for a in tuned], [a.label for a in tuned])
+        for a, diff in zip(tuned, diffs, strict=True):
+            checkpoint = "@" + a.label.split("@", 1)[1] if "@" in a.label and diff != a.label else ""
+            titles.append(a.label if diff == a.label else f"{diff}{checkpoint} · {a.label}")
+        return titles
+    for a in tuned:
+        titles.append(f"{a.label} · β {a.beta:g}" if a.beta is not None else a.label)
+    return titles
+
+
+def hint_line(session: ChatSession, in_box: bool) -> Text:
+    """One line of guidance: how the answers are decoded before the first question, then how context works."""
+    if session.histories and any(session.histories):
+        text = "Follow-ups keep each side's conversation · Ctrl+N starts fresh"
+    elif session.settings.greedy:
+        text = "Greedy: sides differ only by their training · Ctrl+G samples (varied answers)"
+    else:
+        text = "Sampling: answers vary with the seed (Ctrl+R re-asks) · Ctrl+G: greedy"
+    if not in_box:
+        text = "Outside the prompt: ? and 1–4 are keys · Enter goes back to typing"
+    return Text(" " + text, style="italic")

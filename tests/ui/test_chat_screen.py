@@ -145,8 +145,7 @@ async def test_greedy_reask_reward_and_judgement(ui_root, assets):
     app = chat_app(ui_root)
     async with app.run_test(size=SIZE) as pilot:
         screen = await ready(pilot)
-        await pilot.press("ctrl+g")
-        assert screen.session.settings.greedy
+        assert screen.session.settings.greedy, "a first look is greedy"
         await ask(pilot, "What is the capital of Kenya?")
         first = [screen.session.turn.sides[i]["text"] for i in (0, 1)]
         seed = screen.session.settings.seed
@@ -166,7 +165,7 @@ async def test_greedy_reask_reward_and_judgement(ui_root, assets):
         await pilot.press("f8")  # right (tuned) is better
         path = P.judgements_path(ui_root, str(assets.base))
         rows = [json.loads(x) for x in path.read_text().splitlines()]
-        assert rows == [{"prompt": "What is the capital of Kenya?", "chosen": first[1].strip(), "rejected": first[0].strip()}]
+        assert rows == [{"prompt": "What is the capital of Kenya?\n", "chosen": first[1].strip(), "rejected": first[0].strip()}]
         await pilot.press("f7")  # already judged: ignored
         assert len(path.read_text().splitlines()) == 1
     proc = run_cli("data", "check", str(path))

@@ -86,7 +86,7 @@ def test_judgement_rows_and_files(tmp_path):
     answered(session)
     assert session.can_judge()
     j = session.judgement(1, tmp_path, "sample")
-    assert j.row == {"prompt": "Hi", "chosen": "tuned says", "rejected": "base says"}
+    assert j.row == {"prompt": "Hi\n", "chosen": "tuned says", "rejected": "base says"}
     assert j.path == P.judgements_path(tmp_path, "sample")
     session.judged()
     assert not session.can_judge() and session.judged_rows == 1
@@ -106,6 +106,8 @@ def test_token_events_merge_per_side():
 
 def test_status_lines():
     session = ChatSession()
+    assert str(settings_line(session)) == " greedy · seed 0 · max 256 tokens · reward off"
+    session.settings.greedy = False
     assert str(settings_line(session)) == " sampling T 0.7 top-p 0.95 · seed 0 · max 256 tokens · reward off"
     assert str(title_line(None, "", {}, 0, "off", "", "", "")) == " Chat · pick a run with Ctrl+O"
     title = title_line("/m/tiny", "sample", {"device": "cpu", "dtype": "float32"}, 1, "ready", "", "batched", "RAM 1 MiB")

@@ -184,7 +184,7 @@ def test_validate_messages(messages, ok):
 
 def test_judgement_rows_standard_and_conversational(tmp_path):
     single = P.judgement_row([{"role": "user", "content": "Q?"}], "short", "long")
-    assert single == {"prompt": "Q?", "chosen": "short", "rejected": "long"}
+    assert single == {"prompt": "Q?\n", "chosen": "short", "rejected": "long"}
     assert not P.is_conversational(single)
     history = [{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "Q2"}]
     multi = P.judgement_row(history, "c", "r")

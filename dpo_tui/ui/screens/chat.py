@@ -11,19 +11,17 @@ Data flow (nothing here imports torch):
   ``<runs root>/.logs/chat-worker.log``, own process group) and starts a thread worker,
   :meth:`_pump`, that reads its events, merges token events per side, and posts them as
   :class:`ChatScreen.WorkerEvents` at most every 50 ms (a non-token event is posted at once).
-- The handler owns all state: it streams tokens into the panes, records answers in each side's
+- The handler (``chat_events.py``) streams tokens into the panes, records answers in each side's
   conversation, and shows errors as notifications. Requests are written to the worker's stdin
   from the UI thread (one short line; the worker reads them on a thread of its own).
-- Popping the screen (or quitting) cancels the pump, which closes the worker: ``shutdown``, then
-  SIGTERM and SIGKILL to its process group if it lingers.
+- Leaving the chat mode keeps the screen and its worker (the model stays loaded); F10 releases it,
+  and other screens can through ``chat_resident.py``. Quitting cancels the pump, which closes the
+  worker: ``shutdown``, then SIGTERM and SIGKILL to its process group if it lingers.
 
-What the session remembers (conversations, the newest turn, requests in flight, judgements) is a
-plain :class:`~dpo_tui.ui.chat_session.ChatSession`; the dialogs are in ``chat_dialogs.py``; the
-styles in ``dpo_tui/ui/app.tcss``. The worker client comes from ``Services.chat_client``, so tests
-run a fake worker (``tests/support/fake_chat_worker.py``) that speaks the same protocol.
-
-At ~600 lines this module is over the usual size: it is one controller (choosing sides, the worker's
-lifecycle, its events, the keys) whose parts all drive the same panes and session.
+What the session remembers is a plain :class:`~dpo_tui.ui.chat_session.ChatSession`; judgements are
+saved by ``ui/chat_judgements.py``; the dialogs are in ``chat_dialogs.py``; the styles in
+``dpo_tui/ui/app.tcss``. The worker client comes from ``Services.chat_client``, so tests run a fake
+worker (``tests/support/fake_chat_worker.py``) that speaks the same protocol.
 """
 
 from __future__ import annotations
@@ -45,12 +43,15 @@ from textual.worker import get_current_worker
 
 from ...core import chat_protocol as P
 from ...core.chat_client import AdapterChoice, ChatClient
+from ..chat_judgements import save_judgement
 from ..chat_session import ChatSession, merge_event
-from ..chat_text import memory_text, settings_line, side_stats, title_line
+from ..chat_text import hint_line, memory_text, pane_titles, settings_line, title_line
+from ..messages import Latest, Snapshot
 from ..widgets.chat_pane import ChatPane
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
+from . import chat_events, chat_resident
 from .base import ConsoleScreen
 from .chat_dialogs import ChatSettingsDialog, ChatSidesDialog
 
@@ -58,22 +59,49 @@ FLUSH_S = 0.05
 """Token events are merged and posted at most this often (the Markdown stream renders ~20/s)."""
 
 
+class ChatInput(FieldInput):
+    """The prompt box: printable keys are text here, so the footer must not offer ``?`` as a key."""
+
+    BINDINGS = [
+        # Never fires (the box takes printable keys first); it takes `?` from the footer, which then
+        # shows F1 for the keys list. Should it fire, it types what the key means here.
+        Binding("question_mark", "insert_text_at_cursor('?')", "?", show=False, id="chat.prompt.text"),
+        Binding("escape", "leave", "Leave box", id="chat.prompt.leave",
+                tooltip="Leave the prompt box (? and 1–4 then work as keys); while an answer streams, stop it"),
+    ]
+
+    def action_leave(self) -> None:
+        screen = self.screen
+        if isinstance(screen, ChatScreen) and screen.busy:
+            screen.action_stop()
+            return
+        panes = list(screen.query(ChatPane))
+        if panes:
+            panes[0].conversation.focus()
+        else:
+            screen.set_focus(None)
+
+
 class ChatScreen(ConsoleScreen):
     """Base and tuned models side by side. Keys: re-ask, greedy, reward, judge, sides, settings."""
 
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the answer being generated"),
+        Binding("enter", "focus_prompt", "Type", id="chat.type", tooltip="Back to the prompt box"),
         Binding("ctrl+r", "reask", "Re-ask", id="chat.reask", tooltip="Ask the last prompt again with a new seed"),
-        Binding("ctrl+g", "toggle_greedy", "Greedy", id="chat.greedy", tooltip="Toggle greedy decoding / sampling"),
-        Binding("ctrl+t", "toggle_rewards", "Reward", id="chat.reward",
+        Binding("ctrl+g", "toggle_greedy", "Greedy", id="chat.greedy",
+                tooltip="Toggle greedy decoding (the most likely answer) / sampling (varies with the seed)"),
+        Binding("ctrl+t", "toggle_rewards", "Reward", id="chat.reward", show=False,
                 tooltip="Show each answer's implicit DPO reward β·(log π_tuned − log π_base)"),
         Binding("f7", "judge(0)", "Left ✓", id="chat.left", tooltip="Left answer is better: save it as chosen, the right one as rejected"),
         Binding("f8", "judge(1)", "Right ✓", id="chat.right", tooltip="Right answer is better: save it as chosen, the left one as rejected"),
         Binding("ctrl+o", "pick_sides", "Sides", id="chat.sides", tooltip="Pick the tuned sides: runs' adapters and checkpoints"),
-        Binding("f6", "settings", "Settings", id="chat.settings",
+        Binding("f6", "settings", "Settings", id="chat.settings", show=False,
                 tooltip="Max new tokens, temperature, top-p, seed, system prompt, stop strings"),
-        Binding("ctrl+n", "new_chat", "New", id="chat.new", tooltip="Start a new conversation"),
-        Binding("f9", "restart_worker", "Restart", id="chat.restart", tooltip="Restart the chat worker"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new", tooltip="Start a new conversation (follow-ups keep context)"),
+        Binding("f9", "restart_worker", "Restart", id="chat.restart", show=False, tooltip="Restart the chat worker"),
+        Binding("f10", "release", "Release", id="chat.release",
+                tooltip="Stop the chat worker and free its memory (leaving Chat keeps the model loaded until released)"),
     ]
 
 
@@ -86,8 +114,9 @@ class ChatScreen(ConsoleScreen):
         """
 
         events: list[dict[str, Any]]
-        generation: int
-        """Which worker start they come from: events of a worker restarted since are dropped."""
+        ticket: int
+        """The worker start they come from (``ChatScreen._workers``): events of a worker restarted or
+        released since are dropped."""
 
     @dataclass
     class SidesChosen(Message):
@@ -102,7 +131,7 @@ class ChatScreen(ConsoleScreen):
         adapters: list[AdapterChoice]
 
     @dataclass
-    class ChoicesListed(Message):
+    class ChoicesListed(Snapshot):
         """Every adapter in the runs root, for the sides dialog (or why they cannot be listed).
 
         Posted by the :meth:`_list_choices` and :meth:`_resolve_run` thread workers when they finish.
@@ -129,7 +158,7 @@ class ChatScreen(ConsoleScreen):
         self.memory: dict[str, Any] = {}
         self.gen_mode = ""
         self._client: ChatClient | None = None
-        self._generation = 0
+        self._workers = Latest()
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -138,7 +167,8 @@ class ChatScreen(ConsoleScreen):
         with Horizontal(id="chat-panes"):
             yield Static(self._empty_text(), id="chat-empty")
         yield TextPanel(id="chat-settings")
-        yield FieldInput(placeholder="Ask every side… (Enter)", id="chat-input")
+        yield TextPanel(id="chat-hint")
+        yield ChatInput(placeholder="Ask every side… (Enter; Esc leaves the box)", id="chat-input")
         yield Footer()
 
     def _empty_text(self) -> Text:
@@ -149,6 +179,7 @@ class ChatScreen(ConsoleScreen):
         )
 
     def on_mount(self) -> None:
+        chat_resident.register(self.app, self)
         self._refresh_lines()
         self.query_one("#chat-input", Input).focus()
         run_id = self.run_id or getattr(self.app, "chat_run_id", None)
@@ -174,6 +205,10 @@ class ChatScreen(ConsoleScreen):
     @property
     def busy(self) -> bool:
         return self.session.busy
+
+    @property
+    def client(self) -> ChatClient | None:
+        return self._client
 
     # --- choosing what to chat with ---------------------------------------------------------------
     def set_run(self, run_id: str | None) -> None:
@@ -254,7 +289,7 @@ class ChatScreen(ConsoleScreen):
         loaded = self.session.loaded
         for name in list(loaded):
             if name not in wanted:
-                self._send({"op": P.UNLOAD_ADAPTER, "name": name}, "unload_adapter", name)
+                self.send({"op": P.UNLOAD_ADAPTER, "name": name}, "unload_adapter", name)
                 loaded.pop(name, None)
         for a in self.tuned:
             if loaded.get(a.adapter_name) != str(a.path):
@@ -268,11 +303,10 @@ class ChatScreen(ConsoleScreen):
             self.session.reset(0)
             await container.mount(Static(self._empty_text(), id="chat-empty"))
             return
-        base_name = "tiny-chat" if self.model_spec == "sample" else Path(self.base_path).name or self.base_path
-        panes = [ChatPane(f"base · {base_name}", kind="base", id="chat-pane-0")]
+        titles = pane_titles(self.base_path, self.model_spec, self.tuned)
+        panes = [ChatPane(titles[0], kind="base", id="chat-pane-0")]
         for i, a in enumerate(self.tuned, 1):
-            beta = f" · β {a.beta:g}" if a.beta is not None else ""
-            panes.append(ChatPane(f"{a.label}{beta}", kind="tuned", id=f"chat-pane-{i}"))
+            panes.append(ChatPane(titles[i], kind="tuned", adapter_label=a.label, id=f"chat-pane-{i}"))
         self.session.reset(len(panes))
         await container.mount_all(panes)
         self.refresh_bindings()
@@ -284,7 +318,7 @@ class ChatScreen(ConsoleScreen):
         old, self._client = self._client, None
         if old is not None:
             old.close(timeout=1.0)
-        self._generation += 1
+        ticket = self._workers.issue()
         self.session.worker_restarted()
         self.model_info = {}
         self.memory = {}
@@ -292,18 +326,18 @@ class ChatScreen(ConsoleScreen):
         try:
             client.start()
         except OSError as exc:
-            self._set_state("crashed", f"cannot start the chat worker: {exc}")
+            self.set_state("crashed", f"cannot start the chat worker: {exc}")
             self.notify(f"Cannot start the chat worker: {exc}", title="Chat", severity="error", markup=False)
             return
         self._client = client
-        self._set_state("starting", "importing torch…")
-        self.run_worker(partial(self._pump, client, self._generation), thread=True, exclusive=True,
+        self.set_state("starting", "importing torch…")
+        self.run_worker(partial(self._pump, client, ticket), thread=True, exclusive=True,
                         group="chat-pump", exit_on_error=False, description="chat worker events")
         self._load_model()
         for a in self.tuned:
             self._load_adapter(a)
 
-    def _pump(self, client: ChatClient, generation: int) -> None:
+    def _pump(self, client: ChatClient, ticket: int) -> None:
         """Thread worker: read the worker's events; post them in batches (tokens merged per side)."""
         worker = get_current_worker()
         batch: list[dict[str, Any]] = []
@@ -315,13 +349,13 @@ class ChatScreen(ConsoleScreen):
                     merge_event(batch, ev)
                 now = time.monotonic()
                 if batch and (ev is None or ev.get("type") != P.TOKEN or now - last >= FLUSH_S):
-                    self.post_message(self.WorkerEvents(batch, generation))
+                    self.post_message(self.WorkerEvents(batch, ticket))
                     batch = []
                     last = now
         finally:
             client.close(timeout=2.0)
 
-    def _send(self, request: dict[str, Any], purpose: str, data: Any = None) -> str | None:
+    def send(self, request: dict[str, Any], purpose: str, data: Any = None) -> str | None:
         client = self._client
         if client is None:
             return None
@@ -331,134 +365,65 @@ class ChatScreen(ConsoleScreen):
 
     def _load_model(self) -> None:
         assert self._client is not None and self.base_path is not None
-        self._set_state("loading", f"loading {Path(self.base_path).name}…")
-        self._send({"op": P.LOAD_MODEL, "id": self._client.new_id("m"), "model": self.base_path, "device": self.device},
+        self.set_state("loading", f"loading {Path(self.base_path).name}…")
+        self.send({"op": P.LOAD_MODEL, "id": self._client.new_id("m"), "model": self.base_path, "device": self.device},
                    "load_model")
 
     def _load_adapter(self, adapter: AdapterChoice) -> None:
         assert self._client is not None
-        self._send({"op": P.LOAD_ADAPTER, "id": self._client.new_id("a"), "name": adapter.adapter_name,
+        self.send({"op": P.LOAD_ADAPTER, "id": self._client.new_id("a"), "name": adapter.adapter_name,
                     "path": str(adapter.path)}, "load_adapter", adapter)
 
     # --- events -----------------------------------------------------------------------------------
     @on(WorkerEvents)
     async def _on_worker_events(self, message: WorkerEvents) -> None:
-        if message.generation != self._generation:
-            return  # from a worker that was restarted since
+        if not self._workers.is_latest(message.ticket):
+            return  # from a worker that was restarted or released since
         before = self._availability()
         for ev in message.events:
-            await self._handle(ev)
+            await chat_events.handle(self, ev)
         self._refresh_lines()
         if self._availability() != before:
             self.refresh_bindings()  # the footer recomposes on this: only when a key's availability changed
 
     def _availability(self) -> tuple[bool, ...]:
         return (self.busy, self.session.can_judge(), bool(self.tuned), bool(self.session.last_prompt),
-                self.base_path is not None)
+                self.base_path is not None, self._client is not None)
 
-    async def _handle(self, ev: dict[str, Any]) -> None:
-        kind = ev.get("type")
-        rid = ev.get("id")
-        turn = self.session.turn
-        purpose, data = self.session.answer(ev)
-        if "memory" in ev and isinstance(ev["memory"], dict):
-            self.memory = ev["memory"]
-        panes = self.panes
-        if kind == P.READY:
-            if self.state == "starting":
-                self._set_state("loading", "loading the model…")
-        elif kind == P.MODEL_LOADED:
-            self.model_info = ev
-            self._set_state("ready" if not self.busy else "busy")
-            if ev.get("chat_template") == "plain":
-                self.detail = "no chat template: plain format"
-        elif kind == P.ADAPTER_LOADED:
-            self.session.loaded[str(ev.get("name"))] = str(ev.get("path"))
-            if not ev.get("mixable"):
-                self.notify(f"{ev.get('name')}: {ev.get('why_not_mixable')}; its side is answered after the others.",
-                            title="Chat", markup=False)
-        elif kind == P.WARNING:
-            self.notify(str(ev.get("message")), title="Chat", severity="warning", markup=False)
-        elif kind == P.STARTED:
-            self.gen_mode = str(ev.get("mode", ""))
-        elif kind == P.TOKEN:
-            side = int(ev.get("side", -1))
-            if turn is not None and rid == turn.request_id and 0 <= side < len(panes):
-                await panes[side].append(str(ev.get("text", "")))
-        elif kind == P.SIDE_DONE:
-            await self._side_done(ev, panes)
-        elif kind == P.DONE:
-            if turn is not None and rid == turn.request_id:
-                turn.done = True
-                turn.cancelled = bool(ev.get("cancelled"))
-                self._set_state("ready")
-                if self.session.show_rewards and not turn.cancelled:
-                    self._request_rewards()
-        elif kind == P.SCORES:
-            self._show_rewards(ev, data)
-        elif kind == P.MEMORY_INFO:
-            self.memory = {k: v for k, v in ev.items() if k not in ("type", "id")}
-        elif kind == P.ERROR:
-            await self._error(ev, purpose, data)
-        elif kind == P.CRASHED:
-            await self._crashed(ev)
-
-    async def _side_done(self, ev: dict[str, Any], panes: list[ChatPane]) -> None:
-        if len(panes) != len(self.session.histories) or not self.session.side_done(ev):
-            return
-        pane = panes[int(ev["side"])]
-        text = str(ev.get("text", ""))
-        if len(text) > len(pane.answer_text):  # anything the merged stream has not shown yet
-            await pane.append(text[len(pane.answer_text):])
-        note = None
-        if ev.get("finish_reason") == "cancelled":
-            note = "(stopped)"
-        elif not text.strip():
-            note = "(empty answer)"
-        await pane.finish_answer(note)
-        pane.show_stats(side_stats(ev, self.show_timings))
-
-    async def _error(self, ev: dict[str, Any], purpose: str, data: Any) -> None:
-        message = str(ev.get("message", "error"))
-        hint = ev.get("hint")
-        self.notify(message + (f"\n{hint}" if hint else ""), title="Chat", severity="error", markup=False, timeout=10)
-        if purpose == "load_model":
-            self._set_state("error", message)
-        elif purpose == "load_adapter" and isinstance(data, AdapterChoice):
-            for pane in self.panes:
-                if pane.border_title and pane.border_title.startswith(data.label):
-                    await pane.finish_answer(f"cannot load this adapter: {message}", error=True)
-        elif purpose == "generate":
-            await self._fail_turn(message)
-        elif purpose == "score":
-            self.session.show_rewards = False
-
-    async def _crashed(self, ev: dict[str, Any]) -> None:
-        from ...core.chat_client import crash_message
-
-        message = crash_message(ev)
-        self._set_state("crashed", message)
-        self.notify(f"{message}\nF9 restarts it; the log is {ev.get('log')}", title="Chat worker", severity="error",
-                    markup=False, timeout=15)
-        self.session.pending.clear()
-        self.session.loaded.clear()
-        if self.busy:
-            await self._fail_turn("the chat worker stopped")
-
-    async def _fail_turn(self, message: str) -> None:
-        panes = self.panes
-        for i in self.session.fail_turn():
-            if i < len(panes):
-                await panes[i].finish_answer(f"(no answer: {message})", error=True)
-        if self.state == "busy":
-            self._set_state("ready")
-
-    def _set_state(self, state: str, detail: str = "") -> None:
+    def set_state(self, state: str, detail: str = "") -> None:
+        """The worker's state (off · starting · loading · ready · busy · crashed · error) for the title line."""
         self.state, self.detail = state, detail
         for s in ("crashed", "error"):
             self.set_class(state == s, f"-{s}")
         if self.is_mounted:
             self._refresh_lines()
+
+    # --- the worker kept loaded -----------------------------------------------------------------------
+    def resident(self) -> chat_resident.ResidentChat | None:
+        """The loaded worker, for other screens (``chat_resident.resident_chat``); None when none runs."""
+        if self._client is None or self.base_path is None:
+            return None
+        memory = self.memory
+        gpu = memory.get("cuda_reserved") or memory.get("cuda_allocated")
+        return chat_resident.ResidentChat(
+            model=Path(self.base_path).name if self.model_spec != "sample" else "tiny-chat",
+            ram_mib=int(memory.get("rss", 0)) // 2**20, gpu_mib=int(gpu) // 2**20 if gpu else None)
+
+    def release_worker(self) -> bool:
+        """Stop the worker and free its memory (the panes stay); False when none was running."""
+        client, self._client = self._client, None
+        if client is None:
+            return False
+        self._workers.invalidate()
+        self.workers.cancel_group(self, "chat-pump")
+        client.close(timeout=2.0)
+        if self.busy:
+            self.session.fail_turn()
+        self.session.worker_restarted()
+        self.memory = {}
+        self.set_state("off", "released: asking loads the model again")
+        self.refresh_bindings()
+        return True
 
     # --- asking -----------------------------------------------------------------------------------
     @on(Input.Submitted, "#chat-input")
@@ -477,6 +442,8 @@ class ChatScreen(ConsoleScreen):
         if self.busy:
             self.notify("Still answering (Esc stops it).", title="Chat", severity="warning")
             return False
+        if self._client is None and self.state == "off":
+            self._start_worker()  # released: load the model again; the request waits in the worker's queue
         if self.state in ("crashed", "error") or self._client is None:
             self.notify("The chat worker is not running: F9 restarts it.", title="Chat", severity="warning")
             return False
@@ -486,33 +453,11 @@ class ChatScreen(ConsoleScreen):
             pane.show_stats("")
         rid = self._client.new_id("g")
         sides = self.session.start_turn(rid, prompt, self.tuned)
-        self._send(P.generate_request(rid, sides, self.session.settings), "generate")
-        self._set_state("busy")
+        self.send(P.generate_request(rid, sides, self.session.settings), "generate")
+        self.set_state("busy")
         self.refresh_bindings()
+        self._refresh_lines()
         return True
-
-    # --- rewards ----------------------------------------------------------------------------------
-    def _request_rewards(self) -> None:
-        items, where = self.session.reward_items(self.tuned)
-        if items and self._client is not None:
-            self._send({"op": P.SCORE, "id": self._client.new_id("s"), "items": items}, "score",
-                       (self.session.turn, where))
-
-    def _show_rewards(self, ev: dict[str, Any], data: Any) -> None:
-        if not data:
-            return
-        turn, where = data
-        if turn is not self.session.turn:
-            return
-        panes = self.panes
-        for item, (side, adapter) in zip(ev.get("items", []), where, strict=False):
-            turn.rewards[side] = item
-            if side < len(panes) and side in turn.sides:
-                label = "" if side >= 1 or len(self.tuned) == 1 else f" by {adapter.label}"
-                stats = Text(f"reward {item['reward']:+.3f}{label}", style="bold")
-                stats.append(" · ")
-                stats.append_text(side_stats(turn.sides[side], self.show_timings))
-                panes[side].show_stats(stats)
 
     # --- status lines -------------------------------------------------------------------------------
     def _refresh_lines(self) -> None:
@@ -522,6 +467,16 @@ class ChatScreen(ConsoleScreen):
                            self.gen_mode, memory_text(self.memory) if self.show_timings else "")
         self.query_one("#chat-title", TextPanel).show(title)
         self.query_one("#chat-settings", TextPanel).show(settings_line(self.session))
+        self.query_one("#chat-hint", TextPanel).show(hint_line(self.session, self._in_box()))
+
+    def _in_box(self) -> bool:
+        return isinstance(self.focused, ChatInput)
+
+    def on_descendant_focus(self) -> None:
+        self._refresh_lines()
+
+    def on_descendant_blur(self) -> None:
+        self._refresh_lines()
 
     # --- actions ------------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -535,6 +490,10 @@ class ChatScreen(ConsoleScreen):
             return True if self.tuned else None
         if action in ("new_chat", "restart_worker"):
             return True if self.base_path else None
+        if action == "release":
+            return True if self._client is not None else None
+        if action == "focus_prompt":
+            return None if self._in_box() else True
         return True
 
     def _cancel_turn(self) -> None:
@@ -565,27 +524,25 @@ class ChatScreen(ConsoleScreen):
         session = self.session
         session.show_rewards = not session.show_rewards
         if session.show_rewards and session.turn is not None and session.turn.done and not session.turn.cancelled:
-            self._request_rewards()
+            chat_events.request_rewards(self)
         self._refresh_lines()
 
     def action_judge(self, side: int) -> None:
         """Save the newest prompt with side ``side`` (0 left, 1 right) as chosen, the other as rejected."""
-        if not self.session.can_judge():
+        outcome = save_judgement(self.session, side, self.runs_root, self.model_spec or (self.base_path or "model"))
+        if outcome is None:
             return
-        judgement = self.session.judgement(side, self.runs_root, self.model_spec or (self.base_path or "model"))
-        if judgement is None:
-            self.notify("Both answers are the same: nothing to learn from this pair.", title="Chat", severity="warning")
-            return
-        try:
-            P.append_judgement(judgement.path, judgement.row)
-        except OSError as exc:
-            self.notify(f"Cannot write {judgement.path}: {exc}", title="Chat", severity="error", markup=False)
-            return
-        self.session.judged()
-        which = "left" if side == 0 else "right"
-        self.notify(f"Saved: {which} chosen → {judgement.path}", title="Judgement", markup=False)
+        title = "Judgement" if outcome.path is not None else "Chat"
+        self.notify(outcome.message, title=title, severity=outcome.severity, markup=False)
         self._refresh_lines()
         self.refresh_bindings()
+
+    def action_focus_prompt(self) -> None:
+        self.query_one("#chat-input", Input).focus()
+
+    def action_release(self) -> None:
+        if self.release_worker():
+            self.notify("Chat worker stopped; its memory is free. Asking again loads the model.", title="Chat")
 
     def action_pick_sides(self) -> None:
         self._list_choices(open_picker=True)
@@ -604,12 +561,13 @@ class ChatScreen(ConsoleScreen):
         for pane in panes:
             await pane.clear()
         self.session.reset(len(panes))
+        self._refresh_lines()
         self.refresh_bindings()
 
     async def action_restart_worker(self) -> None:
         if self.base_path is None:
             return
         if self.busy:
-            await self._fail_turn("the chat worker was restarted")
+            await chat_events.fail_turn(self, "the chat worker was restarted")
         self._start_worker()
         self.refresh_bindings()

@@ -67,9 +67,11 @@ class ChatPane(Vertical):
     }
     """
 
-    def __init__(self, title: str, *, kind: str = "tuned", id: str | None = None) -> None:
+    def __init__(self, title: str, *, kind: str = "tuned", adapter_label: str = "", id: str | None = None) -> None:
         super().__init__(id=id, classes=f"-{kind}")
         self.border_title = title
+        self.adapter_label = adapter_label
+        """The adapter this side answers with (its ``AdapterChoice.label``; empty for the base)."""
         self._answer: Markdown | None = None
         self._stream: MarkdownStream | None = None
         self._text = ""
