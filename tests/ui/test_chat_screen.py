@@ -269,3 +269,127 @@ def test_chat_screen_snapshot(ui_root, real_assets, snap_compare):
         await pilot.pause(0.5)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+# --- the operator's tour at 80×24 ----------------------------------------------------------------------
+SMALL = (80, 24)
+
+
+async def test_sides_dialog_fits_80x24_enter_opens_and_panes_name_the_difference(ui_root, assets):
+    from textual.widgets import Button, SelectionList
+
+    from dpo_tui.ui.screens.chat_dialogs import ChatSidesDialog
+
+    make_adapter_run(ui_root, assets)
+    for i in range(8):  # enough adapters to overflow the list
+        make_adapter_run(ui_root, assets, run_id=f"20251126-22{i}000-tiny-chat-b0.5", adapter=assets.adapter_b, beta=0.5)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChatSidesDialog), what="the sides dialog")
+        await pilot.pause(0.2)
+        dialog = app.screen
+        for button in dialog.query(Button):
+            region = button.region
+            assert region.height > 0 and region.bottom <= SMALL[1], f"{button.id} is cut off: {region}"
+        assert "Enter opens" in screen_text(app)
+        listing = dialog.query_one(SelectionList)
+        first_beta = [c.beta for c in dialog.choices]
+        assert listing.highlighted == 0 and len(dialog.choices) == 9
+        other = next(i for i, b in enumerate(first_beta) if b == 0.5)
+        await pilot.press(*(["down"] * other), "space")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.screen is screen and len(screen.tuned) == 2, what="two tuned sides")
+        await ready(pilot)
+        titles = [p.border_title for p in screen.panes]
+        assert titles[1].startswith("β=0.1 · ") and titles[2].startswith("β=0.5 · "), titles
+
+
+async def test_first_look_is_greedy_and_the_hints_say_how_context_works(ui_root, assets):
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        text = screen_text(app)
+        assert "Greedy: sides differ only by their training" in text and "Ctrl+G samples" in text
+        await ask(pilot, "What is the capital of Kenya?")
+        answers = [screen.session.turn.sides[i]["text"] for i in (0, 1)]
+        assert answers[0] != answers[1], "the first answer shows what training changed"
+        text = screen_text(app)
+        assert "Follow-ups keep each side's conversation" in text and "Ctrl+N starts fresh" in text
+        await pilot.press("ctrl+n")
+        await pilot.pause(0.1)
+        assert "Greedy:" in screen_text(app)
+
+
+async def test_escape_leaves_the_prompt_box_and_global_keys_work_after(ui_root, assets):
+    from textual.widgets import Input
+
+    from dpo_tui.ui.screens.help import HelpScreen
+
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        box = screen.query_one("#chat-input", Input)
+        assert app.focused is box
+        footer = screen_text(app).splitlines()[-1]
+        assert "f1" in footer.lower() and "esc" in footer.lower(), footer
+        assert not any(k == "question_mark" for k in app.screen.active_bindings if
+                       app.screen.active_bindings[k].binding.show), "? is text in the box, never offered as a key"
+        await pilot.press("question_mark", "2")
+        assert box.value == "?2" and not isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.focused is not box
+        assert "Outside the prompt" in screen_text(app)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), what="the keys list")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen, what="back to chat")
+        await pilot.press("enter")
+        assert app.focused is box
+
+
+async def test_judgements_pass_the_data_lint_and_a_system_prompt_makes_them_conversational(ui_root, assets):
+    from dpo_tui.core.data import check_data
+
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        await ask(pilot, "What is the capital of Kenya?")
+        await pilot.press("f8")
+        screen.session.settings.system_prompt = "Be brief."
+        await pilot.press("ctrl+n")
+        await ask(pilot, "And of Chile?")
+        await pilot.press("f7")
+    standard = check_data(str(P.judgements_path(ui_root, str(assets.base))))
+    assert standard.ok and standard.format == "standard" and standard.rows_usable == 1
+    assert not standard.findings, [f.code for f in standard.findings]
+    conversational = check_data(str(P.judgements_path(ui_root, str(assets.base), conversational=True)))
+    assert conversational.ok and conversational.format == "conversational" and conversational.rows_usable == 1
+    assert not conversational.findings, [f.code for f in conversational.findings]
+
+
+async def test_release_frees_the_worker_and_asking_loads_it_again(ui_root, assets):
+    from dpo_tui.ui.screens.chat_resident import release_chat, resident_chat
+
+    make_adapter_run(ui_root, assets)
+    app = chat_app(ui_root)
+    async with app.run_test(size=SMALL) as pilot:
+        screen = await ready(pilot)
+        resident = resident_chat(app)
+        assert resident is not None and resident.ram_mib == 300 and resident.gpu_mib is None
+        assert "300 MiB" in resident.describe()
+        assert "Release" in screen_text(app)
+        proc = screen.client
+        await pilot.press("f10")
+        await wait_for(pilot, lambda: screen.client is None and not proc.alive(), what="the release")
+        assert resident_chat(app) is None and screen.state == "off"
+        assert "released" in screen_text(app)
+        assert not release_chat(app), "nothing left to release"
+        await ask(pilot, "Hello")
+        assert sorted(screen.session.turn.sides) == [0, 1] and resident_chat(app) is not None
+        assert release_chat(app) and screen.client is None

@@ -66,7 +66,7 @@ class ChatInput(FieldInput):
         # Never fires (the box takes printable keys first); it takes `?` from the footer, which then
         # shows F1 for the keys list. Should it fire, it types what the key means here.
         Binding("question_mark", "insert_text_at_cursor('?')", "?", show=False, id="chat.prompt.text"),
-        Binding("escape", "leave", "Leave box", id="chat.prompt.leave",
+        Binding("escape", "leave", "Leave", id="chat.prompt.leave",
                 tooltip="Leave the prompt box (? and 1–4 then work as keys); while an answer streams, stop it"),
     ]
 
@@ -88,7 +88,7 @@ class ChatScreen(ConsoleScreen):
     BINDINGS = [
         Binding("escape", "stop", "Stop", id="chat.stop", tooltip="Stop the answer being generated"),
         Binding("enter", "focus_prompt", "Type", id="chat.type", tooltip="Back to the prompt box"),
-        Binding("ctrl+r", "reask", "Re-ask", id="chat.reask", tooltip="Ask the last prompt again with a new seed"),
+        Binding("ctrl+r", "reask", "Re-ask", id="chat.reask", show=False, tooltip="Ask the last prompt again with a new seed"),
         Binding("ctrl+g", "toggle_greedy", "Greedy", id="chat.greedy",
                 tooltip="Toggle greedy decoding (the most likely answer) / sampling (varies with the seed)"),
         Binding("ctrl+t", "toggle_rewards", "Reward", id="chat.reward", show=False,
@@ -98,7 +98,7 @@ class ChatScreen(ConsoleScreen):
         Binding("ctrl+o", "pick_sides", "Sides", id="chat.sides", tooltip="Pick the tuned sides: runs' adapters and checkpoints"),
         Binding("f6", "settings", "Settings", id="chat.settings", show=False,
                 tooltip="Max new tokens, temperature, top-p, seed, system prompt, stop strings"),
-        Binding("ctrl+n", "new_chat", "New", id="chat.new", tooltip="Start a new conversation (follow-ups keep context)"),
+        Binding("ctrl+n", "new_chat", "New", id="chat.new", show=False, tooltip="Start a new conversation (follow-ups keep context)"),
         Binding("f9", "restart_worker", "Restart", id="chat.restart", show=False, tooltip="Restart the chat worker"),
         Binding("f10", "release", "Release", id="chat.release",
                 tooltip="Stop the chat worker and free its memory (leaving Chat keeps the model loaded until released)"),
@@ -169,7 +169,8 @@ class ChatScreen(ConsoleScreen):
         yield TextPanel(id="chat-settings")
         yield TextPanel(id="chat-hint")
         yield ChatInput(placeholder="Ask every side… (Enter; Esc leaves the box)", id="chat-input")
-        yield Footer()
+        # compact, without the palette's entry: the keys that work must fit at 80 columns (ctrl+p still works)
+        yield Footer(compact=True, show_command_palette=False)
 
     def _empty_text(self) -> Text:
         return Text(
