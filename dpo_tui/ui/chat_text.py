@@ -15,6 +15,15 @@ from ..core.compare import legend_labels
 from .chat_session import ChatSession
 
 
+def empty_text() -> Text:
+    """What the chat screen shows before it has a model to chat with."""
+    return Text(
+        "No model to chat with yet.\n\n"
+        "Ctrl+O picks runs (their adapters or checkpoints) to compare with their base model;\n"
+        "'c' on a run in the Runs or Monitor screen opens it here.",
+    )
+
+
 def _mib(n: float) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 

@@ -334,8 +334,8 @@ async def test_escape_leaves_the_prompt_box_and_global_keys_work_after(ui_root, 
         screen = await ready(pilot)
         box = screen.query_one("#chat-input", Input)
         assert app.focused is box
-        footer = screen_text(app).splitlines()[-1]
-        assert "f1" in footer.lower() and "esc" in footer.lower(), footer
+        await wait_for(pilot, lambda: "f1 Keys" in screen_text(app).splitlines()[-1], what="F1 in the footer")
+        assert "esc Leave" in screen_text(app).splitlines()[-1]
         assert not any(k == "question_mark" for k in app.screen.active_bindings if
                        app.screen.active_bindings[k].binding.show), "? is text in the box, never offered as a key"
         await pilot.press("question_mark", "2")
@@ -383,7 +383,7 @@ async def test_release_frees_the_worker_and_asking_loads_it_again(ui_root, asset
         resident = resident_chat(app)
         assert resident is not None and resident.ram_mib == 300 and resident.gpu_mib is None
         assert "300 MiB" in resident.describe()
-        assert "Release" in screen_text(app)
+        await wait_for(pilot, lambda: "f10 Release" in screen_text(app), what="the release key in the footer")
         proc = screen.client
         await pilot.press("f10")
         await wait_for(pilot, lambda: screen.client is None and not proc.alive(), what="the release")

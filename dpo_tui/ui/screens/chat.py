@@ -2,84 +2,43 @@
 
 This is the base screen of the ``chat`` mode (``DpoTuiApp.open_chat(run_id)`` preselects a run;
 :meth:`ChatScreen.set_adapters` takes adapters from the model screen). One chat worker process
-(``python -m dpo_tui.worker.chat``) holds the base weights once and every adapter by name; each
-prompt becomes one request for N sides, answered in one batched generation.
+(``python -m dpo_tui.worker.chat``, from ``Services.chat_client``; tests run a fake speaking the same
+protocol) holds the base weights once and every adapter by name; each prompt becomes one request
+for N sides, answered in one batched generation. Nothing here imports torch.
 
-Data flow (nothing here imports torch):
-
-- :meth:`_start_worker` spawns the worker through ``Services.chat_client`` (a :class:`ChatClient`: pipes, stderr to
-  ``<runs root>/.logs/chat-worker.log``, own process group) and starts a thread worker,
-  :meth:`_pump`, that reads its events, merges token events per side, and posts them as
-  :class:`ChatScreen.WorkerEvents` at most every 50 ms (a non-token event is posted at once).
-- The handler (``chat_events.py``) streams tokens into the panes, records answers in each side's
-  conversation, and shows errors as notifications. Requests are written to the worker's stdin
-  from the UI thread (one short line; the worker reads them on a thread of its own).
-- Leaving the chat mode keeps the screen and its worker (the model stays loaded); F10 releases it,
-  and other screens can through ``chat_resident.py``. Quitting cancels the pump, which closes the
-  worker: ``shutdown``, then SIGTERM and SIGKILL to its process group if it lingers.
-
-What the session remembers is a plain :class:`~dpo_tui.ui.chat_session.ChatSession`; judgements are
-saved by ``ui/chat_judgements.py``; the dialogs are in ``chat_dialogs.py``; the styles in
-``dpo_tui/ui/app.tcss``. The worker client comes from ``Services.chat_client``, so tests run a fake
-worker (``tests/support/fake_chat_worker.py``) that speaks the same protocol.
+The thread worker ``chat_events.pump`` reads the worker's events and posts them as
+:class:`ChatScreen.WorkerEvents`; ``chat_events.handle`` applies them on the UI thread. Leaving the
+chat mode keeps the worker (the model stays loaded) until F10 or ``chat_resident.release_chat``;
+quitting closes it. The session's memory is a plain ``ChatSession``, judgements are saved by
+``ui/chat_judgements.py``, the dialogs live in ``chat_dialogs.py``, the styles in ``ui/app.tcss``.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Footer, Input, Static
-from textual.worker import get_current_worker
 
 from ...core import chat_protocol as P
 from ...core.chat_client import AdapterChoice, ChatClient
 from ..chat_judgements import save_judgement
-from ..chat_session import ChatSession, merge_event
-from ..chat_text import hint_line, memory_text, pane_titles, settings_line, title_line
+from ..chat_session import ChatSession
+from ..chat_text import empty_text, hint_line, memory_text, pane_titles, settings_line, title_line
 from ..messages import Latest, Snapshot
-from ..widgets.chat_pane import ChatPane
+from ..widgets.chat_pane import ChatInput, ChatPane
 from ..widgets.header import StatusHeader
-from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
 from . import chat_events, chat_resident
 from .base import ConsoleScreen
 from .chat_dialogs import ChatSettingsDialog, ChatSidesDialog
-
-FLUSH_S = 0.05
-"""Token events are merged and posted at most this often (the Markdown stream renders ~20/s)."""
-
-
-class ChatInput(FieldInput):
-    """The prompt box: printable keys are text here, so the footer must not offer ``?`` as a key."""
-
-    BINDINGS = [
-        # Never fires (the box takes printable keys first); it takes `?` from the footer, which then
-        # shows F1 for the keys list. Should it fire, it types what the key means here.
-        Binding("question_mark", "insert_text_at_cursor('?')", "?", show=False, id="chat.prompt.text"),
-        Binding("escape", "leave", "Leave", id="chat.prompt.leave",
-                tooltip="Leave the prompt box (? and 1–4 then work as keys); while an answer streams, stop it"),
-    ]
-
-    def action_leave(self) -> None:
-        screen = self.screen
-        if isinstance(screen, ChatScreen) and screen.busy:
-            screen.action_stop()
-            return
-        panes = list(screen.query(ChatPane))
-        if panes:
-            panes[0].conversation.focus()
-        else:
-            screen.set_focus(None)
 
 
 class ChatScreen(ConsoleScreen):
@@ -165,19 +124,12 @@ class ChatScreen(ConsoleScreen):
         yield StatusHeader()
         yield TextPanel(id="chat-title")
         with Horizontal(id="chat-panes"):
-            yield Static(self._empty_text(), id="chat-empty")
+            yield Static(empty_text(), id="chat-empty")
         yield TextPanel(id="chat-settings")
         yield TextPanel(id="chat-hint")
         yield ChatInput(placeholder="Ask every side… (Enter; Esc leaves the box)", id="chat-input")
         # compact, without the palette's entry: the keys that work must fit at 80 columns (ctrl+p still works)
         yield Footer(compact=True, show_command_palette=False)
-
-    def _empty_text(self) -> Text:
-        return Text(
-            "No model to chat with yet.\n\n"
-            "Ctrl+O picks runs (their adapters or checkpoints) to compare with their base model;\n"
-            "'c' on a run in the Runs or Monitor screen opens it here.",
-        )
 
     def on_mount(self) -> None:
         chat_resident.register(self.app, self)
@@ -302,7 +254,7 @@ class ChatScreen(ConsoleScreen):
         await container.remove_children()
         if self.base_path is None:
             self.session.reset(0)
-            await container.mount(Static(self._empty_text(), id="chat-empty"))
+            await container.mount(Static(empty_text(), id="chat-empty"))
             return
         titles = pane_titles(self.base_path, self.model_spec, self.tuned)
         panes = [ChatPane(titles[0], kind="base", id="chat-pane-0")]
@@ -332,29 +284,11 @@ class ChatScreen(ConsoleScreen):
             return
         self._client = client
         self.set_state("starting", "importing torch…")
-        self.run_worker(partial(self._pump, client, ticket), thread=True, exclusive=True,
+        self.run_worker(partial(chat_events.pump, self, client, ticket), thread=True, exclusive=True,
                         group="chat-pump", exit_on_error=False, description="chat worker events")
         self._load_model()
         for a in self.tuned:
             self._load_adapter(a)
-
-    def _pump(self, client: ChatClient, ticket: int) -> None:
-        """Thread worker: read the worker's events; post them in batches (tokens merged per side)."""
-        worker = get_current_worker()
-        batch: list[dict[str, Any]] = []
-        last = time.monotonic()
-        try:
-            while not worker.is_cancelled:
-                ev = client.recv(timeout=FLUSH_S)
-                if ev is not None:
-                    merge_event(batch, ev)
-                now = time.monotonic()
-                if batch and (ev is None or ev.get("type") != P.TOKEN or now - last >= FLUSH_S):
-                    self.post_message(self.WorkerEvents(batch, ticket))
-                    batch = []
-                    last = now
-        finally:
-            client.close(timeout=2.0)
 
     def send(self, request: dict[str, Any], purpose: str, data: Any = None) -> str | None:
         client = self._client

@@ -2,22 +2,48 @@
 
 Functions of the :class:`~dpo_tui.ui.screens.chat.ChatScreen` they act on, run on the UI thread by
 its ``WorkerEvents`` handler (and by its keys, for :func:`request_rewards` and :func:`fail_turn`).
-They change the screen's session and panes and show problems as notifications.
+They change the screen's session and panes and show problems as notifications. :func:`pump` is
+the thread worker that reads the worker's events and posts them as ``WorkerEvents``.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual.worker import get_current_worker
 
 from ...core import chat_protocol as P
-from ...core.chat_client import AdapterChoice
+from ...core.chat_client import AdapterChoice, ChatClient
+from ..chat_session import merge_event
 from ..chat_text import side_stats
 
 if TYPE_CHECKING:
     from ..widgets.chat_pane import ChatPane
     from .chat import ChatScreen
+
+FLUSH_S = 0.05
+"""Token events are merged and posted at most this often (the Markdown stream renders ~20/s)."""
+
+
+def pump(screen: ChatScreen, client: ChatClient, ticket: int) -> None:
+    """Thread worker: read the worker's events; post them in batches (tokens merged per side)."""
+    worker = get_current_worker()
+    batch: list[dict[str, Any]] = []
+    last = time.monotonic()
+    try:
+        while not worker.is_cancelled:
+            ev = client.recv(timeout=FLUSH_S)
+            if ev is not None:
+                merge_event(batch, ev)
+            now = time.monotonic()
+            if batch and (ev is None or ev.get("type") != P.TOKEN or now - last >= FLUSH_S):
+                screen.post_message(screen.WorkerEvents(batch, ticket))
+                batch = []
+                last = now
+    finally:
+        client.close(timeout=2.0)
 
 
 async def handle(screen: ChatScreen, ev: dict[str, Any]) -> None:

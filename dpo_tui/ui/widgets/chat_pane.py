@@ -1,4 +1,4 @@
-"""One side of the chat: a scrolling conversation whose newest answer streams in as Markdown.
+"""One side of the chat (a scrolling conversation whose newest answer streams in as Markdown), and the prompt box.
 
 The chat screen owns the conversation; a pane only shows it. The screen calls :meth:`add_prompt`,
 :meth:`start_answer`, :meth:`append`, :meth:`finish_answer` and :meth:`show_stats`. The scroll
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Markdown, Static
 from textual.widgets.markdown import MarkdownStream
+
+from .inputs import FieldInput
 
 
 class ChatPane(Vertical):
@@ -157,3 +160,26 @@ class ChatPane(Vertical):
         self.remove_class("-streaming")
         self.border_subtitle = ""
         self.show_stats("")
+
+
+class ChatInput(FieldInput):
+    """The prompt box: printable keys are text here, so the footer must not offer ``?`` as a key."""
+
+    BINDINGS = [
+        # Never fires (the box takes printable keys first); it takes `?` from the footer, which then
+        # shows F1 for the keys list. Should it fire, it types what the key means here.
+        Binding("question_mark", "insert_text_at_cursor('?')", "?", show=False, id="chat.prompt.text"),
+        Binding("escape", "leave", "Leave", id="chat.prompt.leave",
+                tooltip="Leave the prompt box (? and 1–4 then work as keys); while an answer streams, stop it"),
+    ]
+
+    async def action_leave(self) -> None:
+        screen = self.screen
+        if getattr(screen, "busy", False):
+            await screen.run_action("stop")
+            return
+        panes = list(screen.query(ChatPane))
+        if panes:
+            panes[0].conversation.focus()
+        else:
+            screen.set_focus(None)
