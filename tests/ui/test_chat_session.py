@@ -112,3 +112,26 @@ def test_status_lines():
     assert str(title_line(None, "", {}, 0, "off", "", "", "")) == " Chat · pick a run with Ctrl+O"
     title = title_line("/m/tiny", "sample", {"device": "cpu", "dtype": "float32"}, 1, "ready", "", "batched", "RAM 1 MiB")
     assert str(title) == " base tiny-chat · cpu float32 · 1 tuned · worker ready · batched · RAM 1 MiB"
+
+
+def test_save_judgement_appends_a_row_the_data_lint_accepts(tmp_path):
+    from dpo_tui.core.data import check_data
+    from dpo_tui.ui.chat_judgements import save_judgement
+
+    session = ChatSession()
+    session.reset(2)
+    assert save_judgement(session, 0, tmp_path, "sample") is None, "nothing to judge yet"
+    answered(session)
+    outcome = save_judgement(session, 1, tmp_path, "sample")
+    assert outcome is not None and outcome.path == P.judgements_path(tmp_path, "sample")
+    assert outcome.severity == "information" and "right chosen" in outcome.message
+    assert save_judgement(session, 0, tmp_path, "sample") is None, "a turn is judged once"
+    report = check_data(str(outcome.path))
+    assert report.ok and report.rows_usable == 1 and not report.findings
+    (tmp_path / "blocked").write_text("")  # a file where the judgements folder should be
+    session.start_turn("g2", "Again", TUNED)
+    for i, text in ((0, "one"), (1, "two")):
+        session.side_done(done("g2", i, text))
+    session.turn.done = True
+    failed = save_judgement(session, 0, tmp_path / "blocked", "sample")
+    assert failed is not None and failed.severity == "error" and failed.path is None
