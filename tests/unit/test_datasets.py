@@ -1,7 +1,7 @@
 """Preference data loader and lint (dpo_tui.core.data): one case per shape and per bad input.
 
 Each bad-input case asserts the exact finding (code, severity) and its line numbers; the D-numbers refer to
-the bad-input catalogue in shared/docs/failure-modes.md §2.1.
+the bad-input catalogue in tests/faults/test_bad_inputs.py.
 """
 
 from __future__ import annotations
