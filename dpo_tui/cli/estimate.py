@@ -149,6 +149,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         rows = stats.get("rows", 0)
         data_note = f"longest padded batch in {args.dataset}: {padded} tokens ({rows} pairs)"
     inv = gpus.inventory()
+    free: int | None
     if args.free_gib is not None:
         free = int(args.free_gib * GiB)
         where = f"{args.free_gib:g} GiB free (given)"
@@ -238,11 +239,7 @@ def render_text(info: Any, config: Any, est: Any, where: str) -> str:
 def run_probe(info: Any, config: Any, est: Any, inv: Any, quiet: bool = False) -> dict[str, Any] | None:
     """Measure in a child process (torch stays out of this one). None when there is no GPU."""
     if inv.cpu_only:
-        msg = "no GPU: probe skipped"
-        if quiet:
-            return {"skipped": msg}
-        sys.stdout.write(msg + "\n")
-        return None
+        return _skipped("no GPU: probe skipped", quiet)
     model = info.path if info.path else (info.repo_id or info.name)
     gpu = config.gpus[0] if config.gpus else (inv.gpus[0].index if inv.gpus else 0)
     payload = {"model": model, "config": config.model_dump(mode="json"), "padded_length": est.seq_len, "gpu": 0}
@@ -263,7 +260,7 @@ def run_probe(info: Any, config: Any, est: Any, inv: Any, quiet: bool = False) -
             except (ValueError, KeyError):
                 continue
         elif line.startswith("no GPU"):
-            return {"skipped": line} if quiet else _say(line)
+            return _skipped(line, quiet)
     if result is None:
         tail = (proc.stderr or "")[-2000:] if quiet else ""
         raise UserError(f"the probe failed (exit {proc.returncode})" + (f": {tail.strip().splitlines()[-1]}" if tail.strip() else ""),
@@ -271,8 +268,11 @@ def run_probe(info: Any, config: Any, est: Any, inv: Any, quiet: bool = False) -
     return result
 
 
-def _say(line: str) -> None:
-    sys.stdout.write(line + "\n")
+def _skipped(reason: str, quiet: bool) -> dict[str, Any] | None:
+    """The probe did not run: hand the reason back when quiet, else print it."""
+    if quiet:
+        return {"skipped": reason}
+    sys.stdout.write(reason + "\n")
     return None
 
 

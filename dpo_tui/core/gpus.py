@@ -138,7 +138,7 @@ def nvml_uuids() -> list[str | None] | None:
     for index in range(count):
         try:
             uuids.append(_text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(index))))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a GPU without a readable UUID is still counted
             uuids.append(None)
     return uuids
 
@@ -217,7 +217,7 @@ def _processes(nvml: Any, handle: Any) -> list[GpuProcess]:
             continue
         try:
             procs = fn(handle)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a query this driver does not support lists no processes
             continue
         for p in procs:
             pid = int(getattr(p, "pid", 0))
@@ -249,16 +249,16 @@ def _gpu(nvml: Any, index: int) -> GpuInfo:
         pass
     try:
         info.temperature = int(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - temperature is informative only
         pass
     try:
         info.uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the UUID is informative only
         pass
     try:
         major, _minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
         info.bf16 = int(major) >= 8
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - unknown capability leaves bf16 unknown
         pass
     info.processes = _processes(nvml, handle)
     return info
@@ -274,12 +274,12 @@ def inventory() -> GpuInventory:
         return inv
     try:
         count = int(nvml.nvmlDeviceGetCount())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a driver in a bad state reads as no GPU, with the reason
         inv.error = f"NVML: {_nvml_message(exc)}"
         return inv
     try:
         inv.driver = _text(nvml.nvmlSystemGetDriverVersion())
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the driver version is informative only
         pass
     for index in range(count):
         try:

@@ -142,10 +142,11 @@ def discover_models(extra_roots: Sequence[Path] = (), include_cache: bool = True
     seen = {os.path.realpath(m.path) for m in models if m.path}
     for root in extra_roots:
         for info in scan_root(root):
-            real = os.path.realpath(info.path) if info.path else None
-            if real in seen:
-                continue
-            seen.add(real)
+            if info.path:
+                real = os.path.realpath(info.path)
+                if real in seen:
+                    continue
+                seen.add(real)
             models.append(info)
     link_adapters(models)
     return models

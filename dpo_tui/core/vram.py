@@ -116,7 +116,7 @@ def installed_trl_version() -> tuple[int, ...] | None:
             text = version("trl")
         except PackageNotFoundError:
             return None
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - broken package metadata reads as not installed
         return None
     return _parse_version(text)
 

@@ -112,7 +112,7 @@ def trl_available() -> bool:
     try:
         import datasets  # noqa: F401
         from trl import DPOConfig, DPOTrainer  # noqa: F401
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a broken TRL install means the torch path, never a crash
         return False
     return True
 

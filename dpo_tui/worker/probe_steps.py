@@ -90,7 +90,7 @@ def chunked_logprob_fn() -> Any:
         from trl.kernels import ChunkedLogProbFunction
 
         return ChunkedLogProbFunction
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - any import failure means the torch fallback
         return None
 
 

@@ -170,14 +170,13 @@ def train(run: Run, resume_from: Path | None) -> int:
         if kind == "disk":
             # A save that hit a full disk leaves an unusable checkpoint; removing it frees the room
             # needed to record the failure (status.json, the terminal event).
-            for ckpt in run.checkpoints():
-                if not ckpt.complete:
-                    shutil.rmtree(ckpt.path, ignore_errors=True)
+            for checkpoint in run.checkpoints():
+                if not checkpoint.complete:
+                    shutil.rmtree(checkpoint.path, ignore_errors=True)
         return finish_failed(reporter, kind, message, hint)
     finally:
         heartbeat.stopped.set()
         reporter.close()
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -71,7 +71,7 @@ async def test_filter_path_entry_and_broken_folders(ui_root: Path, tmp_path: Pat
         await pilot.press("slash")
         await pilot.press(*"llama")
         await pilot.pause()
-        rows = screen.visible()
+        rows = screen.visible_rows()
         assert [screen.models[i].name for i in rows] == ["tiny-chat (sample)", "good-llama"] or all(
             "llama" in (screen.models[i].architecture or "").lower() + screen.models[i].name for i in rows
         )

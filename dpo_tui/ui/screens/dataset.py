@@ -131,7 +131,7 @@ class DatasetScreen(ConsoleScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         self.query_one("#setup-steps", TextPanel).show(self._steps())
         source = setup.dataset or "sample"
         self.query_one("#dataset-source", Input).value = "" if source == "sample" else source
@@ -139,7 +139,7 @@ class DatasetScreen(ConsoleScreen):
         self.query_one("#dataset-samples", OptionList).focus()
 
     def _steps(self) -> Text:
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         text = Text("Setup  ")
         text.append(f"1 model: {setup.model_label()} ✓", style="dim")
         text.append("  →  ")
@@ -159,8 +159,8 @@ class DatasetScreen(ConsoleScreen):
         self.token_findings = []
         self.pair_index = 0
         self.loading = True
-        self.app.setup.dataset = source  # type: ignore[attr-defined]
-        self.app.setup.data_report = None  # type: ignore[attr-defined]
+        self.console.setup.dataset = source
+        self.console.setup.data_report = None
         self.query_one("#dataset-summary", TextPanel).show(Text(f"reading {source}…", style="dim"))
         self.query_one("#dataset-findings", DataTable).clear()
         self.query_one("#pair-view", Static).update("")
@@ -198,7 +198,7 @@ class DatasetScreen(ConsoleScreen):
             self.refresh_bindings()
             return
         self.report, self.rows = message.report, message.rows
-        self.app.setup.data_report = message.report  # type: ignore[attr-defined]
+        self.console.setup.data_report = message.report
         self._show_report()
         self.refresh_bindings()
         self._count_tokens()
@@ -206,7 +206,7 @@ class DatasetScreen(ConsoleScreen):
         self.show_pair(0)
 
     def _count_tokens(self) -> None:
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         self.counted_for = (setup.model or "sample", setup.max_length(), setup.batch_size())
         self._tokenize(self.source or "sample", *self.counted_for)
 
@@ -214,7 +214,7 @@ class DatasetScreen(ConsoleScreen):
         """Back from the experiment: a new max_length or batch size changes truncation and padding."""
         if not self.is_mounted or self.report is None or self.counted_for is None:
             return
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         if self.counted_for != (setup.model or "sample", setup.max_length(), setup.batch_size()):
             self.tokenizer = None
             self._count_tokens()
@@ -290,7 +290,7 @@ class DatasetScreen(ConsoleScreen):
             reason = self.token_error or "counting tokens…"
             self.query_one("#pair-view", Static).update(plain_pair_renderable(row, self.pair_index, len(self.rows), reason))
             return
-        self._preview(self.source or "", self.pair_index, row, self.tokenizer, self.app.setup.max_length())  # type: ignore[attr-defined]
+        self._preview(self.source or "", self.pair_index, row, self.tokenizer, self.console.setup.max_length())
 
     @work(thread=True, exclusive=True, group="dataset-preview", exit_on_error=False, description="render a pair")
     def _preview(self, source: str, index: int, row: dict[str, Any], tokenizer: Any, max_length: int) -> None:

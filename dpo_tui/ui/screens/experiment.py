@@ -107,7 +107,7 @@ class ExperimentScreen(ConsoleScreen):
         return FieldInput(id=wid, compact=True, classes="field-input")
 
     def on_mount(self) -> None:
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         defaults = RunConfig.model_construct().model_dump()
         self.values = {**defaults, **setup.config_values()}
         self.query_one("#setup-steps", TextPanel).show(self._steps())
@@ -120,11 +120,10 @@ class ExperimentScreen(ConsoleScreen):
         else:
             self._update_vram()
         self.query_one("#f-beta").focus()
-        if hasattr(self.app, "inventory_signal"):
-            self.app.inventory_signal.subscribe(self, lambda _inv: self._update_vram())
+        self.console.inventory_signal.subscribe(self, lambda _inv: self._update_vram())
 
     def _steps(self) -> Text:
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         text = Text("Setup  ")
         text.append(f"1 model: {setup.model_label()} ✓", style="dim")
         text.append("  →  ")
@@ -178,7 +177,7 @@ class ExperimentScreen(ConsoleScreen):
 
     def set_value(self, name: str, value: Any) -> None:
         self.values[name] = value
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         setup.values[name] = value
         if name == "model":
             setup.model = str(value)
@@ -191,7 +190,7 @@ class ExperimentScreen(ConsoleScreen):
     def apply_changes(self, changes: dict[str, Any]) -> None:
         """Set several fields at once (a suggestion, a preset) and update their widgets."""
         self.values.update(changes)
-        self.app.setup.values.update(changes)  # type: ignore[attr-defined]
+        self.console.setup.values.update(changes)
         self._fill_widgets(changes)
         self._validate()
 
@@ -245,29 +244,29 @@ class ExperimentScreen(ConsoleScreen):
     def _model_inspected(self, message: ModelInspected) -> None:
         if message.model != self.values.get("model"):
             return
-        self.app.setup.model_info = message.info  # type: ignore[attr-defined]
+        self.console.setup.model_info = message.info
         self.vram_error = message.error
         self._update_vram()
 
-    def chosen_memory(self, config: RunConfig | None) -> tuple[float | None, str]:
+    def chosen_memory(self, config: RunConfig | None) -> tuple[int | None, str]:
         """Free bytes of the chosen GPU(s) (the smallest, since every process needs it) and a label."""
-        inventory = getattr(self.app, "gpu_inventory", None)
+        inventory = self.console.gpu_inventory
         chosen = chosen_gpus(inventory, config)
         if not chosen:
             if usable_gpus(inventory):
                 return None, "no such GPU"
-            ram = getattr(inventory, "ram_available", None) if inventory is not None else None
-            return (float(ram) if ram else None), "CPU RAM"
+            ram = inventory.ram_available if inventory is not None else None
+            return (int(ram) if ram else None), "CPU RAM"
         label = ",".join(f"GPU{g.index}" for g in chosen)
-        return float(min(g.memory_free for g in chosen)), label
+        return int(min(g.memory_free for g in chosen)), label
 
     def _update_vram(self) -> None:
         bar = self.query_one(VramBar)
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         config = self.config
         free, label = self.chosen_memory(config)
         bar.free_bytes, bar.device_label = free, label
-        bar.note = device_note(getattr(self.app, "gpu_inventory", None), config)
+        bar.note = device_note(self.console.gpu_inventory, config)
         if self.vram_error:
             bar.error = self.vram_error
         elif setup.model_info is None:
@@ -333,7 +332,7 @@ class ExperimentScreen(ConsoleScreen):
             nproc = self.config.nproc if self.config else max(1, int(values.get("nproc") or 1))
         except (TypeError, ValueError):
             nproc = 1  # the field holds a typo; the picker still opens
-        inventory = getattr(self.app, "gpu_inventory", None)
+        inventory = self.console.gpu_inventory
 
         def chosen(indices: list[int] | None) -> None:
             if indices is None:
@@ -349,7 +348,7 @@ class ExperimentScreen(ConsoleScreen):
 
     def action_next_beta(self) -> None:
         try:
-            current = float(self.values.get("beta"))
+            current = float(self.values.get("beta", BETA_PRESETS[0]))
         except (TypeError, ValueError):
             current = BETA_PRESETS[0]
         later = [b for b in BETA_PRESETS if b > current + 1e-12]
@@ -420,7 +419,7 @@ class ExperimentScreen(ConsoleScreen):
         self._validate()
         if message.run_id:
             self.notify(f"Started {message.run_id}. It keeps running if you quit.", title="Launch", markup=False)
-            self.app.open_monitor(message.run_id)  # type: ignore[attr-defined]
+            self.console.open_monitor(message.run_id)
 
     # --- β ladder ------------------------------------------------------------------------------------
     def ladder_group(self, config: RunConfig) -> str:
@@ -479,4 +478,4 @@ class ExperimentScreen(ConsoleScreen):
                 title="β ladder",
                 markup=False,
             )
-            self.app.open_runs(message.group)  # type: ignore[attr-defined]
+            self.console.open_runs(message.group)

@@ -184,11 +184,11 @@ class ModelScreen(ConsoleScreen):
         self.models = [sample_info()]
         self._fill()
         self.query_one("#models-table").focus()
-        self.call_after_refresh(self.app.first_screen_ready)  # type: ignore[attr-defined]
+        self.call_after_refresh(self.console.first_screen_ready)
         # The hub cache scan waits for the first paint; settings may add model roots later.
         self.call_after_refresh(self.rescan)
-        self.app.settings_signal.subscribe(self, self._settings_loaded)  # type: ignore[attr-defined]
-        preselected = self.app.setup.model  # type: ignore[attr-defined]
+        self.console.settings_signal.subscribe(self, self._settings_loaded)
+        preselected = self.console.setup.model
         if preselected and preselected != "sample":
             self._inspect(preselected)
 
@@ -198,7 +198,7 @@ class ModelScreen(ConsoleScreen):
             self.rescan()
 
     def rescan(self) -> None:
-        settings = getattr(self.app, "settings", None)
+        settings = self.console.settings
         roots = []
         if settings is not None and hasattr(settings, "model_root_paths"):
             roots = list(settings.model_root_paths())
@@ -256,7 +256,7 @@ class ModelScreen(ConsoleScreen):
         self.query_one("#models-table").focus()
 
     # --- table ----------------------------------------------------------------------------------
-    def visible(self) -> list[int]:
+    def visible_rows(self) -> list[int]:
         needle = self.query_one("#model-filter", Input).value.strip()
         looks_like_spec = "/" in needle or needle.startswith(("~", "."))
         return [
@@ -269,7 +269,7 @@ class ModelScreen(ConsoleScreen):
         table = self.query_one("#models-table", DataTable)
         current = self.highlighted_index if highlight is None else highlight
         table.clear()
-        rows = self.visible()
+        rows = self.visible_rows()
         for i in rows:
             table.add_row(*row_cells(self.models[i]), key=f"m{i}")
         if current in rows:
@@ -312,7 +312,7 @@ class ModelScreen(ConsoleScreen):
     @on(Input.Submitted, "#model-filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
         text = event.value.strip()
-        rows = self.visible()
+        rows = self.visible_rows()
         if text and ("/" in text or text.startswith(("~", ".")) or Path(text).expanduser().exists()):
             self._inspect(text)
             return
@@ -360,7 +360,7 @@ class ModelScreen(ConsoleScreen):
                 markup=False,
             )
             return
-        setup = self.app.setup  # type: ignore[attr-defined]
+        setup = self.console.setup
         spec = model_spec(info)
         if setup.model != spec:
             setup.values.pop("model", None)
