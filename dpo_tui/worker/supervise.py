@@ -198,6 +198,12 @@ class Supervisor:
         if self.child is None:
             self.cancelled = True
 
+    def install_signals(self) -> None:
+        """Called before the supervisor reports its pid, so a Stop that reaches it at once is heard."""
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+
     def wait_turn(self, keys: list[str], locks: DeviceLocks) -> bool:
         announced = None
         while not self.cancelled:
@@ -254,6 +260,9 @@ class Supervisor:
                 self.trainer_command(keys), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 close_fds=True, pass_fds=lock_fds, env=env, cwd=str(self.run.path),
             )
+        if self.cancelled:  # the Stop reached this group just before the trainer joined it: pass it on
+            with contextlib.suppress(ProcessLookupError):
+                self.child.send_signal(signal.SIGTERM)
         # Record the trainer pid at once, so a Stop right after launch can reach it.
         self.run.update_status(pid=self.child.pid, pid_start=process_start_time(self.child.pid))
         while True:
@@ -270,6 +279,17 @@ class Supervisor:
         if status.state in TERMINAL_STATES and status.attempt and status.exit_code is not None:
             return
         if rc in (EXIT_FINISHED, EXIT_STOPPED, EXIT_FAILED) and status.state in TERMINAL_STATES:
+            return
+        if rc == -signal.SIGTERM and (status.state == "stopping" or self.cancelled):
+            # A Stop that landed before the trainer could handle it: still a stop, not a crash.
+            hint = "stopped before the first step"
+            ckpt = self.run.newest_complete_checkpoint()
+            if ckpt:
+                hint = f"`dpo-tui resume {self.run.id}` continues from {ckpt.path.name}"
+            with contextlib.suppress(OSError), ev.EventWriter(self.run.events_path, attempt=max(1, status.attempt)) as writer:
+                writer.emit(ev.STOPPED, step=status.step, reason="signal", hint=hint)
+            self.run.update_status(state="stopped", exit_code=EXIT_STOPPED, ended_at=time.time(), phase="done", hint=hint,
+                                   kind=None, message=None)
             return
         if rc < 0:
             sig = signal.Signals(-rc).name
@@ -310,9 +330,7 @@ class Supervisor:
                                    exit_code=EXIT_FAILED, ended_at=time.time())
 
     def main(self) -> int:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
+        self.install_signals()
         locks: DeviceLocks | None = None
         try:
             config = self.run.config()
@@ -321,7 +339,7 @@ class Supervisor:
                              "pgid": os.getpgid(0), "host": host_name(), "devices": keys}
             self.run.update_status(state="queued", **self.identity)
             locks = DeviceLocks(self.run.path.parent, keys)
-            if not self.wait_turn(keys, locks):
+            if not self.wait_turn(keys, locks) or self.cancelled:
                 with ev.EventWriter(self.run.events_path, attempt=max(1, self.run.raw_status().attempt)) as writer:
                     writer.emit(ev.STOPPED, step=self.run.raw_status().step, reason="cancelled", hint="cancelled while queued")
                 self.run.update_status(state="stopped", kind="cancelled", message="cancelled while queued", ended_at=time.time(), phase="done")
@@ -357,10 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume-from", type=Path)
     parser.add_argument("--pid-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    supervisor = Supervisor(Run(args.run_dir.resolve()), args.resume_from)
+    supervisor.install_signals()  # before the pid is reported: whoever has it may stop this process
     if args.pid_fd is not None:
         detach(args.pid_fd)
-    run = Run(args.run_dir.resolve())
-    return Supervisor(run, args.resume_from).main()
+    return supervisor.main()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""Trainer-side reliability: a stop that lands at once, a truncated checkpoint, a garbled status.json.
+
+Real subprocesses on the tiny model; each case is recorded for docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dpo_tui.core import events as ev
+from dpo_tui.core.runs import Run, lifecycle
+from tests.support.cli import log_steps, run_cli, start_run, wait_for_state, wait_for_step, wait_until
+from tests.support.reliability import record_outcome
+
+pytestmark = pytest.mark.slow
+
+TERMINAL = {"finished", "stopped", "failed", "crashed"}
+
+
+def _terminal_events(path: Path) -> list[str]:
+    return [e["type"] for e in ev.read_events(path / "events.jsonl") if e["type"] in ev.TERMINAL_TYPES]
+
+
+def test_stop_right_after_train_is_a_stop(runs_root: Path, sample_model: Path) -> None:
+    # The stop lands while the trainer (or its supervisor) still imports: before any handler it killed
+    # the trainer by SIGTERM and the run read as crashed with a `failed` event.
+    path = start_run(runs_root, "--max-steps", "10")
+    run = Run(path)
+    # The moment the supervisor records the trainer's pid, the trainer is still loading its modules.
+    wait_until(lambda: run.raw_status().pid, timeout=60, what="the trainer to be spawned")
+    lifecycle.stop(run)
+    assert run.raw_status().state in ("stopping", "stopped")
+    status = wait_for_state(path, TERMINAL, timeout=120)
+    assert status["state"] == "stopped", status
+    assert _terminal_events(path) == ["stopped"]
+    record_outcome("process", "stop right after train", "stopped", steps_lost=0)
