@@ -19,8 +19,9 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.config import RunConfig
-from ..core.fsutil import fsync_dir
+from ..core.fsutil import atomic_write_json, fsync_dir
 from ..core.runs import EXIT_FAILED, EXIT_STOPPED, Run
+from ..core.runs.folder import CHECKPOINT_MANIFEST
 
 # How often the heartbeat (status.json) and resource events are written.
 HEARTBEAT_S = float(os.environ.get("DPO_TUI_HEARTBEAT_S", "5"))
@@ -287,6 +288,7 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
                 return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (path / "COMPLETE").write_text(f"{state.global_step}\n")
+            write_checkpoint_manifest(path)
             fsync_dir(path)
             reporter.emit(ev.CHECKPOINT, step=state.global_step, path=str(path.relative_to(reporter.run.path)))
             reporter.status()
@@ -298,6 +300,16 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
                 control.should_training_stop = True
 
     return [ConsoleCallback()]
+
+
+def write_checkpoint_manifest(path: Path) -> None:
+    """Record every file's size once the Trainer's save is done, so a checkpoint truncated later (a full
+    disk, a copy cut short) reads as incomplete and resume falls back to an older one. Written last."""
+    files = {
+        str(f.relative_to(path)): f.stat().st_size
+        for f in sorted(path.rglob("*")) if f.is_file() and not f.is_symlink() and f.name != CHECKPOINT_MANIFEST
+    }
+    atomic_write_json(path / CHECKPOINT_MANIFEST, {"version": 1, "files": files})
 
 
 def finish_stopped(reporter: Reporter, checkpoint: Path | None) -> int:

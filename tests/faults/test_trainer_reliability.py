@@ -17,6 +17,7 @@ from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
 
+SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.35"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 
 
@@ -37,3 +38,26 @@ def test_stop_right_after_train_is_a_stop(runs_root: Path, sample_model: Path) -
     assert status["state"] == "stopped", status
     assert _terminal_events(path) == ["stopped"]
     record_outcome("process", "stop right after train", "stopped", steps_lost=0)
+
+
+def test_truncated_optimizer_in_newest_checkpoint_falls_back(runs_root: Path, sample_model: Path) -> None:
+    # A truncated optimizer.pt passed every check (names, weights' header, trainer_state.json): each
+    # resume picked it and failed with OSError [Errno 22]. The sizes recorded at save time catch it.
+    path = start_run(runs_root, "--max-steps", "8", "--save-fraction", "0.25", env=SLOW)  # saves at 2, 4, 6
+    wait_for_step(path, 5)
+    run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    assert wait_for_state(path, TERMINAL, timeout=60)["state"] == "stopped"  # and a checkpoint at the stop step
+    run = Run(path)
+    older, newest = [c for c in run.checkpoints() if c.complete][-2:]
+    assert (newest.path / "dpo-tui-manifest.json").exists()
+    optimizer = newest.path / "optimizer.pt"
+    optimizer.write_bytes(optimizer.read_bytes()[: optimizer.stat().st_size // 2])
+    checkpoints = {c.step: c for c in run.checkpoints()}
+    assert not checkpoints[newest.step].complete and "optimizer.pt" in checkpoints[newest.step].reason
+    assert run.newest_complete_checkpoint().step == older.step
+    proc = run_cli("resume", "--runs-dir", str(runs_root), path.name, check=True)
+    assert f"checkpoint-{older.step}" in proc.stdout + proc.stderr
+    assert wait_for_state(path, TERMINAL, timeout=300)["state"] == "finished"
+    assert log_steps(path) == list(range(1, 9))
+    record_outcome("storage", "truncated optimizer.pt in newest checkpoint", "recovered", corrupt_chosen=0,
+                   steps_lost=newest.step - older.step)
