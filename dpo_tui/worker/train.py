@@ -112,7 +112,7 @@ def library_versions() -> dict[str, str]:
 def train(run: Run, resume_from: Path | None) -> int:
     """Run one attempt. Returns the process exit code; every outcome is written to the run folder."""
     config = run.config()
-    status = run.raw_status()
+    status = run.writer_status()
     attempt = (status.attempt or 0) + 1
     reporter = Reporter(run, attempt)
     stop = StopRequested()

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.config import RunConfig
+from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, fsync_dir
 from ..core.runs import EXIT_FAILED, EXIT_STOPPED, Run
 from ..core.runs.folder import CHECKPOINT_MANIFEST
@@ -102,8 +103,8 @@ class Reporter:
         with self._lock:
             if "state" in fields:
                 self.state = fields["state"]
-            elif not self.run.status_path.exists():
-                fields["state"] = self.state  # rebuilt after a deletion (an existing file keeps e.g. "stopping")
+            elif not self._status_readable():
+                fields["state"] = self.state  # rebuilt after a deletion or damage (a readable file keeps e.g. "stopping")
             for key, value in self.identity.items():
                 fields.setdefault(key, value)
             fields.setdefault("heartbeat", time.time())
@@ -112,9 +113,16 @@ class Reporter:
             if self.max_steps is not None:
                 fields.setdefault("max_steps", self.max_steps)
             try:
-                self.run.update_status(**fields)
+                self.run.update_status(rebuild_unreadable=True, **fields)
             except OSError as exc:  # a full disk must not kill training; the next beat retries
                 print(f"dpo-tui: cannot write status.json: {exc}", file=sys.stderr)
+
+    def _status_readable(self) -> bool:
+        try:
+            self.run.raw_status()
+        except (UserError, OSError):
+            return False
+        return self.run.status_path.exists()
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase

@@ -61,3 +61,22 @@ def test_truncated_optimizer_in_newest_checkpoint_falls_back(runs_root: Path, sa
     assert log_steps(path) == list(range(1, 9))
     record_outcome("storage", "truncated optimizer.pt in newest checkpoint", "recovered", corrupt_chosen=0,
                    steps_lost=newest.step - older.step)
+
+
+@pytest.mark.parametrize("damage", ["torn", "garbled"])
+def test_damaged_status_json_mid_run_is_rewritten(runs_root: Path, sample_model: Path, damage: str) -> None:
+    # A torn or garbled status.json made the trainer's next status write raise: the run failed as
+    # `config`, and attach/resume then refused it as unreadable. The heartbeat now writes it back whole.
+    path = start_run(runs_root, "--max-steps", "10", env={**SLOW, "DPO_TUI_HEARTBEAT_S": "1"})
+    wait_for_step(path, 3)
+    status_path = path / "status.json"
+    text = status_path.read_text()
+    status_path.write_text(text[: len(text) // 2] if damage == "torn" else "\x00garbage{{{")
+    wait_for_step(path, 6, timeout=120)  # still training after the damage
+    status = wait_for_state(path, TERMINAL, timeout=300)
+    assert status["state"] == "finished", status
+    written = json.loads(status_path.read_text())
+    assert written["state"] == "finished" and written["pid"] and written["supervisor_pid"], written
+    assert _terminal_events(path) == ["finished"]
+    assert log_steps(path) == list(range(1, 11))
+    record_outcome("events", f"status.json {damage} mid-run", "recovered", steps_lost=0)

@@ -121,6 +121,15 @@ class Run:
         except ValidationError as exc:
             raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {validation_reason(exc)}") from None
 
+    def writer_status(self) -> RunStatus:
+        """For the run's own processes (trainer, supervisor): status.json, or when it is unreadable (torn,
+        garbled), the status rebuilt from the event log as for a deleted file. A damaged file must not
+        stop a healthy run; their next write replaces it whole."""
+        try:
+            return self.raw_status()
+        except UserError:
+            return self._status_from_events(RunStatus(state="queued", created_at=self._ctime()))
+
     def _ctime(self) -> float:
         try:
             mtime = self.path.stat().st_mtime
@@ -132,8 +141,10 @@ class Run:
         status.updated_at = time.time()
         atomic_write_json(self.status_path, status.model_dump(mode="json"))
 
-    def update_status(self, **fields: Any) -> RunStatus:
-        status = self.raw_status()
+    def update_status(self, *, rebuild_unreadable: bool = False, **fields: Any) -> RunStatus:
+        """Change some fields. ``rebuild_unreadable`` (the run's own processes only): an unreadable file is
+        replaced by the status rebuilt from the event log instead of raising."""
+        status = self.writer_status() if rebuild_unreadable else self.raw_status()
         for key, value in fields.items():
             setattr(status, key, value)
         self.write_status(status)
