@@ -37,7 +37,7 @@ def test_stop_right_after_train_is_a_stop(runs_root: Path, sample_model: Path) -
     status = wait_for_state(path, TERMINAL, timeout=120)
     assert status["state"] == "stopped", status
     assert _terminal_events(path) == ["stopped"]
-    record_outcome("process", "stop right after train", "stopped", steps_lost=0)
+    record_outcome("process", "stop right after train", "recovered", steps_lost=0)
 
 
 def test_truncated_optimizer_in_newest_checkpoint_falls_back(runs_root: Path, sample_model: Path) -> None:
