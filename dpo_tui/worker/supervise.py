@@ -163,7 +163,7 @@ def holder(root: Path, key: str) -> str | None:
 
 def queue_ahead(run: Run, keys: list[str]) -> list[Run]:
     """Queued runs created before this one that want one of the same devices (FIFO order)."""
-    mine = run.raw_status()
+    mine = run.writer_status()
     ahead = []
     for path in list_run_dirs(run.path.parent):
         if path == run.path:
@@ -198,6 +198,12 @@ class Supervisor:
         if self.child is None:
             self.cancelled = True
 
+    def install_signals(self) -> None:
+        """Called before the supervisor reports its pid, so a Stop that reaches it at once is heard."""
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, self._on_term)
+
     def wait_turn(self, keys: list[str], locks: DeviceLocks) -> bool:
         announced = None
         while not self.cancelled:
@@ -206,18 +212,25 @@ class Supervisor:
                 return True
             busy_by = next((h for h in (holder(self.run.path.parent, k) for k in keys) if h and h != self.run.id), None)
             phase = f"queued: position {len(ahead) + 1}" + (f", {'/'.join(keys)} busy with {busy_by}" if busy_by else "")
-            if not self.run.status_path.exists():
-                # Deleted while queued (by hand, or a cleanup script): write it back with this process's
+            if not self._status_readable():
+                # Deleted or damaged while queued (by hand, or a cleanup script): write it back with this process's
                 # identity, or readers would take the pid-less file for a run nobody launched.
                 resume_from = str(self.resume_from) if self.resume_from is not None else None
-                self.run.update_status(state="queued", phase=phase, resume_from=resume_from, kind=None, hint=None,
+                self.run.update_status(rebuild_unreadable=True, state="queued", phase=phase, resume_from=resume_from, kind=None, hint=None,
                                        message=None, **self.identity)
                 announced = phase
             elif phase != announced:
-                self.run.update_status(phase=phase)
+                self.run.update_status(rebuild_unreadable=True, phase=phase)
                 announced = phase
             time.sleep(POLL_S)
         return False
+
+    def _status_readable(self) -> bool:
+        try:
+            self.run.raw_status()
+        except (UserError, OSError):
+            return False
+        return self.run.status_path.exists()
 
     def trainer_command(self, keys: list[str]) -> list[str]:
         """One process: the trainer itself. Several: ``accelerate launch`` with a config generated into the run."""
@@ -254,8 +267,11 @@ class Supervisor:
                 self.trainer_command(keys), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 close_fds=True, pass_fds=lock_fds, env=env, cwd=str(self.run.path),
             )
+        if self.cancelled:  # the Stop reached this group just before the trainer joined it: pass it on
+            with contextlib.suppress(ProcessLookupError):
+                self.child.send_signal(signal.SIGTERM)
         # Record the trainer pid at once, so a Stop right after launch can reach it.
-        self.run.update_status(pid=self.child.pid, pid_start=process_start_time(self.child.pid))
+        self.run.update_status(rebuild_unreadable=True, pid=self.child.pid, pid_start=process_start_time(self.child.pid))
         while True:
             try:
                 return self.child.wait()
@@ -264,12 +280,23 @@ class Supervisor:
 
     def record_outcome(self, rc: int) -> None:
         """If the trainer died without its terminal event, write one, so a run never silently disappears."""
-        status = self.run.raw_status()
+        status = self.run.writer_status()
         if status.supervisor_pid not in (None, os.getpid()):
             return  # the run was resumed under a new supervisor meanwhile: its status is no longer ours
         if status.state in TERMINAL_STATES and status.attempt and status.exit_code is not None:
             return
         if rc in (EXIT_FINISHED, EXIT_STOPPED, EXIT_FAILED) and status.state in TERMINAL_STATES:
+            return
+        if rc == -signal.SIGTERM and (status.state == "stopping" or self.cancelled):
+            # A Stop that landed before the trainer could handle it: still a stop, not a crash.
+            hint = "stopped before the first step"
+            ckpt = self.run.newest_complete_checkpoint()
+            if ckpt:
+                hint = f"`dpo-tui resume {self.run.id}` continues from {ckpt.path.name}"
+            with contextlib.suppress(OSError), ev.EventWriter(self.run.events_path, attempt=max(1, status.attempt)) as writer:
+                writer.emit(ev.STOPPED, step=status.step, reason="signal", hint=hint)
+            self.run.update_status(rebuild_unreadable=True, state="stopped", exit_code=EXIT_STOPPED, ended_at=time.time(),
+                                   phase="done", hint=hint, kind=None, message=None)
             return
         if rc < 0:
             sig = signal.Signals(-rc).name
@@ -310,23 +337,22 @@ class Supervisor:
                                    exit_code=EXIT_FAILED, ended_at=time.time())
 
     def main(self) -> int:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGINT, self._on_term)
+        self.install_signals()
         locks: DeviceLocks | None = None
         try:
             config = self.run.config()
             keys = device_keys(config.gpus, config.nproc)
             self.identity = {"supervisor_pid": os.getpid(), "supervisor_start": process_start_time(os.getpid()),
                              "pgid": os.getpgid(0), "host": host_name(), "devices": keys}
-            self.run.update_status(state="queued", **self.identity)
+            self.run.update_status(rebuild_unreadable=True, state="queued", **self.identity)
             locks = DeviceLocks(self.run.path.parent, keys)
-            if not self.wait_turn(keys, locks):
-                with ev.EventWriter(self.run.events_path, attempt=max(1, self.run.raw_status().attempt)) as writer:
-                    writer.emit(ev.STOPPED, step=self.run.raw_status().step, reason="cancelled", hint="cancelled while queued")
-                self.run.update_status(state="stopped", kind="cancelled", message="cancelled while queued", ended_at=time.time(), phase="done")
+            if not self.wait_turn(keys, locks) or self.cancelled:
+                current = self.run.writer_status()
+                with ev.EventWriter(self.run.events_path, attempt=max(1, current.attempt)) as writer:
+                    writer.emit(ev.STOPPED, step=current.step, reason="cancelled", hint="cancelled while queued")
+                self.run.update_status(rebuild_unreadable=True, state="stopped", kind="cancelled", message="cancelled while queued", ended_at=time.time(), phase="done")
                 return 0
-            self.run.update_status(state="starting", phase="starting")
+            self.run.update_status(rebuild_unreadable=True, state="starting", phase="starting")
             rc = self.run_trainer(keys, tuple(locks.fds))
             self.record_outcome(rc)
             return 0 if rc in (0, 3) else EXIT_FAILED
@@ -357,10 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume-from", type=Path)
     parser.add_argument("--pid-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    supervisor = Supervisor(Run(args.run_dir.resolve()), args.resume_from)
+    supervisor.install_signals()  # before the pid is reported: whoever has it may stop this process
     if args.pid_fd is not None:
         detach(args.pid_fd)
-    run = Run(args.run_dir.resolve())
-    return Supervisor(run, args.resume_from).main()
+    return supervisor.main()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,20 @@ The pieces live beside it: :mod:`.train_report` (events, status, heartbeat, sign
 their public names are re-exported here.
 """
 
+# ruff: noqa: E402 - the early stop handler below must be installed before the other imports load
 from __future__ import annotations
+
+import signal
+
+# A Stop can land while the imports below load (a second or more): remember it instead of dying of
+# SIGTERM, so a stop right after ``train`` still ends the run ``stopped``. Only when run as the trainer:
+# a test importing this module keeps its own handlers. The handler only appends (no lock, see
+# StopRequested).
+EARLY_SIGNALS: list[int] = []
+if __name__ == "__main__":
+    for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
+        signal.signal(_sig, lambda signum, _frame: EARLY_SIGNALS.append(signum))
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 import argparse
 import math
@@ -99,11 +112,16 @@ def library_versions() -> dict[str, str]:
 def train(run: Run, resume_from: Path | None) -> int:
     """Run one attempt. Returns the process exit code; every outcome is written to the run folder."""
     config = run.config()
-    status = run.raw_status()
+    status = run.writer_status()
     attempt = (status.attempt or 0) + 1
     reporter = Reporter(run, attempt)
     stop = StopRequested()
     stop.install()
+    if EARLY_SIGNALS:
+        stop.signal_name = signal.Signals(EARLY_SIGNALS[0]).name
+        stop.request()
+    if status.state == "stopping":  # stopped between the supervisor's launch and this process's handler
+        stop.request()
     reporter.identity = {"pid": os.getpid(), "pid_start": process_start_time(os.getpid()), "pgid": os.getpgid(0), "host": host_name(),
                          "supervisor_pid": status.supervisor_pid, "supervisor_start": status.supervisor_start, "attempt": attempt}
     reporter.status(state="starting", started_at=status.started_at or time.time(), exit_code=None, kind=None, hint=None, message=None)
@@ -111,6 +129,11 @@ def train(run: Run, resume_from: Path | None) -> int:
         step = int(resume_from.name.rsplit("-", 1)[-1])
         reporter.step = step
         reporter.emit(ev.RESUMED, step=step, checkpoint=str(resume_from))
+    if stop.requested:
+        try:
+            return finish_stopped(reporter, None)
+        finally:
+            reporter.close()
     heartbeat = Heartbeat(reporter)
     if reporter.rank == 0:
         heartbeat.start()

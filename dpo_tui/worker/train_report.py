@@ -19,8 +19,10 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.config import RunConfig
-from ..core.fsutil import fsync_dir
+from ..core.errors import UserError
+from ..core.fsutil import atomic_write_json, fsync_dir
 from ..core.runs import EXIT_FAILED, EXIT_STOPPED, Run
+from ..core.runs.folder import CHECKPOINT_MANIFEST
 
 # How often the heartbeat (status.json) and resource events are written.
 HEARTBEAT_S = float(os.environ.get("DPO_TUI_HEARTBEAT_S", "5"))
@@ -101,8 +103,8 @@ class Reporter:
         with self._lock:
             if "state" in fields:
                 self.state = fields["state"]
-            elif not self.run.status_path.exists():
-                fields["state"] = self.state  # rebuilt after a deletion (an existing file keeps e.g. "stopping")
+            elif not self._status_readable():
+                fields["state"] = self.state  # rebuilt after a deletion or damage (a readable file keeps e.g. "stopping")
             for key, value in self.identity.items():
                 fields.setdefault(key, value)
             fields.setdefault("heartbeat", time.time())
@@ -111,9 +113,16 @@ class Reporter:
             if self.max_steps is not None:
                 fields.setdefault("max_steps", self.max_steps)
             try:
-                self.run.update_status(**fields)
+                self.run.update_status(rebuild_unreadable=True, **fields)
             except OSError as exc:  # a full disk must not kill training; the next beat retries
                 print(f"dpo-tui: cannot write status.json: {exc}", file=sys.stderr)
+
+    def _status_readable(self) -> bool:
+        try:
+            self.run.raw_status()
+        except (UserError, OSError):
+            return False
+        return self.run.status_path.exists()
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase
@@ -287,6 +296,7 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
                 return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
             (path / "COMPLETE").write_text(f"{state.global_step}\n")
+            write_checkpoint_manifest(path)
             fsync_dir(path)
             reporter.emit(ev.CHECKPOINT, step=state.global_step, path=str(path.relative_to(reporter.run.path)))
             reporter.status()
@@ -298,6 +308,16 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
                 control.should_training_stop = True
 
     return [ConsoleCallback()]
+
+
+def write_checkpoint_manifest(path: Path) -> None:
+    """Record every file's size once the Trainer's save is done, so a checkpoint truncated later (a full
+    disk, a copy cut short) reads as incomplete and resume falls back to an older one. Written last."""
+    files = {
+        str(f.relative_to(path)): f.stat().st_size
+        for f in sorted(path.rglob("*")) if f.is_file() and not f.is_symlink() and f.name != CHECKPOINT_MANIFEST
+    }
+    atomic_write_json(path / CHECKPOINT_MANIFEST, {"version": 1, "files": files})
 
 
 def finish_stopped(reporter: Reporter, checkpoint: Path | None) -> int:

@@ -38,6 +38,7 @@ CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
 MODEL_DIR = "model"
 LOCKS_DIR = ".locks"
+CHECKPOINT_MANIFEST = "dpo-tui-manifest.json"
 
 
 @dataclass
@@ -120,6 +121,15 @@ class Run:
         except ValidationError as exc:
             raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {validation_reason(exc)}") from None
 
+    def writer_status(self) -> RunStatus:
+        """For the run's own processes (trainer, supervisor): status.json, or when it is unreadable (torn,
+        garbled), the status rebuilt from the event log as for a deleted file. A damaged file must not
+        stop a healthy run; their next write replaces it whole."""
+        try:
+            return self.raw_status()
+        except UserError:
+            return self._status_from_events(RunStatus(state="queued", created_at=self._ctime()))
+
     def _ctime(self) -> float:
         try:
             mtime = self.path.stat().st_mtime
@@ -131,8 +141,10 @@ class Run:
         status.updated_at = time.time()
         atomic_write_json(self.status_path, status.model_dump(mode="json"))
 
-    def update_status(self, **fields: Any) -> RunStatus:
-        status = self.raw_status()
+    def update_status(self, *, rebuild_unreadable: bool = False, **fields: Any) -> RunStatus:
+        """Change some fields. ``rebuild_unreadable`` (the run's own processes only): an unreadable file is
+        replaced by the status rebuilt from the event log instead of raising."""
+        status = self.writer_status() if rebuild_unreadable else self.raw_status()
         for key, value in fields.items():
             setattr(status, key, value)
         self.write_status(status)
@@ -297,7 +309,8 @@ def _set_valid(status: RunStatus, **fields: Any) -> None:
 
 
 def checkpoint_complete(folder: Path) -> tuple[bool, str]:
-    """Complete = trainer_state.json, optimizer and scheduler state, readable weights, no incomplete marker.
+    """Complete = trainer_state.json, optimizer and scheduler state, readable weights, no incomplete marker,
+    and every file at the size the trainer's manifest recorded when it saved (when there is one).
 
     The Trainer writes trainer_state.json last, so a save killed midway lacks it.
     """
@@ -306,6 +319,9 @@ def checkpoint_complete(folder: Path) -> tuple[bool, str]:
     for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt"):
         if not (folder / name).exists():
             return False, f"no {name}"
+    manifest_ok, reason = _manifest_matches(folder)
+    if not manifest_ok:
+        return False, reason
     weights = list(folder.glob("*.safetensors"))
     if not weights:
         return False, "no weights"
@@ -320,3 +336,28 @@ def checkpoint_complete(folder: Path) -> tuple[bool, str]:
         return False, "trainer_state.json unreadable"
     return True, ""
 
+
+
+def _manifest_matches(folder: Path) -> tuple[bool, str]:
+    """Every file the trainer's manifest lists is there with the size it had when saved. A checkpoint
+    from before manifests has none and passes (the other checks still apply)."""
+    path = folder / CHECKPOINT_MANIFEST
+    if not path.exists():
+        return True, ""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError, RecursionError):
+        return False, f"{CHECKPOINT_MANIFEST} unreadable"
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        return False, f"{CHECKPOINT_MANIFEST} unreadable"
+    for name, size in files.items():
+        if not isinstance(size, int) or isinstance(size, bool) or ".." in Path(name).parts or Path(name).is_absolute():
+            return False, f"{CHECKPOINT_MANIFEST} unreadable"
+        try:
+            actual = (folder / name).stat().st_size
+        except FileNotFoundError:
+            return False, f"no {name}"
+        if actual != size:
+            return False, f"{name} is {actual} bytes, {size} when saved"
+    return True, ""
