@@ -207,20 +207,110 @@ def rule_margins(h: RunHistory, ctx: HealthContext) -> Finding | None:
     return Finding("ok", "learning", f"Learning: margin {_fmt(margins[-1])} and rising, accuracy {_pct(acc)}.")
 
 
-def rule_overfit(h: RunHistory, ctx: HealthContext) -> Finding | None:
-    losses = _values(h, "loss")
-    margins = _values(h, "rewards/margins")
-    if len(losses) < MIN_TREND_POINTS or not margins:
+# --- over-fitting -----------------------------------------------------------------------------
+# Four signals, each a pure function of plain series so it is tested on synthetic curves. Why each
+# threshold is what it is: docs/design/overfitting.md.
+
+# Per-pair DPO loss is -log σ(margin): below 0.01 the pairs are separated with σ > 0.99 (margin ≳ 4.6).
+SATURATED_LOSS = 0.01
+# Past this margin (σ(3) ≈ 0.95) the loss has little left to gain; growth from here is memorisation.
+SEPARATED_MARGIN = 3.0
+# The newest margin steps must grow at least this many times faster than the steps before them.
+ACCELERATION = 2.0
+# Eval loss this far above its best, rising, while train loss falls: the textbook over-fit.
+EVAL_RISE = 0.05
+
+
+def saturated(losses: Sequence[float], accuracies: Sequence[float]) -> bool:
+    """The last two logged losses are below :data:`SATURATED_LOSS` and accuracy (when logged) is 100 %."""
+    if len(losses) < 2 or max(losses[-2:]) >= SATURATED_LOSS:
+        return False
+    return not accuracies or accuracies[-1] >= 1.0
+
+
+def margin_acceleration(margins: Sequence[float]) -> float | None:
+    """How many times faster the margin grew over its last two logs than over the logs before them
+    (None when there are too few logs or the earlier growth was not positive)."""
+    if len(margins) < MIN_TREND_POINTS:
         return None
-    tail = losses[-MIN_TREND_POINTS:]
-    if max(tail) < 0.01 and margins[-1] > 10:
-        return Finding(
-            "warn",
-            "saturated",
-            f"Loss ≈ 0 with margin {_fmt(margins[-1])}: the pairs are separated perfectly, which often means "
-            "overfitting. Try a larger β, fewer steps or more data.",
-        )
-    return None
+    late = slope(margins[-3:])
+    early = slope(recent(margins[:-2], limit=12))
+    if early <= 0:
+        return None
+    return late / early
+
+
+def margin_accelerating(margins: Sequence[float]) -> bool:
+    """The margin is already past :data:`SEPARATED_MARGIN` and its growth speeds up."""
+    ratio = margin_acceleration(margins)
+    return ratio is not None and ratio >= ACCELERATION and margins[-1] > SEPARATED_MARGIN
+
+
+def chosen_displaced(chosen: Sequence[float], margins: Sequence[float]) -> bool:
+    """The chosen reward ended below where it started and keeps falling while the margin, already past
+    :data:`SEPARATED_MARGIN`, still grows: the policy buys margin by making the preferred answers less likely."""
+    if len(chosen) < MIN_TREND_POINTS or len(margins) < MIN_TREND_POINTS:
+        return False
+    return (
+        chosen[-1] < min(0.0, chosen[0])
+        and slope(recent(chosen)) < 0
+        and _rising(margins) is True
+        and margins[-1] > SEPARATED_MARGIN
+    )
+
+
+def eval_diverging(train_losses: Sequence[tuple[int, float]], eval_losses: Sequence[tuple[int, float]]) -> bool:
+    """Eval loss rose at its last two evaluations, ends :data:`EVAL_RISE` above its best, and train loss
+    fell over the same steps. Both series are ``(step, value)``."""
+    if len(eval_losses) < 3:
+        return False
+    values = [v for _, v in eval_losses]
+    best = min(values[:-1])
+    if not (values[-1] > values[-2] > values[-3] and values[-1] > best * (1 + EVAL_RISE)):
+        return False
+    since = eval_losses[-3][0]
+    train = [v for s, v in train_losses if s >= since]
+    return len(train) >= 2 and slope(train) < 0
+
+
+def _points(h: RunHistory, metric: str) -> list[tuple[int, float]]:
+    return [(s, v) for s, v in h.series.get(metric, [])[-TAIL:] if v is not None and math.isfinite(v)]
+
+
+def eval_points(h: RunHistory, metric: str) -> list[tuple[int, float]]:
+    """An eval-split metric (``loss``, ``rewards/margins``…) as ``(step, value)``: from the eval events,
+    else from the ``eval_``-prefixed keys of logged steps."""
+    name = f"eval_{metric}"
+    raw = h.eval_series.get(name) or h.series.get(name) or []
+    return [(s, v) for s, v in raw[-TAIL:] if v is not None and math.isfinite(v)]
+
+
+def overfit_signals(h: RunHistory) -> list[str]:
+    """Which over-fitting signals the history shows, as short phrases for the health line."""
+    losses, margins = _values(h, "loss"), _values(h, "rewards/margins")
+    found: list[str] = []
+    if eval_diverging(_points(h, "loss"), eval_points(h, "loss")):
+        found.append("eval loss rising while train loss falls")
+    if saturated(losses, _values(h, "rewards/accuracies")):
+        found.append(f"loss {_fmt(losses[-1], 2)} with accuracy 100 %")
+    if margin_accelerating(margins):
+        found.append(f"margin jumping ({' → '.join(_fmt(m, 2) for m in margins[-3:])})")
+    chosen = _values(h, "rewards/chosen")
+    if chosen_displaced(chosen, margins):
+        found.append(f"chosen reward falling ({_fmt(chosen[-1], 2)})")
+    return found
+
+
+def rule_overfit(h: RunHistory, ctx: HealthContext) -> Finding | None:
+    found = overfit_signals(h)
+    if not found:
+        return None
+    return Finding(
+        "warn",
+        "overfitting",
+        f"Over-fitting at step {h.step}: {'; '.join(found)}. Later checkpoints may answer in gibberish: chat with an "
+        "earlier one, or use a larger β, a lower learning rate, fewer steps or more data.",
+    )
 
 
 def rule_batch_one_accuracy(h: RunHistory, ctx: HealthContext) -> Finding | None:

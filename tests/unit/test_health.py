@@ -7,7 +7,20 @@ import math
 import pytest
 
 from dpo_tui.core.events import RunHistory
-from dpo_tui.core.health import LN2, HealthContext, assess, headline, slope
+from dpo_tui.core.health import (
+    LN2,
+    HealthContext,
+    assess,
+    chosen_displaced,
+    eval_diverging,
+    headline,
+    margin_accelerating,
+    margin_acceleration,
+    overfit_signals,
+    saturated,
+    slope,
+)
+from tests.support.uikit import learning_events
 
 
 def log(step: int, **metrics: float | None) -> dict:
@@ -100,7 +113,7 @@ CASES = [
         "saturated",
         [{"type": "started"}] + [log(s, loss=0.001, margin=12.0 + s, acc=1.0) for s in range(1, 10)],
         HealthContext(state="running"),
-        "saturated",
+        "overfitting",
         "warn",
     ),
     (
@@ -159,3 +172,92 @@ def test_odd_events_never_raise() -> None:
     weird = [{"type": "log", "step": "x"}, {"type": "log", "step": 3, "metrics": {"loss": "nan?"}}, {"type": "failed"}]
     found = headline(history(weird), HealthContext())
     assert found.level == "bad"
+
+
+# --- over-fitting ----------------------------------------------------------------------------
+
+
+def overfit_trace() -> list[dict]:
+    """The reported run: margin climbing steadily to 4.6, then 5.6 and 8.2; loss 0.0007 at step 51 with
+    accuracy 100 %; the chosen reward sliding to -0.83. Chatting with its checkpoint gave gibberish."""
+    events: list[dict] = [{"type": "started", "t": 1000.0, "max_steps": 60}]
+    for s in range(1, 52):
+        if s <= 49:
+            margin = 4.6 * s / 49
+            loss = math.log1p(math.exp(-margin))
+            acc = min(1.0, 0.5 + s / 40)
+        else:
+            margin, loss, acc = {50: (5.6, 0.0037, 1.0), 51: (8.2, 0.0007, 1.0)}[s]
+        chosen = -0.83 * s / 51
+        events.append(log(s, loss=loss, margin=margin, chosen=chosen, rejected=chosen - margin, acc=acc))
+    return events
+
+
+def test_reported_overfit_trace_warns() -> None:
+    found = headline(history(overfit_trace()), HealthContext(state="running", batch_size=4))
+    assert (found.code, found.level) == ("overfitting", "warn"), found.message
+    assert "step 51" in found.message and "Normal" not in found.message
+    signals = overfit_signals(history(overfit_trace()))
+    assert len(signals) == 3, signals  # saturation, acceleration, chosen displacement (no eval split)
+
+
+@pytest.mark.parametrize("steps", [10, 18, 30])
+def test_healthy_sample_run_does_not_warn(steps: int) -> None:
+    events = [{k: v for k, v in e.items() if k not in ("v", "seq")} for e in learning_events(steps)]
+    findings = assess(history(events), HealthContext(state="running", batch_size=4))
+    assert all(f.level in ("ok", "info") for f in findings), findings
+    assert overfit_signals(history(events)) == []
+
+
+@pytest.mark.parametrize(
+    ("losses", "accs", "expected"),
+    [
+        ([0.5, 0.2, 0.004, 0.0007], [0.9, 1.0, 1.0, 1.0], True),
+        ([0.5, 0.2, 0.004, 0.0007], [], True),  # accuracy not logged: loss alone decides
+        ([0.5, 0.2, 0.02, 0.0007], [1.0], False),  # one tiny log is noise
+        ([0.004, 0.0007], [0.75], False),  # not every pair separated
+        ([0.0007], [1.0], False),
+    ],
+)
+def test_saturated(losses: list[float], accs: list[float], expected: bool) -> None:
+    assert saturated(losses, accs) is expected
+
+
+def test_margin_acceleration() -> None:
+    steady = [0.1 * i for i in range(1, 40)]
+    assert math.isclose(margin_acceleration(steady) or 0, 1.0, rel_tol=1e-9)
+    assert not margin_accelerating(steady)
+    jump = [*(4.6 * i / 10 for i in range(1, 11)), 5.6, 8.2]
+    assert (margin_acceleration(jump) or 0) > 2 and margin_accelerating(jump)
+    small = [0.01 * i for i in range(1, 10)] + [0.2, 0.5]  # accelerating, but nowhere near separated
+    assert not margin_accelerating(small)
+    assert margin_acceleration([1.0, 2.0]) is None
+    assert margin_acceleration([3.0, 2.0, 1.0, 1.0, 1.0, 1.0, 2.0, 3.0]) is None  # it had been falling
+
+
+def test_chosen_displaced() -> None:
+    margins = [0.5 * i for i in range(1, 13)]
+    falling = [-0.07 * i for i in range(1, 13)]
+    assert chosen_displaced(falling, margins)
+    assert not chosen_displaced([0.05 * i for i in range(1, 13)], margins)  # chosen rising
+    assert not chosen_displaced(falling, [0.1 * i for i in range(1, 13)])  # margin still small
+    assert not chosen_displaced(falling[:3], margins[:3])
+
+
+def test_eval_diverging() -> None:
+    train = [(s, 0.69 - 0.01 * s) for s in range(1, 61)]
+    assert eval_diverging(train, [(10, 0.60), (20, 0.55), (30, 0.58), (40, 0.63)])
+    assert not eval_diverging(train, [(10, 0.60), (20, 0.55), (30, 0.54), (40, 0.53)])  # still improving
+    assert not eval_diverging(train, [(10, 0.60), (20, 0.55), (30, 0.555), (40, 0.56)])  # within noise
+    assert not eval_diverging(train, [(20, 0.55), (40, 0.63)])  # two evaluations say nothing yet
+    flat_train = [(s, 0.3) for s in range(1, 61)]
+    assert not eval_diverging(flat_train, [(10, 0.60), (20, 0.55), (30, 0.58), (40, 0.63)])
+
+
+def test_eval_split_divergence_warns_from_eval_events() -> None:
+    events = learning(40, chosen_falls=False)
+    for step, value in [(10, 0.62), (20, 0.58), (30, 0.61), (40, 0.66)]:
+        events.append({"type": "eval", "step": step, "metrics": {"eval_loss": value}})
+    found = headline(history(events), HealthContext(state="running"))
+    assert (found.code, found.level) == ("overfitting", "warn")
+    assert "eval loss rising" in found.message
