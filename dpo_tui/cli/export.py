@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_id", metavar="ID", help="run id (or unique prefix, or a run folder path)")
     add_runs_dir(p)
-    p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoint-N instead of the final weights")
+    p.add_argument("--checkpoint", type=_checkpoint_arg, metavar="N|best",
+                   help="export checkpoint-N instead of the final weights; best: the lowest eval loss (train loss without an eval split)")
     p.add_argument("--merged", metavar="DIR", help="write the merged model (safetensors + tokenizer + card) here")
     p.add_argument("--gguf", metavar="FILE", help="write a GGUF file here (.gguf)")
     p.add_argument("--gguf-type", default="f16", choices=("f16", "bf16", "q8_0"), help="GGUF weight type (default f16)")
@@ -78,14 +79,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _checkpoint_arg(text: str) -> int | str:
+    if text == "best":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a step number or 'best', got {text!r}") from None
+
+
 def _plan(args: argparse.Namespace) -> Any:
     from ..core.export_plan import plan_export
     from ..core.paths import runs_root
     from ..core.runs import find_run
 
+    run = find_run(runs_root(args.runs_dir), args.run_id)
+    checkpoint = args.checkpoint
+    if checkpoint == "best":
+        from ..core.checkpoints import best_checkpoint
+
+        best = best_checkpoint(run)
+        if best is None:
+            from ..core.errors import UserError
+
+            raise UserError(f"Run {run.id} saved no complete weights yet", hint="wait for its first checkpoint")
+        print(f"best: {best.note}", file=sys.stderr)
+        checkpoint = best.checkpoint_step
     return plan_export(
-        find_run(runs_root(args.runs_dir), args.run_id),
-        checkpoint=args.checkpoint,
+        run,
+        checkpoint=checkpoint,
         merged=args.merged,
         gguf=args.gguf,
         gguf_type=args.gguf_type,
