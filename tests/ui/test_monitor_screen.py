@@ -194,3 +194,34 @@ async def test_log_tail_shows_the_newest_lines_one_per_row(ui_root: Path, make_r
         rows = [line for line in screen_text(app).splitlines() if line.lstrip().startswith("step ") and "loss 0.69" in line]
         assert [row.split()[1] for row in rows] == [f"{s}/30" for s in range(7 - tail.size.height, 7)]
         assert all(row.rstrip().endswith("…") for row in rows)  # cut, not wrapped
+
+
+def test_eval_split_series_beside_train_and_final_adapter_named() -> None:
+    from pathlib import Path
+
+    from dpo_tui.core.checkpoints import FINAL, Candidate, pick_best
+    from dpo_tui.core.events import RunHistory
+    from dpo_tui.ui.screens.monitor import chart_series
+    from dpo_tui.ui.widgets.run_panels import checkpoint_text, progress_text
+    from tests.support.uikit import learning_events
+
+    h = RunHistory()
+    h.apply(learning_events(30))
+    assert [s.label for s in chart_series(h, ("loss",))] == ["loss"]
+    h.apply([{"type": "eval", "step": s, "metrics": {"eval_loss": v, "eval_rewards/margins": m}}
+             for s, v, m in [(10, 0.6, 0.5), (20, 0.5, 1.0), (30, 0.55, 1.4)]])
+    loss = chart_series(h, ("loss",))
+    assert [s.label for s in loss] == ["train", "eval"] and len(loss[1].points) == 3
+    rewards = chart_series(h, ("rewards/chosen", "rewards/rejected"))
+    assert [s.label for s in rewards] == ["chosen", "rejected"]  # no eval rewards logged: no eval lines
+
+    saved = [Candidate("checkpoint-10", 10, Path("c10")), Candidate("checkpoint-20", 20, Path("c20")),
+             Candidate(FINAL, 30, Path("adapter"))]
+    best = pick_best(saved, h.eval_series["eval_loss"], [])
+    text = checkpoint_text(h, "checkpoint-20", final="adapter", best=best).plain
+    assert text.startswith("final adapter: adapter/") and "best: checkpoint-20 (eval loss 0.5)" in text
+    assert checkpoint_text(h, "checkpoint-20").plain == "checkpoint: checkpoint-20"
+
+    for width in (60, 80, 100):
+        assert len(progress_text(h, "running", width, now=h.last_t).plain) <= width - 2
+    assert "ETA" in progress_text(h, "running", 60, now=h.last_t).plain or h.eta_seconds() is None

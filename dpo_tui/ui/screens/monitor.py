@@ -37,8 +37,9 @@ from textual.message import Message
 from textual.widgets import Footer
 
 from ...core import events as ev
+from ...core.checkpoints import FINAL, Candidate, pick_best
 from ...core.errors import UserError
-from ...core.health import HealthContext, assess, headline
+from ...core.health import HealthContext, assess, eval_points, headline
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
 from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
@@ -70,6 +71,21 @@ CHARTS = (
 SERIES_LABELS = {"rewards/chosen": "chosen", "rewards/rejected": "rejected"}
 
 
+def chart_series(h: ev.RunHistory, metrics: tuple[str, ...]) -> list[Series]:
+    """A chart's train series, and beside each its eval-split series when the run has an eval split
+    (labelled ``train``/``eval`` so the title's legend tells the lines apart)."""
+    out: list[Series] = []
+    for m in metrics:
+        evals = eval_points(h, m)
+        label = SERIES_LABELS.get(m, m)
+        if evals:
+            out.append(Series(f"{label if len(metrics) > 1 else 'train'}", h.series.get(m, [])))
+            out.append(Series(f"eval {label}" if len(metrics) > 1 else "eval", evals))
+        else:
+            out.append(Series(label, h.series.get(m, [])))
+    return out
+
+
 @dataclass
 class LoadedRun:
     run_id: str
@@ -92,6 +108,10 @@ class RunSnapshot:
     resume_checkpoint: str | None
     log_lines: list[str] = field(default_factory=list)
     error: str | None = None
+    final_weights: str | None = None
+    """The final adapter's (or full model's) folder name once saved completely."""
+    saved: list[Candidate] = field(default_factory=list)
+    """Complete checkpoints and the final weights, for the best-by-eval-loss note."""
 
 
 class MonitorScreen(ConsoleScreen):
@@ -290,7 +310,12 @@ class MonitorScreen(ConsoleScreen):
         stalled = None
         if run.is_stalled(status) and status.heartbeat is not None:
             stalled = time.time() - status.heartbeat
-        ckpt = run.newest_complete_checkpoint()
+        complete = [c for c in run.checkpoints() if c.complete]
+        ckpt = complete[-1] if complete else None
+        final = run.final_weights_dir()
+        saved = [Candidate(f"checkpoint-{c.step}", c.step, c.path) for c in complete]
+        if final is not None:
+            saved.append(Candidate(FINAL, max([status.step or 0, *(c.step for c in complete)]), final))
         lines: list[str] = []
         try:
             with open(run.log_path, "rb") as fh:
@@ -300,7 +325,9 @@ class MonitorScreen(ConsoleScreen):
                 lines = tail_lines(fh.read(), 40)
         except OSError:
             pass
-        self.post_message(self.StatusRead(RunSnapshot(run_id, status, stalled, ckpt.path.name if ckpt else None, lines), ticket))
+        snapshot = RunSnapshot(run_id, status, stalled, ckpt.path.name if ckpt else None, lines,
+                               final_weights=final.name if final is not None else None, saved=saved)
+        self.post_message(self.StatusRead(snapshot, ticket))
 
     @on(StatusRead)
     def _status_read(self, message: StatusRead) -> None:
@@ -367,7 +394,11 @@ class MonitorScreen(ConsoleScreen):
             text.append(f"  cannot read {self.reader.error}", style="bold")
         state = self.state
         text.append("  ")
-        text.append(outcome_text(state, self.snapshot.status if self.snapshot else None, self.history), style="bold")
+        outcome = outcome_text(state, self.snapshot.status if self.snapshot else None, self.history)
+        if len(text) + len(outcome) > self.size.width - 2 and state in ("stopped", "failed", "crashed"):
+            # Too long for one line: keep what ended it; the health line below carries the message and hint.
+            outcome = outcome.split(":", 1)[0].split(" — ", 1)[0]
+        text.append(outcome, style="bold")
         cfg = self.config
         if cfg is not None:
             model = "tiny-chat" if cfg.model == "sample" else Path(str(cfg.model)).name or str(cfg.model)
@@ -396,11 +427,16 @@ class MonitorScreen(ConsoleScreen):
             self.set_class(self.state in ("failed", "crashed"), "-failed")
             self.set_class(self.state == "finished", "-finished")
             for chart_id, _, metrics in CHARTS:
-                chart = self.query_one(f"#{chart_id}", MetricChart)
-                chart.set_series([Series(SERIES_LABELS.get(m, m), h.series.get(m, [])) for m in metrics], smooth=self.smooth)
+                self.query_one(f"#{chart_id}", MetricChart).set_series(chart_series(h, metrics), smooth=self.smooth)
             self.query_one("#monitor-resources", TextPanel).show(resources_text(h.last_resource))
             snap = self.snapshot
-            self.query_one("#monitor-checkpoint", TextPanel).show(checkpoint_text(h, snap.resume_checkpoint if snap else None))
+            best = None
+            eval_loss = eval_points(h, "loss")
+            if snap is not None and snap.saved and eval_loss:
+                best = pick_best(snap.saved, eval_loss, [])  # eval points are few: cheap on every redraw
+            self.query_one("#monitor-checkpoint", TextPanel).show(checkpoint_text(
+                h, snap.resume_checkpoint if snap else None,
+                final=snap.final_weights if snap else None, best=best))
             if snap is not None:
                 self.query_one(LogTail).show_lines(snap.log_lines[-self._log_rows():])
         latency = None

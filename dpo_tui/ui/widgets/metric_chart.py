@@ -57,14 +57,20 @@ class MetricChart(Widget):
         self.smooth = smooth
         self.refresh()
 
-    def _latest(self) -> str:
+    def _latest(self, styles: Sequence[Style]) -> Text:
+        """The latest value of each series; with several series each label carries a swatch in its
+        line's colour, which makes the title the chart's legend."""
+        out = Text()
         if not self.show_latest:
-            return ""
-        parts = []
-        for s in self.series:
+            return out
+        for index, s in enumerate(self.series):
             value = next((y for _, y in reversed(s.points) if y is not None), None) if s.points else None
-            parts.append(f"{s.label} {metric(value)}" if len(self.series) > 1 else metric(value))
-        return "  ".join(parts)
+            out.append(" ")
+            if len(self.series) > 1:
+                out.append("━", style=styles[index % len(styles)])
+                out.append(f"{s.label} ")
+            out.append(metric(value))
+        return out
 
     def render(self) -> Text:
         width, height = self.size.width, self.size.height
@@ -73,9 +79,7 @@ class MetricChart(Widget):
         styles = [self.get_component_rich_style(name, partial=True) for name in SERIES_CLASSES]
         out = Text(no_wrap=True, overflow="crop")
         head = Text(self.title, style=title_style)
-        latest = self._latest()
-        if latest:
-            head.append(" " + latest)
+        head.append_text(self._latest(styles))
         if self.smooth:
             head.append(" (smoothed)", style=axis_style)
         out.append_text(head)

@@ -23,30 +23,42 @@ OUTCOME_WORDS = {
 
 
 def progress_text(history: RunHistory, state: str, width: int, now: float | None = None) -> Text:
-    """``step 12/30 ███░░ 40% · 1.3 it/s · ETA 14s · epoch 0.40``."""
+    """``step 12/30 ███░░ 40% · 1.3 it/s · ETA 14s · epoch 0.40 · 24s``, fitted to ``width``: the bar
+    shrinks first, then the least useful parts go (epoch, elapsed, rate); step and ETA always stay."""
     step, total = history.step, history.max_steps
-    text = Text()
-    if total:
-        frac = step / total if total else 0.0
-        head = f"step {step}/{total} "
-        bar_w = max(4, min(30, width - 60))
-        text.append(head)
-        text.append(progress_bar(frac, bar_w), style="bold")
-        text.append(f" {frac * 100:3.0f}%")
-    else:
-        text.append(f"step {step}")
+    # (priority, text): lower priority is dropped first when the line is too long.
+    parts: list[tuple[int, str]] = []
     rate = history.steps_per_second()
     if rate:
-        text.append(f" · {rate:.2f} steps/s" if rate < 10 else f" · {rate:.0f} steps/s")
+        parts.append((2, f"{rate:.2f} steps/s" if rate < 10 else f"{rate:.0f} steps/s"))
     eta = history.eta_seconds()
     if eta is not None and state in ("running", "starting") and history.terminal is None:
-        text.append(f" · ETA {duration(eta)}")
+        parts.append((3, f"ETA {duration(eta)}"))
     epoch = (history.last_log or {}).get("epoch")
     if isinstance(epoch, (int, float)):
-        text.append(f" · epoch {epoch:.2f}")
+        parts.append((0, f"epoch {epoch:.2f}"))
     if history.first_t is not None and history.last_t is not None:
         end = history.last_t if history.terminal is not None or now is None else max(history.last_t, now)
-        text.append(f" · {duration(end - history.first_t)}")
+        parts.append((1, duration(end - history.first_t)))
+    head = f"step {step}/{total} " if total else f"step {step}"
+    fixed = len(head) + (5 if total else 0)  # " 100%"
+    budget = max(20, width - 2)  # the panel's padding
+
+    def tail_len(kept: list[tuple[int, str]]) -> int:
+        return sum(3 + len(t) for _, t in kept)
+
+    kept = list(parts)
+    while kept and fixed + 4 + tail_len(kept) > budget:
+        kept.remove(min(kept, key=lambda p: p[0]))
+    text = Text()
+    text.append(head)
+    if total:
+        frac = step / total
+        bar_w = max(4, min(30, budget - fixed - tail_len(kept)))
+        text.append(progress_bar(frac, bar_w), style="bold")
+        text.append(f" {frac * 100:3.0f}%")
+    for _, part in kept:
+        text.append(f" · {part}")
     return text
 
 
@@ -74,14 +86,22 @@ def resources_text(resource: dict[str, Any] | None) -> Text:
     return Text(" · ".join(parts))
 
 
-def checkpoint_text(history: RunHistory, newest_complete: str | None) -> Text:
+def checkpoint_text(history: RunHistory, newest_complete: str | None, final: str | None = None, best: Any = None) -> Text:
+    """The weights a chat or export would use: the final adapter once saved (it supersedes the last
+    checkpoint), else the newest checkpoint; plus the best by eval loss when that is another one."""
     ckpt = history.last_checkpoint
-    if newest_complete:
-        return Text(f"checkpoint: {newest_complete}")
-    if ckpt:
+    if final:
+        text = Text(f"final {'model' if final == 'model' else 'adapter'}: {final}/")
+    elif newest_complete:
+        text = Text(f"checkpoint: {newest_complete}")
+    elif ckpt:
         name = str(ckpt.get("path") or "").rstrip("/").rsplit("/", 1)[-1] or f"step {ckpt.get('step')}"
-        return Text(f"checkpoint: {name}")
-    return Text("no checkpoint yet", style="dim")
+        text = Text(f"checkpoint: {name}")
+    else:
+        return Text("no checkpoint yet", style="dim")
+    if best is not None and best.value is not None and not (final and best.is_final):
+        text.append(f"  best: {best.candidate.name} (eval loss {best.value:.3g})", style="bold")
+    return text
 
 
 def outcome_text(state: str, status: Any, history: RunHistory) -> str:
