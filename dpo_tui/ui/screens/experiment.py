@@ -76,6 +76,7 @@ class ExperimentScreen(ConsoleScreen):
         self.last_vram_update: float | None = None
         """perf_counter() when the VRAM bar was last recomputed (the 100 ms budget is checked against it)."""
         self.launching = False
+        self._last_rank: int | None = None
 
     # --- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -110,6 +111,7 @@ class ExperimentScreen(ConsoleScreen):
         setup = self.console.setup
         defaults = RunConfig.model_construct().model_dump()
         self.values = {**defaults, **setup.config_values()}
+        self._last_rank = _positive_int(self.values.get("lora_rank"))
         self.query_one("#setup-steps", TextPanel).show(self._steps())
         self._fill_widgets(self.values)
         for label in self.query(".field-error"):
@@ -123,12 +125,17 @@ class ExperimentScreen(ConsoleScreen):
         self.console.inventory_signal.subscribe(self, lambda _inv: self._update_vram())
 
     def _steps(self) -> Text:
+        """The breadcrumb; at 80 columns the words "Setup", "model:" and "dataset:" go so that the
+        current step, "3 experiment", always shows."""
         setup = self.console.setup
-        text = Text("Setup  ")
-        text.append(f"1 model: {setup.model_label()} ✓", style="dim")
-        text.append("  →  ")
-        text.append(f"2 dataset: {setup.dataset_label()} ✓", style="dim")
-        text.append("  →  ")
+        model, dataset = setup.model_label(), setup.dataset_label()
+        full = f"Setup  1 model: {model} ✓  →  2 dataset: {dataset} ✓  →  3 experiment"
+        short = len(full) > self.app.size.width - 2
+        text = Text("" if short else "Setup  ")
+        text.append(f"1 {model} ✓" if short else f"1 model: {model} ✓", style="dim")
+        text.append(" → " if short else "  →  ")
+        text.append(f"2 {dataset} ✓" if short else f"2 dataset: {dataset} ✓", style="dim")
+        text.append(" → " if short else "  →  ")
         text.append("3 experiment", style="bold reverse")
         return text
 
@@ -176,6 +183,8 @@ class ExperimentScreen(ConsoleScreen):
         self.apply_changes({"beta": float(str(event.button.label))})
 
     def set_value(self, name: str, value: Any) -> None:
+        if name == "lora_rank":
+            self._alpha_follows_rank(value)
         self.values[name] = value
         setup = self.console.setup
         setup.values[name] = value
@@ -186,6 +195,17 @@ class ExperimentScreen(ConsoleScreen):
         elif name == "dataset":
             setup.dataset = str(value)
         self._validate()
+
+    def _alpha_follows_rank(self, rank: Any) -> None:
+        """Keep lora alpha = 2 × rank (the usual scaling) while alpha still has that relation to the last
+        valid rank; once the operator sets another alpha, it is theirs and stays."""
+        new = _positive_int(rank)
+        if new is None:
+            return  # half-typed or invalid: keep the last good rank, decide on the next one
+        last = self._last_rank if self._last_rank is not None else _positive_int(self.values.get("lora_rank"))
+        self._last_rank = new
+        if last is not None and _positive_int(self.values.get("lora_alpha")) == 2 * last and new != last:
+            self.apply_changes({"lora_alpha": 2 * new})
 
     def apply_changes(self, changes: dict[str, Any]) -> None:
         """Set several fields at once (a suggestion, a preset) and update their widgets."""
@@ -269,10 +289,16 @@ class ExperimentScreen(ConsoleScreen):
         bar.note = device_note(self.console.gpu_inventory, config)
         if self.vram_error:
             bar.error = self.vram_error
+        elif config is None:
+            # An invalid field: the old figure would describe settings that no longer exist.
+            name, problem = next(iter(self.problems.items()), ("", "invalid settings"))
+            self.estimate = None
+            bar.estimate = None
+            bar.error = f"— (fix {name.replace('_', ' ')} first)" if name else f"— ({problem})"
         elif setup.model_info is None:
             bar.error = None
             bar.estimate = None
-        elif config is not None:
+        else:
             try:
                 from ...core.vram import estimate
             except ImportError:
@@ -479,3 +505,14 @@ class ExperimentScreen(ConsoleScreen):
                 markup=False,
             )
             self.console.open_runs(message.group)
+
+
+def _positive_int(value: Any) -> int | None:
+    """A form value (typed text or a number) as a positive int, else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if number > 0 else None

@@ -61,7 +61,14 @@ def vram_text(estimate: Any, free_bytes: float | None, device_label: str, width:
     out.append_text(warning)
     parts = [(name, value) for name, value in components_of(estimate) if value >= 0.005 * total]
     if parts:
-        out.append("\n" + " · ".join(f"{name.replace('_', ' ')} {human_bytes(value)}" for name, value in parts), style="dim")
+        # Packed part by part so a narrow terminal breaks between "name value" pairs, never inside one.
+        lines: list[str] = []
+        for piece in (f"{name.replace('_', ' ')} {human_bytes(value)}" for name, value in parts):
+            if lines and len(lines[-1]) + 3 + len(piece) <= max(20, width - 2):
+                lines[-1] += " · " + piece
+            else:
+                lines.append(piece)
+        out.append("\n" + "\n".join(lines), style="dim")
     suggestions = list(getattr(estimate, "suggestions", None) or [])[: len(SUGGESTION_KEYS)]
     for key, s in zip(SUGGESTION_KEYS, suggestions, strict=False):
         label = getattr(s, "label", str(s))
