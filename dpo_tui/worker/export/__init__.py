@@ -2,7 +2,8 @@
 
 Run in-process by ``dpo-tui export`` (:func:`run_export`, see :mod:`dpo_tui.cli.export`) or as a child
 process (``python -m dpo_tui.worker.export --plan PLAN.json``, the command
-:func:`dpo_tui.core.export_plan.worker_command` builds) that prints JSON-line progress on stdout. The plan
+:func:`dpo_tui.core.export_plan.worker_command` builds) that prints JSON-line progress on stdout, or, with
+``--job FOLDER``, appends it to the console's job folder (:mod:`dpo_tui.core.export_jobs`). The plan
 comes from :func:`dpo_tui.core.export_plan.plan_export`, which has already checked everything an
 operator can get wrong; this package does the heavy work:
 
