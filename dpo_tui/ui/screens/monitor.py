@@ -56,6 +56,7 @@ from ..widgets.run_panels import (
     tail_lines,
 )
 from .base import ConsoleScreen
+from .export_dialog import open_export
 
 LOG_TAIL_BYTES = 16384
 PREVIEW_ABOVE_BYTES = 8 << 20
@@ -121,6 +122,8 @@ class MonitorScreen(ConsoleScreen):
         Binding("s", "stop_run", "Stop", id="monitor.stop", tooltip="Stop the run (checkpoint at the next step)"),
         Binding("r", "resume_run", "Resume", id="monitor.resume", tooltip="Resume from the newest complete checkpoint"),
         Binding("c", "chat_run", "Chat", id="monitor.chat", tooltip="Chat with this run's adapter beside the base model"),
+        Binding("e", "export_run", "Export", id="monitor.export", show=False,
+                tooltip="Export the run: merged weights, GGUF, Ollama, hub"),
         Binding("m", "toggle_smoothing", "Smooth", id="monitor.smooth", tooltip="Toggle curve smoothing (EMA)"),
         Binding("h", "health_details", "Health", id="monitor.health", tooltip="Every health finding, not just the headline"),
         Binding("escape", "back", "Runs", id="monitor.back", tooltip="Back to the runs overview"),
@@ -451,7 +454,7 @@ class MonitorScreen(ConsoleScreen):
 
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop_run", "resume_run", "chat_run", "health_details", "toggle_smoothing") and self.run_id is None:
+        if action in ("stop_run", "resume_run", "chat_run", "export_run", "health_details", "toggle_smoothing") and self.run_id is None:
             return None
         # Stop and resume never apply together: hide the one that does not (footer room at 80 columns).
         if action == "stop_run":
@@ -479,6 +482,10 @@ class MonitorScreen(ConsoleScreen):
     def action_chat_run(self) -> None:
         if self.run_id:
             self.console.open_chat(self.run_id)
+
+    def action_export_run(self) -> None:
+        if self.run_id:
+            open_export(self, self.run_id)
 
     def action_stop_run(self) -> None:
         if self.run_id is not None:

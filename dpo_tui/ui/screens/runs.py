@@ -31,6 +31,7 @@ from textual.widgets import DataTable, Footer, Input
 
 from ...core.errors import UserError
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
+from ..export_watch import ExportPanel
 from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
 from ..services import root_label
@@ -38,6 +39,7 @@ from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
 from .base import ConsoleScreen
+from .export_dialog import open_export
 from .runs_dialogs import ask_cancel_group, ask_delete
 from .runs_rows import (
     COLUMNS,
@@ -65,6 +67,8 @@ class RunsScreen(ConsoleScreen):
         Binding("s", "stop_run", "Stop", id="runs.stop", tooltip="Stop the highlighted run"),
         Binding("r", "resume_run", "Resume", id="runs.resume", tooltip="Resume the highlighted run"),
         Binding("c", "chat_run", "Chat", id="runs.chat", show=False, tooltip="Chat with the highlighted run"),
+        Binding("e", "export_run", "Export", id="runs.export", show=False,
+                tooltip="Export the run: merged weights, GGUF, Ollama, hub"),
         Binding("space", "toggle_select", "Select", id="runs.select", key_display="␣", tooltip="Select or unselect the run (to compare)"),
         Binding("v", "compare", "Compare", id="runs.compare", tooltip="Overlay the selected runs' curves, diff configs"),
         Binding("slash", "focus_filter", "Filter", id="runs.filter", tooltip="Filter by id, model, dataset, group or state"),
@@ -121,6 +125,7 @@ class RunsScreen(ConsoleScreen):
         self._add_columns(table, COLUMNS[1][2])
         yield table
         yield TextPanel(id="runs-detail")
+        yield ExportPanel(self.services.runs_root, id="runs-exports")
         yield Footer(compact=True)  # this screen has many keys: compact keeps Quit and Keys on screen at 80 columns
 
     def _add_columns(self, table: DataTable[Any], id_width: int) -> None:
@@ -316,7 +321,7 @@ class RunsScreen(ConsoleScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         summary = self.highlighted
-        if action in ("open_monitor", "chat_run"):
+        if action in ("open_monitor", "chat_run", "export_run"):
             return True if summary is not None and summary.error is None else None
         if action == "stop_run":
             return True if summary is not None and summary.state in ACTIVE_STATES else None
@@ -341,6 +346,10 @@ class RunsScreen(ConsoleScreen):
     def action_chat_run(self) -> None:
         if self.highlighted_id:
             self.console.open_chat(self.highlighted_id)
+
+    def action_export_run(self) -> None:
+        if self.highlighted_id:
+            open_export(self, self.highlighted_id)
 
     def action_new_run(self) -> None:
         self.app.switch_mode("setup")

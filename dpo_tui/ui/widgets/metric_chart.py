@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from rich.style import Style
 from rich.text import Text
@@ -49,6 +50,9 @@ class MetricChart(Widget):
         self._summaries: dict[str, chart.Summary] = {}
         self.reference: float | None = None
         """A y value drawn as a dotted guide (e.g. ln 2 on the loss chart)."""
+        self._drawn: tuple[Any, Text] | None = None
+        """The last render and what it was drawn from: a repaint of unchanged data (a mode switch, a
+        neighbour's refresh, a key) reuses it instead of re-binning every point."""
 
     def set_series(self, series: list[Series], smooth: bool = False) -> None:
         if [s.label for s in series] != [s.label for s in self.series]:
@@ -77,6 +81,17 @@ class MetricChart(Widget):
         title_style = self.get_component_rich_style("metric-chart--title", partial=True)
         axis_style = self.get_component_rich_style("metric-chart--axis", partial=True)
         styles = [self.get_component_rich_style(name, partial=True) for name in SERIES_CLASSES]
+        # Series only grow (or are replaced by a new list): the list, its length and its last point say
+        # whether anything a redraw would show changed.
+        key = (width, height, self.title, self.smooth, self.show_latest, self.reference, title_style, axis_style,
+               tuple(styles), tuple((s.label, id(s.points), len(s.points), s.points[-1] if s.points else None) for s in self.series))
+        if self._drawn is not None and self._drawn[0] == key:
+            return self._drawn[1].copy()
+        out = self._draw(width, height, title_style, axis_style, styles)
+        self._drawn = (key, out.copy())
+        return out
+
+    def _draw(self, width: int, height: int, title_style: Style, axis_style: Style, styles: list[Style]) -> Text:
         out = Text(no_wrap=True, overflow="crop")
         head = Text(self.title, style=title_style)
         head.append_text(self._latest(styles))

@@ -2,7 +2,8 @@
 
 Run in-process by ``dpo-tui export`` (:func:`run_export`, see :mod:`dpo_tui.cli.export`) or as a child
 process (``python -m dpo_tui.worker.export --plan PLAN.json``, the command
-:func:`dpo_tui.core.export_plan.worker_command` builds) that prints JSON-line progress on stdout. The plan
+:func:`dpo_tui.core.export_plan.worker_command` builds) that prints JSON-line progress on stdout, or, with
+``--job FOLDER``, appends it to the console's job folder (:mod:`dpo_tui.core.export_jobs`). The plan
 comes from :func:`dpo_tui.core.export_plan.plan_export`, which has already checked everything an
 operator can get wrong; this package does the heavy work:
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import signal
 import sys
@@ -149,6 +151,38 @@ def _emit(event: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+class _JobSink:
+    """Events appended to the job's progress.jsonl (flushed per line: the console tails it), the outcome
+    to its status.json: the contract of :mod:`dpo_tui.core.export_jobs`."""
+
+    def __init__(self, job_dir: Path) -> None:
+        from ...core.export_jobs import PROGRESS_FILE, write_status
+        from ...core.runs.status import process_start_time
+
+        self.job_dir = job_dir
+        self.outputs: dict[str, Any] = {}
+        self.error = ""
+        self.file = open(job_dir / PROGRESS_FILE, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole export
+        write_status(job_dir, state="running", pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                     started_at=time.time())
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("type") == "done":
+            self.outputs = event.get("outputs") or {}
+        elif event.get("type") == "error":
+            self.error = str(event.get("summary") or "")
+        self.file.write(json.dumps(event, default=str) + "\n")
+        self.file.flush()
+
+    def finish(self, code: int) -> None:
+        from ...core.export_jobs import write_status
+
+        self.file.close()
+        state = {0: "done", 130: "interrupted"}.get(code, "failed")
+        write_status(self.job_dir, state=state, exit_code=code, ended_at=time.time(), outputs=self.outputs,
+                     error=self.error or None)
+
+
 def _error_event(exc: UserError) -> dict[str, Any]:
     return {"type": "error", "summary": exc.summary, "hint": exc.hint,
             "problems": [p.__dict__ for p in exc.problems], "text": exc.render()}
@@ -159,8 +193,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dpo_tui.worker.export",
                                      description="Export a run (plan from dpo_tui.core.export_plan) with JSON-line progress.")
     parser.add_argument("--plan", required=True, help="plan JSON file ('-' = stdin)")
+    parser.add_argument("--job", type=Path, help="job folder (dpo_tui.core.export_jobs): events go to its progress.jsonl "
+                                                 "and the outcome to its status.json")
     args = parser.parse_args(argv)
+    emit = _emit if args.job is None else _JobSink(args.job)
+    code = _main(args, emit)
+    if isinstance(emit, _JobSink):
+        emit.finish(code)
+    return code
 
+
+def _main(args: argparse.Namespace, emit: Reporter) -> int:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C: partial outputs are removed
 
@@ -168,18 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text = sys.stdin.read() if args.plan == "-" else Path(args.plan).read_text(encoding="utf-8")
         plan = ExportPlan.from_json(text)
-        run_export(plan, _emit)
+        run_export(plan, emit)
     except UserError as exc:
-        _emit(_error_event(exc))
+        emit(_error_event(exc))
         return 2
     except KeyboardInterrupt:
-        _emit(_error_event(UserError("Export interrupted; the partial output was removed")))
+        emit(_error_event(UserError("Export interrupted; the partial output was removed")))
         return 130
     except Exception as exc:  # noqa: BLE001 - reported as an event, traceback to stderr
         import traceback
 
         traceback.print_exc()
-        _emit(_error_event(UserError(f"Export failed: {type(exc).__name__}: {exc}", problems=[Problem("internal error")])))
+        emit(_error_event(UserError(f"Export failed: {type(exc).__name__}: {exc}", problems=[Problem("internal error")])))
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,328 @@
+"""An export started from the console: a job folder inside the run, a detached worker, progress on disk.
+
+The console never runs an export in its own process: it writes the plan (:mod:`.export_plan`) into a
+job folder and starts ``python -m dpo_tui.worker.export --plan plan.json --job FOLDER`` in a new
+session, so the export survives the console quitting, exactly as a run's supervisor does
+(:func:`dpo_tui.core.runs.lifecycle.launch`). Anyone can follow it by reading the folder::
+
+    RUN/exports/JOB_ID/
+        plan.json        the validated ExportPlan (what, from where, to where)
+        status.json      {"state": "starting|running|done|failed|interrupted", "pid", "pid_start",
+                          "started_at", "ended_at", "exit_code", "outputs", "error"}
+        progress.jsonl   the worker's events, one JSON object a line (the protocol in docs/export.md)
+        worker.log       the worker's stdout/stderr (a traceback only for a bug)
+
+Only the worker writes ``status.json`` once it runs (atomically); the launcher writes the first
+``starting`` one. A ``starting``/``running`` job whose process is gone reads as ``crashed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+from .export_plan import ExportPlan, human_bytes, worker_command
+from .fsutil import atomic_write_json
+
+JOBS_DIR = "exports"
+PLAN_FILE = "plan.json"
+STATUS_FILE = "status.json"
+PROGRESS_FILE = "progress.jsonl"
+LOG_FILE = "worker.log"
+ACTIVE_JOB_STATES = ("starting", "running")
+START_GRACE_S = 120.0
+"""How long a job may stay ``starting`` (the worker imports torch first) before it reads as crashed."""
+SPACE_MARGIN = 16 * 1024 * 1024
+
+
+# --- the folder -----------------------------------------------------------------------------------
+def jobs_dir(run_path: Path) -> Path:
+    return Path(run_path) / JOBS_DIR
+
+
+def new_job_dir(run_path: Path, now: float | None = None) -> Path:
+    """Create a fresh, uniquely named job folder (``20261126-213000``, then ``-2``…)."""
+    base = time.strftime("%Y%m%d-%H%M%S", time.localtime(now if now is not None else time.time()))
+    root = jobs_dir(run_path)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create {root}: {exc.strerror or exc}", hint="the run folder must be writable") from None
+    for n in range(1, 1000):
+        candidate = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise UserError(f"Too many exports named {base} in {root}")
+
+
+def write_status(job_dir: Path, **fields: Any) -> None:
+    """Merge ``fields`` into the job's status.json (atomically: a reader sees the old or the new one)."""
+    current = read_status(job_dir) or {}
+    current.update(fields)
+    atomic_write_json(Path(job_dir) / STATUS_FILE, current)
+
+
+def read_status(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((Path(job_dir) / STATUS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# --- launching ------------------------------------------------------------------------------------
+def start_export(plan: ExportPlan, now: float | None = None) -> Path:
+    """Write the plan into a new job folder of its run and start the worker detached. Returns the folder."""
+    job_dir = new_job_dir(Path(plan.run_path), now)
+    try:
+        (job_dir / PLAN_FILE).write_text(plan.to_json(), encoding="utf-8")
+        write_status(job_dir, state="starting", run_id=plan.run_id, created_at=time.time(), destinations=plan.describe())
+    except OSError as exc:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise UserError(f"Cannot write the export job {job_dir}: {exc.strerror or exc}", hint="free disk space") from None
+    cmd = [*worker_command(job_dir / PLAN_FILE), "--job", str(job_dir)]
+    env = dict(os.environ)
+    pkg_root = str(Path(__file__).resolve().parents[2])  # importable from a source checkout too
+    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    try:
+        with open(job_dir / LOG_FILE, "ab") as log:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True, close_fds=True, env=env, cwd=str(job_dir))
+    except OSError as exc:
+        write_status(job_dir, state="failed", ended_at=time.time(), error=f"the export worker did not start: {exc}")
+        raise UserError(f"Could not start the export worker: {exc.strerror or exc}") from None
+    # Reap it when it ends while this process lives (no <defunct> child); if this process quits first,
+    # the worker (its own session) keeps going and init reaps it.
+    threading.Thread(target=proc.wait, name=f"export-reaper-{proc.pid}", daemon=True).start()
+    return job_dir
+
+
+# --- reading --------------------------------------------------------------------------------------
+@dataclass
+class ExportJob:
+    """What the console shows about one export: its state, the current stage and count, the outputs."""
+
+    path: Path
+    run_id: str = ""
+    state: str = "starting"
+    stage: str = ""
+    message: str = ""
+    done: int = 0
+    total: int = 0
+    outputs: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    warnings: list[str] = field(default_factory=list)
+    events: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_JOB_STATES
+
+    def line(self) -> str:
+        """One line for the runs screen: ``export 2130…: gguf 12/38 blk.3.attn_q`` or where the files are."""
+        head = f"export {self.id}"
+        if self.state == "done":
+            from .export_plan import outputs_summary
+
+            where = "; ".join(outputs_summary(self.outputs)) or "done"
+            return f"{head} done: {where}"
+        if self.state in ("failed", "crashed", "interrupted"):
+            return f"{head} {self.state}: {self.error or 'see ' + str(self.path / LOG_FILE)}"
+        count = f" {self.done}/{self.total}" if self.total else ""
+        what = f" · {self.message}" if self.message else ""
+        return f"{head} {self.stage or self.state}{count}{what}"
+
+
+class JobReader:
+    """Follows one job folder: new progress lines by byte offset, and the status file (cheap to call often)."""
+
+    def __init__(self, job_dir: Path, alive: Any = None) -> None:
+        self.job = ExportJob(Path(job_dir))
+        self._offset = 0
+        self._partial = b""
+        self._alive = alive  # (pid, start) -> bool; injected by tests, else core.runs.status.process_alive
+
+    def read(self) -> ExportJob:
+        job = self.job
+        self._read_progress()
+        status = read_status(job.path) or {}
+        job.run_id = str(status.get("run_id") or job.run_id)
+        state = str(status.get("state") or "starting")
+        if state in ACTIVE_JOB_STATES and self._dead(status):
+            self._read_progress()  # the last events a dying worker wrote
+            status = read_status(job.path) or status
+            state = str(status.get("state") or state)
+            if state in ACTIVE_JOB_STATES:
+                state = "crashed"
+                job.error = job.error or f"the export worker ended without a result (see {job.path / LOG_FILE})"
+        job.state = state
+        if isinstance(status.get("outputs"), dict):
+            job.outputs = status["outputs"]
+        if status.get("error") and not job.error:
+            job.error = str(status["error"])
+        return job
+
+    def _dead(self, status: dict[str, Any]) -> bool:
+        pid = status.get("pid")
+        if status.get("state") == "starting" or not pid:
+            created = status.get("created_at")
+            return isinstance(created, (int, float)) and time.time() - created > START_GRACE_S
+        if self._alive is None:
+            from .runs.status import process_alive
+
+            return not process_alive(pid, status.get("pid_start"))
+        return not self._alive(pid, status.get("pid_start"))
+
+    def _read_progress(self) -> None:
+        path = self.job.path / PROGRESS_FILE
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self._offset)
+                chunk = fh.read()
+        except OSError:
+            return
+        self._offset += len(chunk)
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()  # a line still being written
+        for raw in lines:
+            with contextlib.suppress(ValueError):
+                event = json.loads(raw)
+                if isinstance(event, dict):
+                    self._fold(event)
+
+    def _fold(self, event: dict[str, Any]) -> None:
+        job = self.job
+        job.events += 1
+        kind = event.get("type")
+        if kind == "stage":
+            job.stage, job.message, job.done, job.total = str(event.get("stage", "")), str(event.get("message", "")), 0, 0
+        elif kind == "progress":
+            job.stage = str(event.get("stage", job.stage))
+            job.done, job.total = int(event.get("done") or 0), int(event.get("total") or 0)
+            job.message = str(event.get("message", ""))
+        elif kind == "warning":
+            job.warnings.append(str(event.get("message", "")))
+        elif kind == "done" and isinstance(event.get("outputs"), dict):
+            job.outputs = event["outputs"]
+        elif kind == "error":
+            job.error = str(event.get("summary") or event.get("text") or "export failed")
+
+
+def job_dirs(run_path: Path) -> list[Path]:
+    """The run's export job folders, oldest first."""
+    root = jobs_dir(run_path)
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir() and (p / STATUS_FILE).exists())
+    except OSError:
+        return []
+
+
+def active_job_dirs(runs_root: Path) -> list[Path]:
+    """Job folders under ``runs_root`` whose status says they are still starting or running."""
+    found = []
+    for status in sorted(Path(runs_root).glob(f"*/{JOBS_DIR}/*/{STATUS_FILE}")):
+        data = read_status(status.parent) or {}
+        if data.get("state") in ACTIVE_JOB_STATES:
+            found.append(status.parent)
+    return found
+
+
+# --- preflight: how much will be written, and is there room ----------------------------------------
+def weights_folder(plan: ExportPlan) -> Path | None:
+    """The folder whose safetensors hold the weights the export merges into (the base, or a full model)."""
+    if plan.is_full:
+        return Path(plan.source)
+    base = Path(plan.base_model)
+    if base.is_dir():
+        return base
+    from .hub import cached_snapshot
+
+    return cached_snapshot(plan.base_model, "model", plan.base_revision)
+
+
+def estimate_bytes(plan: ExportPlan) -> list[tuple[str, Path, int]]:
+    """(what, where, bytes) for each local output, from the weights' safetensors headers (no weight is read).
+
+    Empty when the weights are not on disk yet (a hub model not downloaded): the worker checks again
+    once it has loaded the model.
+    """
+    from .safetensors_header import SafetensorsError, read_header
+
+    folder = weights_folder(plan)
+    files = sorted(folder.glob("*.safetensors")) if folder is not None and folder.is_dir() else []
+    data_bytes = numel = 0
+    for path in files:
+        try:
+            header = read_header(path)
+        except SafetensorsError:
+            return []
+        data_bytes += header.data_bytes
+        numel += header.parameter_count
+    if not files:
+        return []
+    needs: list[tuple[str, Path, int]] = []
+    if plan.merged:
+        needs.append(("merged folder", Path(plan.merged), data_bytes))
+    if plan.gguf:
+        per = {"f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32}.get(plan.gguf_type, 2.0)
+        needs.append(("GGUF file", Path(plan.gguf), int(numel * per)))
+    return needs
+
+
+def _existing(path: Path) -> Path:
+    probe = path.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
+def preflight(plan: ExportPlan, free_bytes: Any = None) -> list[str]:
+    """The lines the export dialog shows before launching; raises :class:`UserError` when the disk is too small.
+
+    ``free_bytes(path)`` is injectable for tests; by default ``shutil.disk_usage(path).free``.
+    """
+    free_of = free_bytes or (lambda p: shutil.disk_usage(p).free)
+    lines = plan.describe()
+    needs = estimate_bytes(plan)
+    if not needs and (plan.merged or plan.gguf):
+        lines.append("size: unknown until the model is loaded (checked again then)")
+    by_device: dict[int, tuple[Path, int, list[str]]] = {}
+    for what, dest, size in needs:
+        probe = _existing(dest)
+        try:
+            dev = probe.stat().st_dev
+        except OSError:
+            continue
+        where, total, labels = by_device.get(dev, (probe, 0, []))
+        by_device[dev] = (where, total + size, [*labels, what])
+    for where, total, labels in by_device.values():
+        try:
+            free = free_of(where)
+        except OSError:
+            continue
+        need = total + SPACE_MARGIN
+        if free < need:
+            raise UserError(
+                f"Not enough disk space for the {' and '.join(labels)} at {where}: "
+                f"needs about {human_bytes(need)}, {human_bytes(free)} free",
+                hint="free some space or choose a destination on another disk; nothing was written",
+            )
+        lines.append(f"disk: writes about {human_bytes(total)} to {where} ({human_bytes(free)} free)")
+    return lines
