@@ -64,7 +64,7 @@ class ExportPanel(Static):
         self._read(scan=True)
         self.set_interval(POLL_S, self._tick, name="export-watch")
 
-    def watch(self, job_dir: Path) -> None:
+    def follow(self, job_dir: Path) -> None:
         """Follow ``job_dir`` (just launched) from now on."""
         from ..core.export_jobs import JobReader
 
@@ -125,4 +125,4 @@ def follow_export(app: Any, job_dir: Path) -> None:
     """Show the runs screen following ``job_dir`` (launched from any screen)."""
     app.open_runs()
     for panel in app.screen.query(ExportPanel):
-        panel.watch(job_dir)
+        panel.follow(job_dir)

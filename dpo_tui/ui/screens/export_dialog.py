@@ -159,7 +159,7 @@ class ExportDialog(ModalScreen[Path | None]):
         return ExportRequest(
             run_path=self.run_path,
             formats=formats,
-            checkpoint=None if checkpoint in (FINAL, Select.BLANK) else int(checkpoint),  # type: ignore[call-overload]
+            checkpoint=None if checkpoint in (FINAL, Select.BLANK) else int(str(checkpoint)),
             folder=self.query_one("#export-folder", Input).value.strip(),
             gguf_type=str(self.query_one("#export-gguf-type", Select).value),
             repo=self.query_one("#export-repo", Input).value.strip(),
