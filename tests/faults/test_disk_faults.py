@@ -21,13 +21,13 @@ import pytest
 from dpo_tui.core import events as ev
 from dpo_tui.core import runs
 from dpo_tui.core.config import RunConfig
-from dpo_tui.worker.train_failures import RESERVE_FILE
 from tests.support.cli import log_steps, run_cli, run_cli_inprocess, start_run, wait_for_state, wait_for_step, wait_until
 from tests.support.reliability import record_outcome
 
 SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.3"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 BAD = "20250102-000000-bad-b0.1"
+RESERVE_FILE = ".disk-reserve"  # what the trainer sets aside in the run folder (dpo_tui/worker/train_failures.py)
 
 
 def _no_internal_error(proc: subprocess.CompletedProcess[str]) -> str:
