@@ -21,7 +21,15 @@ import pytest
 from dpo_tui.core import events as ev
 from dpo_tui.core import runs
 from dpo_tui.core.config import RunConfig
-from tests.support.cli import log_steps, run_cli, run_cli_inprocess, start_run, wait_for_state, wait_for_step, wait_until
+from tests.support.cli import (
+    log_steps,
+    run_cli,
+    run_cli_inprocess,
+    start_run,
+    wait_for_state,
+    wait_for_step,
+    wait_until,
+)
 from tests.support.reliability import record_outcome
 
 SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.3"}
