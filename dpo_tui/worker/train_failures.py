@@ -122,7 +122,8 @@ def disk_full(exc: BaseException, run: Run, phase: str, checkpoint_estimate: int
     except OSError:
         return None
     written = sum(tree_size(c.path) for c in partial)
-    needed = max(checkpoint_estimate, tree_size(complete[-1].path) if complete else 0, written)
+    # A complete checkpoint is the best measure of the next one; before the first, the estimate.
+    needed = max(tree_size(complete[-1].path) if complete else checkpoint_estimate, written)
     enospc = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in first_line(exc)
     if not enospc and free >= LOW_FREE_BYTES and not (partial and free < needed - written):
         return None
@@ -130,7 +131,7 @@ def disk_full(exc: BaseException, run: Run, phase: str, checkpoint_estimate: int
     where = mount_point(run.path)
     message = (f"disk full while {what}: {_mib(free)} free on {where}"
                + (f", a checkpoint needs about {_mib(needed)}" if needed else ""))
-    hint = (f"free at least {_mib(max(needed - free, 0) + RESERVE_BYTES)} on {where} (or move the runs root), then "
+    hint = (f"free space on {where}, at least {_mib(max(needed - free, 0) + RESERVE_BYTES)} (or move the runs root), then "
             f"`dpo-tui resume {run.id}`; " + ("the last complete checkpoint is kept" if complete else "no checkpoint was complete yet"))
     return "disk", message, hint
 

@@ -126,7 +126,7 @@ def test_disk_full_before_the_run(small_fs: Path, sample_model: Path, case: str,
     run = runs.Run(path)
     assert status["state"] == "failed" and status["kind"] == "disk", status
     assert "disk full while saving checkpoint-" in status["message"] and str(small_fs) in status["message"], status
-    assert "needs about" in status["message"] and "free at least" in status["hint"], status
+    assert "needs about" in status["message"] and "free space on" in status["hint"], status
     terminal = _terminal_events(path)
     assert [e["type"] for e in terminal] == ["failed"] and terminal[0]["kind"] == "disk", terminal
     checkpoints = run.checkpoints()
