@@ -20,7 +20,9 @@ DOC = ROOT / "docs" / "reliability.md"
 
 # Outcomes in which the run (or the operator's input) was handled as documented.
 GOOD = {"recovered", "survived", "failed-clean", "rejected", "refused", "tolerated", "ignored", "queued", "measured", "warned",
-        "passed", "accepted", "accepted-with-warning", "listed", "no-code-run"}
+        "passed", "accepted", "accepted-with-warning", "listed", "no-code-run",
+        # concurrency outcomes: exactly one of several actions took effect, the device stayed guarded
+        "one resume", "one resumed", "device kept locked", "reported"}
 
 
 def load(path: Path) -> list[dict]:

@@ -10,6 +10,8 @@ without ``\\n`` is a torn write: wait for it); unknown types and fields are igno
 are written as ``null`` and listed in ``nonfinite``. A resumed attempt writes a ``resumed``
 event; readers drop earlier ``log`` events with a step above the resume step, so a metric
 series never repeats or skips a step.
+
+The writer and every reader of the format stay in this one module, hence its length.
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ class EventWriter:
                 with open_regular(self.path) as fh:
                     fh.seek(-1, os.SEEK_END)
                     needs_newline = fh.read(1) != b"\n"
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the writer
+            # Readable too: if the file is deleted under us, its history is still reachable through this handle.
+            self._fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - lives as long as the writer
         except OSError as exc:
             # Name the file and the likely cause: the bare "Operation not permitted" of an immutable
             # (``chattr +i``) log tells the operator nothing. Still an OSError, so callers' handling holds.
@@ -178,10 +181,43 @@ class EventWriter:
             fields["nonfinite"] = nonfinite
         event.update(fields)
         line = json.dumps(event, allow_nan=False, default=str)
+        self._follow_path()
         self._fh.write(line + "\n")
         self._fh.flush()
         os.fsync(self._fh.fileno())
         return event
+
+    def _follow_path(self) -> None:
+        """Reopen the log if it was deleted or replaced since it was opened, carrying its history over.
+
+        Without this a deleted ``events.jsonl`` swallows every later event (the terminal one too) in an
+        unlinked inode, and readers see a run that never got past step 0. Two stats per event: cheap.
+        """
+        mine = os.fstat(self._fh.fileno())
+        try:
+            current: os.stat_result | None = os.stat(self.path)
+        except FileNotFoundError:
+            current = None
+        except OSError:
+            return  # unreadable folder: keep the open handle, the next event tries again
+        if current is not None and (current.st_dev, current.st_ino) == (mine.st_dev, mine.st_ino) and mine.st_nlink > 0:
+            return
+        try:
+            history = _read_all(self._fh.fileno(), mine.st_size)
+            if history and not history.endswith(b"\n"):
+                history += b"\n"
+            if current is None:
+                _restore(self.path, history)
+            elif stat.S_ISREG(current.st_mode) and current.st_size == 0:
+                with open(self.path, "ab") as fh:  # replaced by an empty file: it gets the history too
+                    fh.write(history)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            fh_new = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - replaces the writer's handle
+        except OSError:
+            return  # cannot be restored (a folder in its place, a full disk): keep writing where we can
+        self._fh.close()
+        self._fh = fh_new
 
     def close(self) -> None:
         if not self._fh.closed:
@@ -192,6 +228,33 @@ class EventWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = os.pread(fd, min(1 << 20, size - offset), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)
+
+
+def _restore(path: Path, content: bytes) -> None:
+    """Put ``content`` back at ``path`` whole (a reader never sees half of it) unless someone created it meanwhile."""
+    tmp = path.with_name(f".{path.name}.restore-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # created meanwhile: append to that one
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def last_seq(path: Path) -> int:

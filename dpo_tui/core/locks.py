@@ -107,9 +107,9 @@ def read_holder(path: Path) -> str | None:
     return words[0] if words else None
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: Path, what: str) -> Iterator[None]:
-    """Hold an exclusive flock on a run folder, or raise a UserError naming ``what`` is already under way."""
+def try_run_lock(run_dir: Path) -> int | None:
+    """Take the exclusive flock on a run folder without waiting: its fd (close it to release), or ``None``
+    when another command or console holds it. A UserError when the folder cannot be opened."""
     try:
         fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -117,11 +117,21 @@ def run_lock(run_dir: Path, what: str) -> Iterator[None]:
     except OSError as exc:
         raise UserError(f"Cannot open the run folder {run_dir}: {exc.strerror or exc}") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UserError(f"Run {run_dir.name} is already {what} (another command or console is doing it)",
-                            hint=f"`dpo-tui attach {run_dir.name}` follows it") from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, what: str) -> Iterator[None]:
+    """Hold an exclusive flock on a run folder, or raise a UserError naming ``what`` is already under way."""
+    fd = try_run_lock(run_dir)
+    if fd is None:
+        raise UserError(f"Run {run_dir.name} is already {what} (another command or console is doing it)",
+                        hint=f"`dpo-tui attach {run_dir.name}` follows it")
+    try:
         yield
     finally:
         os.close(fd)

@@ -287,6 +287,12 @@ class Supervisor:
             return
         if rc in (EXIT_FINISHED, EXIT_STOPPED, EXIT_FAILED) and status.state in TERMINAL_STATES:
             return
+        terminal = self._terminal_event(status.attempt)
+        if terminal is not None:
+            # The trainer's terminal event reached the log but its status write did not (a full disk): take
+            # the outcome from the event instead of adding a second one with the stale step of status.json.
+            self._status_from_event(terminal, rc)
+            return
         if rc == -signal.SIGTERM and (status.state == "stopping" or self.cancelled):
             # A Stop that landed before the trainer could handle it: still a stop, not a crash.
             hint = "stopped before the first step"
@@ -317,6 +323,27 @@ class Supervisor:
         status.exit_code = rc if rc >= 0 else 128 - rc
         status.ended_at = time.time()
         self.run.write_status(status)
+
+    def _terminal_event(self, attempt: int) -> dict[str, Any] | None:
+        try:
+            events = ev.read_events(self.run.events_path)
+        except OSError:
+            return None
+        for event in reversed(events):
+            if ev.event_int(event.get("attempt")) < max(1, attempt):
+                return None  # an earlier attempt's outcome is not this one's
+            if event.get("type") in ev.TERMINAL_TYPES:
+                return event
+        return None
+
+    def _status_from_event(self, event: dict[str, Any], rc: int) -> None:
+        state = {ev.FINISHED: "finished", ev.STOPPED: "stopped"}.get(event["type"], "failed")
+        fields: dict[str, Any] = {"state": state, "phase": "done", "ended_at": time.time(), "exit_code": rc if rc >= 0 else 128 - rc,
+                                  "step": ev.event_int(event.get("step"))}
+        if state == "failed":
+            fields.update(kind=event.get("kind"), message=event.get("message"), hint=event.get("hint"))
+        with contextlib.suppress(Exception):
+            self.run.update_status(rebuild_unreadable=True, **fields)
 
     def record_own_failure(self, exc: Exception) -> None:
         """This process failed (not the trainer): make its own cause the run's outcome, never a silent death

@@ -39,6 +39,7 @@ if __name__ == "__main__":
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 import argparse
+import contextlib
 import math
 import os
 import shutil
@@ -52,7 +53,15 @@ from ..core import events as ev
 from ..core.config import RunConfig
 from ..core.fsutil import fsync_dir
 from ..core.runs import EXIT_FINISHED, Run, host_name, process_start_time
-from .train_failures import RunFailed, classify, oom_hint
+from .train_failures import (
+    RunFailed,
+    classify,
+    disk_full,
+    make_reserve,
+    oom_hint,
+    release_reserve,
+    remove_partial_checkpoints,
+)
 from .train_report import (
     GUARDED_PREFIXES,
     HEARTBEAT_S,
@@ -74,7 +83,7 @@ __all__ = [
     "GUARDED_PREFIXES", "HEARTBEAT_S", "LOG_LINE_METRICS", "Heartbeat", "Reporter", "RunFailed", "StopRequested",
     "build_callbacks", "build_trainer", "classify", "finish_failed", "finish_stopped", "install_save_fault",
     "library_versions", "load_data", "log_line", "main", "oom_hint", "pick_precision", "process_rank",
-    "resource_snapshot", "save_final", "stop_agreed", "torch_dtype", "train",
+    "estimate_checkpoint_bytes", "resource_snapshot", "save_final", "stop_agreed", "torch_dtype", "train",
 ]
 
 
@@ -136,8 +145,10 @@ def train(run: Run, resume_from: Path | None) -> int:
             reporter.close()
     heartbeat = Heartbeat(reporter)
     if reporter.rank == 0:
+        make_reserve(run.path)
         heartbeat.start()
     trainer = None
+    checkpoint_estimate = 0
     try:
         import torch
 
@@ -149,6 +160,7 @@ def train(run: Run, resume_from: Path | None) -> int:
         trainer = build_trainer(config, reporter, stop, train_ds, eval_ds, run)
         if trainer is None or stop.requested:
             return finish_stopped(reporter, None)
+        checkpoint_estimate = estimate_checkpoint_bytes(trainer)
         kept = len(trainer.train_dataset)
         if kept < len(train_ds):
             dropped = len(train_ds) - kept
@@ -188,18 +200,33 @@ def train(run: Run, resume_from: Path | None) -> int:
     except RunFailed as exc:
         return finish_failed(reporter, exc.kind, exc.message, exc.hint)
     except Exception as exc:  # noqa: BLE001 - every failure is reported, with the traceback in trainer.log only
-        traceback.print_exc()
-        kind, message, hint = classify(exc, config, reporter.phase)
-        if kind == "disk":
-            # A save that hit a full disk leaves an unusable checkpoint; removing it frees the room
-            # needed to record the failure (status.json, the terminal event).
-            for checkpoint in run.checkpoints():
-                if not checkpoint.complete:
-                    shutil.rmtree(checkpoint.path, ignore_errors=True)
+        # Judge a full disk first, while the partial checkpoint still shows how far the save got; then
+        # free the reserve and that checkpoint, so the traceback, the terminal event and status.json fit.
+        full = disk_full(exc, run, reporter.phase, checkpoint_estimate) if reporter.rank == 0 else None
+        if full is not None:
+            release_reserve(run.path)
+            remove_partial_checkpoints(run)
+        with contextlib.suppress(OSError):
+            traceback.print_exc()
+        kind, message, hint = full or classify(exc, config, reporter.phase)
+        if kind == "disk" and reporter.rank == 0:
+            remove_partial_checkpoints(run)
         return finish_failed(reporter, kind, message, hint)
     finally:
         heartbeat.stopped.set()
         reporter.close()
+        if reporter.rank == 0:
+            release_reserve(run.path)
+
+
+def estimate_checkpoint_bytes(trainer: Any) -> int:
+    """What one checkpoint takes, roughly: the trained weights in fp32 and Adam's two moments per weight,
+    plus the tokenizer and config files saved beside them."""
+    try:
+        trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    except Exception:  # noqa: BLE001 - an estimate only
+        return 0
+    return trained * 4 * 3 + (1 << 20)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,24 @@ traceback goes to trainer.log only.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import shutil
+from pathlib import Path
 
 from ..core.config import RunConfig
 from ..core.errors import UserError, first_line
+from ..core.runs import Run
+
+# Room kept in the run folder for the writes that record a failure (status.json, the terminal event,
+# the traceback in trainer.log): on a disk that fills up they would fail too, and the run would read
+# as a host crash. Freed before those writes, and at the end of every attempt.
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 512 * 1024
+# Below this much free space any failure is taken for a full disk: a full disk surfaces under many
+# exception types (torch's zip writer says "unexpected pos"), so the type alone cannot tell.
+LOW_FREE_BYTES = 1 << 20
 
 
 class RunFailed(Exception):
@@ -54,3 +68,77 @@ def classify(exc: BaseException, config: RunConfig, phase: str) -> tuple[str, st
     if isinstance(exc, (ValueError, TypeError)) and phase in ("loading model", "tokenizing"):
         return "config", f"{name}: {text}", "check the model and settings; details in trainer.log"
     return "crash", f"{name}: {text}", "details in trainer.log"
+
+
+def make_reserve(run_dir: Path) -> None:
+    """Set aside :data:`RESERVE_BYTES` in the run folder (nothing if the disk is already too full)."""
+    path = run_dir / RESERVE_FILE
+    try:
+        with open(path, "wb") as fh:
+            fh.write(b"\0" * RESERVE_BYTES)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def release_reserve(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        (run_dir / RESERVE_FILE).unlink()
+
+
+def tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def disk_full(exc: BaseException, run: Run, phase: str, checkpoint_estimate: int) -> tuple[str, str, str] | None:
+    """(kind ``disk``, message, hint) when the run folder's filesystem is too full for what was being
+    written, judged by the free space rather than the exception's type; ``None`` otherwise.
+
+    Call it before anything is cleaned up: the partial checkpoint still shows how far the save got.
+    ``checkpoint_estimate`` is what one checkpoint is expected to take (0 when unknown).
+    """
+    try:
+        free = shutil.disk_usage(run.path).free
+        partial = [c for c in run.checkpoints() if not c.complete]
+        complete = [c for c in run.checkpoints() if c.complete]
+    except OSError:
+        return None
+    written = sum(tree_size(c.path) for c in partial)
+    # A complete checkpoint is the best measure of the next one; before the first, the estimate.
+    needed = max(tree_size(complete[-1].path) if complete else checkpoint_estimate, written)
+    enospc = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "No space left on device" in first_line(exc)
+    if not enospc and free >= LOW_FREE_BYTES and not (partial and free < needed - written):
+        return None
+    what = f"saving {partial[-1].path.name}" if partial else phase
+    where = mount_point(run.path)
+    message = (f"disk full while {what}: {_mib(free)} free on {where}"
+               + (f", a checkpoint needs about {_mib(needed)}" if needed else ""))
+    hint = (f"free space on {where}, at least {_mib(max(needed - free, 0) + RESERVE_BYTES)} (or move the runs root), then "
+            f"`dpo-tui resume {run.id}`; " + ("the last complete checkpoint is kept" if complete else "no checkpoint was complete yet"))
+    return "disk", message, hint
+
+
+def remove_partial_checkpoints(run: Run) -> None:
+    """A save cut short leaves a checkpoint nothing can resume from; removing it frees its space too."""
+    with contextlib.suppress(OSError):
+        for checkpoint in run.checkpoints():
+            if not checkpoint.complete:
+                shutil.rmtree(checkpoint.path, ignore_errors=True)

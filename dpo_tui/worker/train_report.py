@@ -8,6 +8,7 @@ boundary after a signal and paces checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -329,7 +330,8 @@ def finish_stopped(reporter: Reporter, checkpoint: Path | None) -> int:
 
 
 def finish_failed(reporter: Reporter, kind: str, message: str, hint: str) -> int:
-    print(f"dpo-tui: run failed ({kind}): {message}", file=sys.stderr)
+    with contextlib.suppress(OSError):  # trainer.log on a full disk
+        print(f"dpo-tui: run failed ({kind}): {message}", file=sys.stderr)
     try:
         reporter.emit(ev.FAILED, step=reporter.step, kind=kind, message=message, hint=hint, phase=reporter.phase)
     except OSError:

@@ -243,28 +243,57 @@ def _signal_group(status: RunStatus, sig: int) -> bool:
     return bool(signalled)
 
 
+# How long a stop waits for the run folder's lock before it takes the holder for another stop of the same run.
+LOCK_PATIENCE_S = 2.0
+
+
 def stop(run: Run, now: bool = False, wait: float = 0.0, escalate_after: float | None = None) -> RunStatus:
     """Graceful stop: SIGTERM to the process group (checkpoint at the next step, then ``stopped``).
 
     ``now`` (or a second stop while ``stopping``) sends SIGKILL. ``wait`` seconds are spent
     waiting for a terminal state; ``escalate_after`` turns a slow graceful stop into SIGKILL.
+
+    A stop holds the run folder's lock while it signals and waits. A stop that finds the lock held is
+    the same request arriving twice (two consoles, a script and an operator), not an operator asking
+    again: it only waits, so the run still ends gracefully with its checkpoint instead of being killed.
     """
+    from ..locks import try_run_lock
+
     status = run.status()
     if status.state in TERMINAL_STATES:
         raise UserError(f"Run {run.id} is not running (state: {status.state})")
-    hard = now or status.state == "stopping"
-    if hard:
+    if now:
         _kill(run, status)
         return run.status()
-    run.update_status(state="stopping")
-    if not _signal_group(status, signal.SIGTERM):
-        return run.status()
-    deadline = time.time() + wait
-    while time.time() < deadline:
+    fd = try_run_lock(run.path)
+    deadline = time.time() + LOCK_PATIENCE_S
+    while fd is None and time.time() < deadline:  # a resume holds it only while it launches
+        time.sleep(0.05)
+        fd = try_run_lock(run.path)
+    if fd is None:
+        return _wait_for_end(run, wait, None)
+    try:
+        status = run.status()  # again, under the lock: another stop may have ended it meanwhile
+        if status.state in TERMINAL_STATES:
+            return status
+        if status.state == "stopping":
+            _kill(run, status)
+            return run.status()
+        run.update_status(state="stopping")
+        if not _signal_group(status, signal.SIGTERM):
+            return run.status()
+        return _wait_for_end(run, wait, escalate_after)
+    finally:
+        os.close(fd)
+
+
+def _wait_for_end(run: Run, wait: float, escalate_after: float | None) -> RunStatus:
+    started = time.time()
+    while time.time() - started < wait:
         current = run.status()
         if current.state in TERMINAL_STATES:
             return current
-        if escalate_after is not None and time.time() - (deadline - wait) > escalate_after:
+        if escalate_after is not None and time.time() - started > escalate_after:
             _kill(run, current)
             return run.status()
         time.sleep(0.2)
