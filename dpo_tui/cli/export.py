@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
             "or not at all."
         ),
     )
-    p.add_argument("run_id", metavar="ID", help="run id (or unique prefix, or a run folder path)")
+    p.add_argument("run_id", metavar="ID", help="run id, id prefix, folder, or the --name it was started with")
     add_runs_dir(p)
     p.add_argument("--checkpoint", type=int, metavar="N", help="export checkpoint-N instead of the final weights")
     p.add_argument("--merged", metavar="DIR", help="write the merged model (safetensors + tokenizer + card) here")
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
 def _plan(args: argparse.Namespace) -> Any:
     from ..core.export_plan import plan_export
     from ..core.paths import runs_root
-    from ..core.runs import find_run
+    from ..core.runs.resolve import resolve_run
 
     return plan_export(
-        find_run(runs_root(args.runs_dir), args.run_id),
+        resolve_run(runs_root(args.runs_dir), args.run_id),
         checkpoint=args.checkpoint,
         merged=args.merged,
         gguf=args.gguf,

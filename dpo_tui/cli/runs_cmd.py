@@ -22,7 +22,9 @@ from ..core.config import FREE_TEXT_LISTS, SAMPLE_PRESET, RunConfig, build_confi
 from ..core.config_fields import field_kind
 from ..core.errors import UserError
 from ..core.mapping import parse_map
+from ..core.numfmt import column_widths, num, steps
 from ..core.preflight import check_inputs
+from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
 # Short aliases operators expect, beside the generated --field-name flags.
@@ -189,7 +191,7 @@ def outcome_line(run: runs_mod.Run, status: runs_mod.RunStatus, history: ev.RunH
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     return follow(run)
 
 
@@ -234,16 +236,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"No runs in {root}. Start one with: dpo-tui train")
         return 0
-    print(f"  {'ID':<44} {'STATE':<10} {'STEP':>9} {'β':>6} {'RANK':>4} {'LOSS':>7} {'MARGIN':>7}  STARTED")
     shown = runs_mod.printable  # a folder name or message may hold escape sequences: never print them raw
-    for s in summaries:
-        progress = f"{s.step}/{s.max_steps or '?'}"
-        state = s.state + ("!" if s.stalled else "")
+    header = ["ID", "STATE", "STEP", "β", "RANK", "LOSS", "MARGIN", "STARTED"]
+    rows = [
+        [
+            shown(s.id), s.state + ("!" if s.stalled else ""), steps(s.step, s.max_steps) if s.max_steps else f"{s.step}/?",
+            num(s.beta), "full" if s.method == "full" else str(s.lora_rank or "—"), num(s.loss, zeros=True), num(s.margin, zeros=True),
+            _when(s.started_at or s.created_at),
+        ]
+        for s in summaries
+    ]
+    widths = column_widths(header, rows)
+    right = {2, 3, 4, 5, 6}  # numbers line up on their last digit
+
+    def line(cells: list[str]) -> str:
+        return " ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    print("  " + line(header))
+    for s, row in zip(summaries, rows, strict=True):
         mark = "* " if s.id in changed else "  "
-        print(
-            f"{mark}{shown(s.id):<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
-            f"{_fmt(s.loss):>7} {_fmt(s.margin):>7}  {_when(s.started_at or s.created_at)}"
-        )
+        print(mark + line(row))
         if s.state == "unreadable":
             print(f"    unreadable: {shown(s.error or '')}")
         elif s.state in ("failed", "crashed") and (s.message or s.kind):
@@ -254,7 +266,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     status = runs_mod.stop(run, now=args.now, wait=args.wait, escalate_after=args.timeout if args.wait else None)
     if status.state in runs_mod.TERMINAL_STATES:
         print(f"{run.id}: {status.state}" + (f" ({status.hint})" if status.hint else ""))
@@ -264,7 +276,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     ckpt = runs_mod.resume(run)
     print(f"Resuming {run.id} from {ckpt.path.name} (step {ckpt.step})")
     if args.follow:
@@ -273,7 +285,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     if not args.yes:
         raise UserError(f"Deleting {run.id} removes its checkpoints and adapter for good", hint="add --yes to confirm")
     if runs_mod.delete(run):
@@ -297,12 +309,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     attach = sub.add_parser("attach", help="follow a run (Ctrl-C detaches)")
     add_runs_dir(attach)
-    attach.add_argument("run_id", metavar="ID")
+    attach.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     attach.set_defaults(func=cmd_attach)
 
     stop = sub.add_parser("stop", help="stop a run gracefully (checkpoint, then 'stopped')")
     add_runs_dir(stop)
-    stop.add_argument("run_id", metavar="ID")
+    stop.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     stop.add_argument("--now", action="store_true", help="kill at once (SIGKILL); no final checkpoint")
     stop.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for the run to end (default 60)")
     stop.add_argument("--timeout", type=float, default=50.0, metavar="S", help="escalate to SIGKILL after S seconds of waiting")
@@ -310,12 +322,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     resume = sub.add_parser("resume", help="resume a stopped/failed/crashed run from its newest complete checkpoint")
     add_runs_dir(resume)
-    resume.add_argument("run_id", metavar="ID")
+    resume.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     resume.add_argument("--follow", "-f", action="store_true")
     resume.set_defaults(func=cmd_resume)
 
     delete = sub.add_parser("delete", help="delete a run folder (never a running run)")
     add_runs_dir(delete)
-    delete.add_argument("run_id", metavar="ID")
+    delete.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     delete.add_argument("--yes", action="store_true")
     delete.set_defaults(func=cmd_delete)

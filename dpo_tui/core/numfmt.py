@@ -16,9 +16,11 @@ ELLIPSIS = "…"
 _SUFFIXES = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
-def _sig(value: float, digits: int) -> str:
-    """``value`` to ``digits`` significant digits, exponent written compactly (``1.3e-5``, ``2e10``)."""
-    text = f"{value:.{digits}g}"
+def _sig(value: float, digits: int, zeros: bool = False) -> str:
+    """``value`` to ``digits`` significant digits, exponent written compactly (``1.3e-5``, ``2e10``);
+    ``zeros`` keeps trailing zeros (``0.250``) so a column of metrics reads at one precision."""
+    text = f"{value:#.{digits}g}".rstrip(".") if zeros else f"{value:.{digits}g}"
+    text = text.replace(".e", "e")
     if "e" in text:
         mantissa, exp = text.split("e")
         return f"{mantissa}e{int(exp)}"
@@ -30,11 +32,12 @@ def _exp(value: float, digits: int) -> str:
     return f"{mantissa}e{int(exp)}"
 
 
-def num(value: float | int | None, width: int | None = None, digits: int = 3) -> str:
+def num(value: float | int | None, width: int | None = None, digits: int = 3, zeros: bool = False) -> str:
     """A number in at most ``digits`` significant digits: ``0.693``, ``0.1``, ``1.3e-5``, ``-4.2e7``.
 
     With ``width``, fewer digits are used until it fits; no finite float needs more than 7 cells
-    (``-1e-308``). ``None`` is ``–``; NaN and infinities are spelled out.
+    (``-1e-308``). ``None`` is ``–``; NaN and infinities are spelled out. ``zeros`` keeps trailing
+    zeros (``0.250``, for metrics); without it the shortest form (``0.1``, for settings such as β).
     """
     if value is None:
         return MISSING
@@ -45,10 +48,10 @@ def num(value: float | int | None, width: int | None = None, digits: int = 3) ->
         return "inf" if value > 0 else "-inf"
     if value == 0:
         return "0"
-    text = _sig(value, digits)
+    text = _sig(value, digits, zeros)
     if width is not None and len(text) > width:
         # Most digits first; at each precision the plain form, then the exponent form (0.0007 → 7e-4).
-        forms = [form for d in range(digits, 0, -1) for form in (_sig(value, d), _exp(value, d))]
+        forms = [form for d in range(digits, 0, -1) for form in (_sig(value, d, zeros), _exp(value, d))]
         text = next((form for form in forms if len(form) <= width), text)
         if len(text) > width:
             # Only three-digit exponents get here. Cutting ``-1e-308`` to ``-1e-3…`` would read as -0.001,

@@ -52,9 +52,10 @@ def cell_width(key: str) -> int:
     return RUN_ID_MAX if key == "run" else WIDTHS[key]
 
 
-def number_cell(value: float | None, key: str, digits: int = 3) -> str:
-    """A metric in significant digits that fits its column (``1.3e-5``, never ``1.26e-``)."""
-    return numfmt.num(value, cell_width(key), digits)
+def number_cell(value: float | None, key: str, zeros: bool = True) -> str:
+    """A value in significant digits that fits its column (``1.3e-5``, never ``1.26e-``); metrics keep
+    trailing zeros (``0.250``), settings (``zeros=False``) read shortest (β ``0.1``)."""
+    return numfmt.num(value, cell_width(key), zeros=zeros)
 
 
 def text_cell(text: str | None, key: str, keep_end: bool = False) -> str:
@@ -142,7 +143,7 @@ def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[A
         number_cell(summary.loss, "loss"),
         number_cell(summary.margin, "margin"),
         "–" if summary.accuracy is None else f"{summary.accuracy:.2f}",
-        number_cell(summary.beta, "beta"),
+        number_cell(summary.beta, "beta", zeros=False),
         text_cell(summary.loss_type or None, "loss_type"),
         rank,
         text_cell(printable(summary.group) if summary.group else None, "group", keep_end=True),
