@@ -134,6 +134,15 @@ def progress_line(history: ev.RunHistory, status: runs_mod.RunStatus, width: int
     )
 
 
+CLEAR_LINE = "\r\x1b[K"
+
+
+def _columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
+
+
 def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
     """Show progress until the run ends. Ctrl-C or a hang-up detaches; the run keeps going."""
     detached = False
@@ -155,7 +164,9 @@ def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
             status = run.status()
             line = progress_line(history, status)
             if tty:
-                sys.stdout.write("\r" + line[:200].ljust(120))
+                # Redraw in place: carriage return, clear to the end of the line, and never wider than the
+                # terminal (a wrapped line would leave its first half behind on every redraw).
+                sys.stdout.write(CLEAR_LINE + line[: max(20, _columns() - 1)])
                 sys.stdout.flush()
             elif line != last_printed and time.time() - last_time > 2 or status.state in runs_mod.TERMINAL_STATES:
                 print(line, flush=True)
@@ -163,7 +174,7 @@ def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
             if status.state in runs_mod.TERMINAL_STATES:
                 history.apply(reader.read_new())
                 if tty:
-                    print()
+                    sys.stdout.write(CLEAR_LINE + progress_line(history, status)[: max(20, _columns() - 1)] + "\n")
                 print(outcome_line(run, status, history), flush=True)
                 return {"finished": 0, "stopped": 3}.get(status.state, 1)
             time.sleep(poll)
