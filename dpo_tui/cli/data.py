@@ -116,9 +116,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     report = loaded.report
     if not report.ok and not args.drop_bad:
         sys.stderr.write(report.render() + "\n")
-        sys.stderr.write("dpo-tui: nothing written: fix the errors above, or pass --drop-bad to write the "
-                         f"{report.rows_usable} usable rows\n")
+        if report.rows_usable:
+            sys.stderr.write("dpo-tui: nothing written: fix the errors above, or pass --drop-bad to write the "
+                             f"{report.rows_usable} usable rows\n")
+        else:
+            sys.stderr.write("dpo-tui: nothing written: no row is usable; fix the errors above\n")
         return EXIT_USAGE
+    if not report.rows_usable:
+        raise UserError(f"{args.path}: no row is usable, so there is nothing to write", hint=f"see why with: dpo-tui data check {args.path}")
     n = write_jsonl(loaded.rows, out)
     sys.stdout.write(f"wrote {n} {report.format} rows ({report.shape}) to {out}"
                      + (f"; {report.rows_total - n} row(s) with errors left out" if report.rows_total > n else "")

@@ -23,7 +23,7 @@ from ..core.config_fields import field_kind
 from ..core.errors import UserError
 from ..core.mapping import parse_map
 from ..core.numfmt import column_widths, num, steps
-from ..core.preflight import check_inputs
+from ..core.preflight import check_inputs, preflight_warnings
 from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
@@ -91,6 +91,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_inputs(config)
+    for warning in preflight_warnings(config):
+        print(f"Warning: {warning}", file=sys.stderr)
     if config.trust_remote_code:
         print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {config.model}, "
               "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
