@@ -18,12 +18,13 @@ from typing import Any
 from ..core import events as ev
 from ..core import paths
 from ..core import runs as runs_mod
-from ..core.config import FREE_TEXT_LISTS, SAMPLE_PRESET, RunConfig, build_config, load_config
+from ..core.config import FREE_TEXT_LISTS, RunConfig, load_config
 from ..core.config_fields import field_kind
 from ..core.errors import UserError
 from ..core.mapping import parse_map
 from ..core.numfmt import column_widths, num, steps
 from ..core.preflight import check_inputs, preflight_warnings
+from ..core.run_defaults import default_config
 from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
@@ -78,14 +79,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["column_map"] = parse_map(args.map)
     if args.config:
         return load_config(args.config, overrides)
-    # No config file: the sample experiment's settings when training the sample model.
-    base: dict[str, Any] = {}
-    if overrides.get("model", "sample") == "sample":
-        base = dict(SAMPLE_PRESET)
-        if "dataset" in overrides and "model" not in overrides:
-            base.pop("dataset")
-    base.update(overrides)
-    return build_config(base)
+    return default_config(overrides)  # no config file: the sample experiment's settings for the sample model
 
 
 def cmd_train(args: argparse.Namespace) -> int:
