@@ -92,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_ui(args: argparse.Namespace) -> int:
     from ..ui.app import run_app
+    from .runs_cmd import still_running_note
 
-    return run_app(runs_dir=args.runs_dir, model=getattr(args, "model", None), dataset=getattr(args, "dataset", None))
+    code = run_app(runs_dir=args.runs_dir, model=getattr(args, "model", None), dataset=getattr(args, "dataset", None))
+    # After Textual has given the terminal back: runs are detached and outlive the console, and
+    # leaving silently would let an operator think quitting stopped them.
+    note = still_running_note(args.runs_dir)
+    if note:
+        sys.stderr.write(note + "\n")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,7 +91,10 @@ def cmd_check(args: argparse.Namespace) -> int:
             raise UserError("--batch-size must be positive")
         from ..core.run_defaults import default_config
 
-        defaults = default_config({"model": args.model})  # the run `dpo-tui train --model M` would start
+        try:
+            defaults = default_config({"model": args.model})  # the run `dpo-tui train --model M` would start
+        except (UserError, ValueError):  # the tokenizer load below names what is wrong with the model
+            defaults = default_config({})
         tok = ChatTokenizer.from_model(args.model)
         add_token_stats(report, args.path, tok, max_length=args.max_length or defaults.max_length,
                         batch_size=args.batch_size or defaults.per_device_batch_size, split=args.split, column_map=column_map)

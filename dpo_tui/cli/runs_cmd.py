@@ -25,6 +25,7 @@ from ..core.mapping import parse_map
 from ..core.numfmt import column_widths, num, steps
 from ..core.preflight import check_inputs, preflight_warnings
 from ..core.run_defaults import default_config
+from ..core.run_states import state_label
 from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
@@ -247,7 +248,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     header = ["ID", "STATE", "STEP", "β", "RANK", "LOSS", "MARGIN", "STARTED"]
     rows = [
         [
-            shown(s.id), s.state + ("!" if s.stalled else ""), steps(s.step, s.max_steps) if s.max_steps else f"{s.step}/?",
+            shown(s.id), state_label(s.state, s.kind) + ("!" if s.stalled else ""), steps(s.step, s.max_steps) if s.max_steps else f"{s.step}/?",
             num(s.beta), "full" if s.method == "full" else str(s.lora_rank or "—"), num(s.loss, zeros=True), num(s.margin, zeros=True),
             _when(s.started_at or s.created_at),
         ]
@@ -270,6 +271,25 @@ def cmd_runs(args: argparse.Namespace) -> int:
     note = f"; * = changed since you last looked ({len(changed)})" if changed else ""
     print(f"\n{len(summaries)} run(s) in {root}{note}")
     return 0
+
+
+def active_runs_text(summaries: list[runs_mod.RunSummary]) -> str:
+    """What keeps going after the console quits, and how to get back to it; empty when nothing does."""
+    active = [s for s in summaries if s.state in runs_mod.ACTIVE_STATES]
+    if not active:
+        return ""
+    lines = [f"{len(active)} run(s) keep going in the background:"]
+    for s in active:
+        lines.append(f"  {runs_mod.printable(s.id)}  {state_label(s.state, s.kind)}  {steps(s.step, s.max_steps)}")
+    lines.append(f"Follow one with: dpo-tui attach {runs_mod.printable(active[0].id)}   (stop: dpo-tui stop ID)")
+    return "\n".join(lines)
+
+
+def still_running_note(runs_dir: str | None) -> str:
+    try:
+        return active_runs_text(runs_mod.list_runs(paths.runs_root(runs_dir)))
+    except (UserError, OSError):
+        return ""  # the console already said what is wrong with the runs root
 
 
 def cmd_stop(args: argparse.Namespace) -> int:

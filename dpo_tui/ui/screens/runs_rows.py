@@ -15,7 +15,7 @@ from rich.text import Text
 
 from ...core import numfmt
 from ...core.events import printable
-from ...core.run_states import ACTIVE_STATES, FAILED_STATES, RESUMABLE_STATES
+from ...core.run_states import ACTIVE_STATES, FAILED_STATES, RESUMABLE_STATES, state_label
 from ..format import duration
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def queue_position(phase: str | None) -> int | None:
 
 
 def state_cell(summary: RunSummary) -> Text:
-    state = summary.state + ("?" if summary.stalled else "")
+    state = state_label(summary.state, summary.kind) + ("?" if summary.stalled else "")
     position = queue_position(summary.phase) if summary.state == "queued" else None
     if position is not None:
         state = f"queued #{position}"
@@ -161,8 +161,8 @@ def detail_text(summary: RunSummary | None, now: float) -> Text:
     if summary.error:
         return Text(f"{printable(summary.id)}: unreadable: {unreadable_reason(summary)} · d deletes the folder")
     shown_id = printable(summary.id)
-    parts = [f"{shown_id}: {summary.state}"]
-    if summary.kind and summary.state in RESUMABLE_STATES:
+    parts = [f"{shown_id}: {state_label(summary.state, summary.kind)}"]
+    if summary.kind and summary.state in RESUMABLE_STATES and summary.kind != "cancelled":
         parts[0] += f" ({summary.kind})"
     if summary.state == "queued" and summary.phase:  # the phase holds the queue position
         parts[0] = f"{shown_id}: {printable(summary.phase).replace('queued: ', 'queued, ', 1)}"
