@@ -83,6 +83,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return default_config(overrides)  # no config file: the sample experiment's settings for the sample model
 
 
+def new_run_id(root: Path, config: RunConfig) -> str:
+    """The id names what this run changes from the newest run in ``root`` (``…-b0.1-r16``)."""
+    from ..core.run_names import run_id_for
+    from ..core.runs.lifecycle import slug
+
+    previous = None
+    try:
+        newest = runs_mod.list_run_dirs(root)[:1]
+        previous = runs_mod.Run(newest[0]).config() if newest else None
+    except (UserError, OSError, ValueError):
+        previous = None  # an unreadable newest run only costs the id its tags
+    # Paths compared as the run folder records them (absolute), so the same file never reads as a change.
+    return run_id_for(runs_mod.freeze_paths(config), previous, "tiny-chat" if config.is_sample() else slug(config.model))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_inputs(config)
@@ -92,7 +107,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {config.model}, "
               "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
     root = paths.runs_root(args.runs_dir)
-    run = runs_mod.create_run(root, config)
+    run = runs_mod.create_run(root, config, run_id=new_run_id(root, config))
     try:
         runs_mod.launch(run)
     except OSError as exc:
