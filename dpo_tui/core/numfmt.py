@@ -56,12 +56,20 @@ def num(value: float | int | None, width: int | None = None, digits: int = 3, ze
         if len(text) > width:
             # Only three-digit exponents get here. Cutting ``-1e-308`` to ``-1e-3…`` would read as -0.001,
             # so a tiny value says "about zero" and anything else says only that it did not fit.
-            if abs(value) < 1:
+            if abs(value) < 1e-9:
                 tiny = "≈0" if value > 0 else "-≈0"
                 if len(tiny) <= width:
                     return tiny
             return ELLIPSIS
     return text
+
+
+def _compact(n: int, digits: int) -> str:
+    """``n`` with a k/M/G/T suffix in at most ``digits`` significant digits; plain below 1000."""
+    for scale, suffix in _SUFFIXES:
+        if abs(n) >= scale:
+            return _sig(n / scale, digits) + suffix
+    return str(n)
 
 
 def count(n: int | None, width: int | None = None) -> str:
@@ -70,18 +78,10 @@ def count(n: int | None, width: int | None = None) -> str:
         return MISSING
     n = int(n)
     plain = str(n)
-    if width is not None and len(plain) <= width:
+    if (width is not None and len(plain) <= width) or abs(n) < 1000:
         return plain
-    if abs(n) < 1000:
-        return plain
-    for scale, suffix in _SUFFIXES:
-        if abs(n) >= scale:
-            for digits in (3, 2, 1):
-                text = _sig(n / scale, digits) + suffix
-                if "e" not in text and (width is None or len(text) <= width):
-                    return text
-            return _sig(n / scale, 1) + suffix
-    return plain  # pragma: no cover - every n >= 1000 matches a suffix
+    forms = [_compact(n, d) for d in (3, 2, 1)]
+    return next((form for form in forms if width is None or len(form) <= width), forms[-1])
 
 
 def steps(step: int | None, total: int | None, width: int | None = None) -> str:
@@ -89,13 +89,8 @@ def steps(step: int | None, total: int | None, width: int | None = None) -> str:
     if not total:
         return count(step) if step else MISSING
     step = int(step or 0)
-    plain = f"{step}/{total}"
-    if width is None or len(plain) <= width:
-        return plain
-    text = f"{step}/{count(total, 0)}"
-    if len(text) <= width:
-        return text
-    return f"{count(step, 0)}/{count(total, 0)}"
+    forms = [f"{step}/{total}", f"{step}/{count(total)}", *(f"{_compact(step, d)}/{count(total)}" for d in (3, 2, 1))]
+    return next((form for form in forms if width is None or len(form) <= width), forms[-1])
 
 
 def ellipsize(text: str | None, width: int, keep_end: bool = False) -> str:
