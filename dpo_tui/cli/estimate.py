@@ -4,7 +4,10 @@
 [--lora-targets M ...] [--batch-size B] [--max-length L] [--precision bf16|fp16|fp32]
 [--gradient-checkpointing|--no-gradient-checkpointing] [--nproc N] [--dataset PATH] [--json] [--probe]``
 
-The estimate (``dpo_tui.core.vram``) is compared with the *free* memory of the chosen GPU(s);
+Unset settings are what ``dpo-tui train`` would use (``core.run_defaults``: the sample preset for the
+sample model, the run's own dataset for the padded length), and on a machine without a usable GPU the
+run trains on the CPU, so the estimate counts tensors only and is compared with free RAM, as the
+console's VRAM bar does. The estimate (``dpo_tui.core.vram``) is compared with the *free* memory of the chosen GPU(s);
 when it does not fit, the command lists what would (a smaller batch, checkpointing, 4-bit, a
 shorter max length, precomputed reference log-probs), each with its new estimate. ``--json``
 prints ``{"total_bytes", "components", "fits", "suggestions", ...}``. ``--probe`` then runs two
