@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..core.errors import EXIT_USAGE, UserError
 
@@ -24,8 +25,38 @@ from ..core.errors import EXIT_USAGE, UserError
 SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare", "ladder")
 
 
+def plain_help(text: str) -> str:
+    """Docstring text as an operator reads it: reST literals (````loss_type````) without their backquotes."""
+    return re.sub(r"``([^`]*)``", r"\1", text)
+
+
+class _PlainHelp:
+    """Help texts come from field docstrings: drop their reST markup, and keep a literal ``%`` (``~30 %
+    slower``) from being read as argparse's ``%(default)s`` interpolation (which printed a dict)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = plain_help(super()._get_help_string(action) or "")  # type: ignore[misc]
+        return re.sub(r"%(?!\()", "%%", text)
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain_help(text))  # type: ignore[misc]
+
+
+class _HelpFormatter(_PlainHelp, argparse.HelpFormatter):
+    pass
+
+
+class _RawHelpFormatter(_PlainHelp, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that exits 2 with a one-paragraph message (its default) but never a traceback."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raw = kwargs.get("formatter_class") is argparse.RawDescriptionHelpFormatter
+        kwargs["formatter_class"] = _RawHelpFormatter if raw else _HelpFormatter
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -61,8 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_ui(args: argparse.Namespace) -> int:
     from ..ui.app import run_app
+    from .runs_cmd import still_running_note
 
-    return run_app(runs_dir=args.runs_dir, model=getattr(args, "model", None), dataset=getattr(args, "dataset", None))
+    code = run_app(runs_dir=args.runs_dir, model=getattr(args, "model", None), dataset=getattr(args, "dataset", None))
+    # After Textual has given the terminal back: runs are detached and outlive the console, and
+    # leaving silently would let an operator think quitting stopped them.
+    note = still_running_note(args.runs_dir)
+    if note:
+        sys.stderr.write(note + "\n")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

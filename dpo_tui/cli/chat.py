@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..core import chat_protocol as P
     from ..core.chat_client import ChatClient, ChatError, run_adapter
     from ..core.paths import runs_root
-    from ..core.runs import find_run
+    from ..core.runs.resolve import resolve_run
 
     if args.max_new_tokens < 1:
         raise UserError("--max-new-tokens must be ≥ 1")
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         raise UserError("Bad generation settings", [Problem(b) for b in bad])
     root = runs_root(args.runs_dir)
-    run_ = find_run(root, args.run)
+    run_ = resolve_run(root, args.run)
     config = run_.config()
     choice = run_adapter(run_, args.checkpoint)
     if choice.path != run_.adapter_dir and not args.checkpoint:

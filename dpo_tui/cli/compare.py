@@ -8,14 +8,22 @@ import json
 from ..core import paths
 from ..core.compare import compare
 from ..core.errors import UserError
-from ..core.runs import find_run
+from ..core.events import printable
+from ..core.numfmt import column_widths, num
+from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
 TABLE_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
 
 
 def _cell(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
+    return num(value, digits=4) if isinstance(value, float) else str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Plain-text rows, each column as wide as its widest cell, so wide values never push others out of line."""
+    widths = column_widths(header, rows)
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -27,30 +35,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
         ids += [s.id for s in reversed(list_runs(root)) if s.group == args.group]
     if len(ids) < 2:
         raise UserError("compare needs at least two runs", hint="give two or more run ids, or --group NAME")
-    runs = [find_run(root, i) for i in dict.fromkeys(ids)]
+    runs = list({run.path: run for run in (resolve_run(root, i) for i in dict.fromkeys(ids))}.values())
     doc = compare(runs)
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False))
         return 0
-    width = max(12, *(len(r["label"]) for r in doc["runs"]))
-    print("Differences:" if doc["diff"] else "The configs are identical.")
-    for field, values in doc["diff"].items():
-        print(f"  {field:<24} " + "  ".join(f"{_cell(v):<{width}}" for v in values))
+    labels = [printable(r["label"]) for r in doc["runs"]]
+    if doc["diff"]:
+        print("Differences:")
+        for line in _table(["  field", *labels], [[f"  {field}", *(printable(_cell(v)) for v in values)] for field, values in doc["diff"].items()]):
+            print(line)
+    else:
+        print("The configs are identical.")
     print()
-    print(f"{'metric (final / best)':<24} " + "  ".join(f"{r['label']:<{width}}" for r in doc["runs"]))
+    rows = []
     for metric in TABLE_METRICS:
         cells = []
         for r in doc["runs"]:
             final, best = r["final"].get(metric), r["best"].get(metric)
             cells.append(f"{_cell(final) if final is not None else '—'} / {_cell(best) if best is not None else '—'}")
-        print(f"{metric:<24} " + "  ".join(f"{c:<{width}}" for c in cells))
+        rows.append([metric, *cells])
+    for line in _table(["metric (final / best)", *labels], rows):
+        print(line)
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="compare runs: metrics and config differences")
     add_runs_dir(p)
-    p.add_argument("run_ids", nargs="*", metavar="ID")
+    p.add_argument("run_ids", nargs="*", metavar="RUN", help="run ids, prefixes, folders or run names")
     p.add_argument("--group", help="add every run of this group (a β ladder)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)

@@ -46,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(check)
     check.add_argument("--model", help="tokenizer for token statistics (model folder, hub id in cache, 'sample')")
     check.add_argument("--max-length", type=int, default=None,
-                       help="max_length for truncation/drop figures (default with --model: 1024, TRL's default)")
-    check.add_argument("--batch-size", type=int, default=1, help="per-device batch size for the padded-length figure")
+                       help="max_length for truncation/drop figures (default: what train would use with --model)")
+    check.add_argument("--batch-size", type=int, default=None,
+                       help="per-device batch size for the padded-length figure (default: what train would use)")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     check.set_defaults(func=cmd_check)
 
@@ -86,9 +87,17 @@ def cmd_check(args: argparse.Namespace) -> int:
 
         if args.max_length is not None and args.max_length <= 0:
             raise UserError("--max-length must be positive")
+        if args.batch_size is not None and args.batch_size <= 0:
+            raise UserError("--batch-size must be positive")
+        from ..core.run_defaults import default_config
+
+        try:
+            defaults = default_config({"model": args.model})  # the run `dpo-tui train --model M` would start
+        except (UserError, ValueError):  # the tokenizer load below names what is wrong with the model
+            defaults = default_config({})
         tok = ChatTokenizer.from_model(args.model)
-        add_token_stats(report, args.path, tok, max_length=args.max_length or 1024,
-                        batch_size=args.batch_size, split=args.split, column_map=column_map)
+        add_token_stats(report, args.path, tok, max_length=args.max_length or defaults.max_length,
+                        batch_size=args.batch_size or defaults.per_device_batch_size, split=args.split, column_map=column_map)
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False) + "\n")
     else:
@@ -116,9 +125,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     report = loaded.report
     if not report.ok and not args.drop_bad:
         sys.stderr.write(report.render() + "\n")
-        sys.stderr.write("dpo-tui: nothing written: fix the errors above, or pass --drop-bad to write the "
-                         f"{report.rows_usable} usable rows\n")
+        if report.rows_usable:
+            sys.stderr.write("dpo-tui: nothing written: fix the errors above, or pass --drop-bad to write the "
+                             f"{report.rows_usable} usable rows\n")
+        else:
+            sys.stderr.write("dpo-tui: nothing written: no row is usable; fix the errors above\n")
         return EXIT_USAGE
+    if not report.rows_usable:
+        raise UserError(f"{args.path}: no row is usable, so there is nothing to write", hint=f"see why with: dpo-tui data check {args.path}")
     n = write_jsonl(loaded.rows, out)
     sys.stdout.write(f"wrote {n} {report.format} rows ({report.shape}) to {out}"
                      + (f"; {report.rows_total - n} row(s) with errors left out" if report.rows_total > n else "")

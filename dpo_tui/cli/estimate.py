@@ -4,7 +4,10 @@
 [--lora-targets M ...] [--batch-size B] [--max-length L] [--precision bf16|fp16|fp32]
 [--gradient-checkpointing|--no-gradient-checkpointing] [--nproc N] [--dataset PATH] [--json] [--probe]``
 
-The estimate (``dpo_tui.core.vram``) is compared with the *free* memory of the chosen GPU(s);
+Unset settings are what ``dpo-tui train`` would use (``core.run_defaults``: the sample preset for the
+sample model, the run's own dataset for the padded length), and on a machine without a usable GPU the
+run trains on the CPU, so the estimate counts tensors only and is compared with free RAM, as the
+console's VRAM bar does. The estimate (``dpo_tui.core.vram``) is compared with the *free* memory of the chosen GPU(s);
 when it does not fit, the command lists what would (a smaller batch, checkpointing, 4-bit, a
 shorter max length, precomputed reference log-probs), each with its new estimate. ``--json``
 prints ``{"total_bytes", "components", "fits", "suggestions", ...}``. ``--probe`` then runs two
@@ -63,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_config(args: argparse.Namespace) -> Any:
-    from ..core.config import build_config, load_config
+    from ..core.config import load_config
+    from ..core.run_defaults import default_config
 
     model = args.model
     if "@" in model and not os.path.exists(model):
@@ -98,7 +102,7 @@ def _run_config(args: argparse.Namespace) -> Any:
         overrides["dataset"] = args.dataset
     if args.config:
         return load_config(args.config, overrides)
-    return build_config(overrides)
+    return default_config(overrides)  # what `dpo-tui train --model …` would run
 
 
 def _model_info(spec: str) -> Any:
@@ -137,26 +141,38 @@ def padded_length_from_dataset(info: Any, config: Any, dataset: str, split: str 
     return int(longest), result
 
 
+def _local_dataset(info: Any, config: Any) -> str | None:
+    """The run's own dataset when it is on this machine and the model's tokenizer is too: train pads
+    batches to the longest pair, not to max_length, so that is the length the console estimates with."""
+    from pathlib import Path
+
+    dataset = config.resolved_dataset()
+    if not Path(dataset).exists() or not info.path or not (Path(info.path) / "tokenizer.json").is_file():
+        return None
+    return dataset
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from ..core import gpus, vram
+    from ..core.run_defaults import estimate_device
 
     config = _run_config(args)
     info = _model_info(args.model)
     padded = None
     data_note = None
-    if args.dataset:
-        padded, stats = padded_length_from_dataset(info, config, args.dataset, args.split)
+    dataset = args.dataset or _local_dataset(info, config)
+    if dataset:
+        padded, stats = padded_length_from_dataset(info, config, dataset, args.split)
         rows = stats.get("rows", 0)
-        data_note = f"longest padded batch in {args.dataset}: {padded} tokens ({rows} pairs)"
+        data_note = f"longest padded batch in {args.dataset or config.dataset}: {padded} tokens ({rows} pairs)"
     inv = gpus.inventory()
-    free: int | None
+    free, device = estimate_device(inv, config)
     if args.free_gib is not None:
         free = int(args.free_gib * GiB)
         where = f"{args.free_gib:g} GiB free (given)"
     else:
-        free = inv.free_bytes(config.gpus or None, count=config.nproc)
         where = _where(inv, config)
-    est = vram.estimate(info, config, padded_length=padded, free_bytes=free, trl_version=args.trl_version)
+    est = vram.estimate(info, config, padded_length=padded, free_bytes=free, trl_version=args.trl_version, device=device)
     if data_note:
         est.notes.insert(0, data_note)
     if args.json:

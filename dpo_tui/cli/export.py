@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
             "or not at all."
         ),
     )
-    p.add_argument("run_id", metavar="ID", help="run id (or unique prefix, or a run folder path)")
+    p.add_argument("run_id", metavar="ID", help="run id, id prefix, folder, or the --name it was started with")
     add_runs_dir(p)
     p.add_argument("--checkpoint", type=_checkpoint_arg, metavar="N|best",
                    help="export checkpoint-N instead of the final weights; best: the lowest eval loss (train loss without an eval split)")
@@ -91,9 +91,9 @@ def _checkpoint_arg(text: str) -> int | str:
 def _plan(args: argparse.Namespace) -> Any:
     from ..core.export_plan import plan_export
     from ..core.paths import runs_root
-    from ..core.runs import find_run
+    from ..core.runs.resolve import resolve_run
 
-    run = find_run(runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(runs_root(args.runs_dir), args.run_id)
     checkpoint = args.checkpoint
     if checkpoint == "best":
         from ..core.checkpoints import best_checkpoint

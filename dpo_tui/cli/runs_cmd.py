@@ -18,11 +18,15 @@ from typing import Any
 from ..core import events as ev
 from ..core import paths
 from ..core import runs as runs_mod
-from ..core.config import FREE_TEXT_LISTS, SAMPLE_PRESET, RunConfig, build_config, load_config
+from ..core.config import FREE_TEXT_LISTS, RunConfig, load_config
 from ..core.config_fields import field_kind
 from ..core.errors import UserError
 from ..core.mapping import parse_map
-from ..core.preflight import check_inputs
+from ..core.numfmt import column_widths, num, steps
+from ..core.preflight import check_inputs, preflight_warnings
+from ..core.run_defaults import default_config
+from ..core.run_states import state_label
+from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
 # Short aliases operators expect, beside the generated --field-name flags.
@@ -76,24 +80,34 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         overrides["column_map"] = parse_map(args.map)
     if args.config:
         return load_config(args.config, overrides)
-    # No config file: the sample experiment's settings when training the sample model.
-    base: dict[str, Any] = {}
-    if overrides.get("model", "sample") == "sample":
-        base = dict(SAMPLE_PRESET)
-        if "dataset" in overrides and "model" not in overrides:
-            base.pop("dataset")
-    base.update(overrides)
-    return build_config(base)
+    return default_config(overrides)  # no config file: the sample experiment's settings for the sample model
+
+
+def new_run_id(root: Path, config: RunConfig) -> str:
+    """The id names what this run changes from the newest run in ``root`` (``…-b0.1-r16``)."""
+    from ..core.run_names import run_id_for
+    from ..core.runs.lifecycle import slug
+
+    previous = None
+    try:
+        newest = runs_mod.list_run_dirs(root)[:1]
+        previous = runs_mod.Run(newest[0]).config() if newest else None
+    except (UserError, OSError, ValueError):
+        previous = None  # an unreadable newest run only costs the id its tags
+    # Paths compared as the run folder records them (absolute), so the same file never reads as a change.
+    return run_id_for(runs_mod.freeze_paths(config), previous, "tiny-chat" if config.is_sample() else slug(config.model))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_inputs(config)
+    for warning in preflight_warnings(config):
+        print(f"Warning: {warning}", file=sys.stderr)
     if config.trust_remote_code:
         print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {config.model}, "
               "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
     root = paths.runs_root(args.runs_dir)
-    run = runs_mod.create_run(root, config)
+    run = runs_mod.create_run(root, config, run_id=new_run_id(root, config))
     try:
         runs_mod.launch(run)
     except OSError as exc:
@@ -132,6 +146,15 @@ def progress_line(history: ev.RunHistory, status: runs_mod.RunStatus, width: int
     )
 
 
+CLEAR_LINE = "\r\x1b[K"
+
+
+def _columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((120, 24)).columns
+
+
 def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
     """Show progress until the run ends. Ctrl-C or a hang-up detaches; the run keeps going."""
     detached = False
@@ -153,7 +176,9 @@ def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
             status = run.status()
             line = progress_line(history, status)
             if tty:
-                sys.stdout.write("\r" + line[:200].ljust(120))
+                # Redraw in place: carriage return, clear to the end of the line, and never wider than the
+                # terminal (a wrapped line would leave its first half behind on every redraw).
+                sys.stdout.write(CLEAR_LINE + line[: max(20, _columns() - 1)])
                 sys.stdout.flush()
             elif line != last_printed and time.time() - last_time > 2 or status.state in runs_mod.TERMINAL_STATES:
                 print(line, flush=True)
@@ -161,7 +186,7 @@ def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
             if status.state in runs_mod.TERMINAL_STATES:
                 history.apply(reader.read_new())
                 if tty:
-                    print()
+                    sys.stdout.write(CLEAR_LINE + progress_line(history, status)[: max(20, _columns() - 1)] + "\n")
                 print(outcome_line(run, status, history), flush=True)
                 return {"finished": 0, "stopped": 3}.get(status.state, 1)
             time.sleep(poll)
@@ -189,7 +214,7 @@ def outcome_line(run: runs_mod.Run, status: runs_mod.RunStatus, history: ev.RunH
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     return follow(run)
 
 
@@ -234,16 +259,26 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if not summaries:
         print(f"No runs in {root}. Start one with: dpo-tui train")
         return 0
-    print(f"  {'ID':<44} {'STATE':<10} {'STEP':>9} {'β':>6} {'RANK':>4} {'LOSS':>7} {'MARGIN':>7}  STARTED")
     shown = runs_mod.printable  # a folder name or message may hold escape sequences: never print them raw
-    for s in summaries:
-        progress = f"{s.step}/{s.max_steps or '?'}"
-        state = s.state + ("!" if s.stalled else "")
+    header = ["ID", "STATE", "STEP", "β", "RANK", "LOSS", "MARGIN", "STARTED"]
+    rows = [
+        [
+            shown(s.id), state_label(s.state, s.kind) + ("!" if s.stalled else ""), steps(s.step, s.max_steps) if s.max_steps else f"{s.step}/?",
+            num(s.beta), "full" if s.method == "full" else str(s.lora_rank or "—"), num(s.loss, zeros=True), num(s.margin, zeros=True),
+            _when(s.started_at or s.created_at),
+        ]
+        for s in summaries
+    ]
+    widths = column_widths(header, rows)
+    right = {2, 3, 4, 5, 6}  # numbers line up on their last digit
+
+    def line(cells: list[str]) -> str:
+        return " ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
+
+    print("  " + line(header))
+    for s, row in zip(summaries, rows, strict=True):
         mark = "* " if s.id in changed else "  "
-        print(
-            f"{mark}{shown(s.id):<44} {state:<10} {progress:>9} {_fmt(s.beta, 'g'):>6} {s.lora_rank or '—':>4} "
-            f"{_fmt(s.loss):>7} {_fmt(s.margin):>7}  {_when(s.started_at or s.created_at)}"
-        )
+        print(mark + line(row))
         if s.state == "unreadable":
             print(f"    unreadable: {shown(s.error or '')}")
         elif s.state in ("failed", "crashed") and (s.message or s.kind):
@@ -253,8 +288,27 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def active_runs_text(summaries: list[runs_mod.RunSummary]) -> str:
+    """What keeps going after the console quits, and how to get back to it; empty when nothing does."""
+    active = [s for s in summaries if s.state in runs_mod.ACTIVE_STATES]
+    if not active:
+        return ""
+    lines = [f"{len(active)} run(s) keep going in the background:"]
+    for s in active:
+        lines.append(f"  {runs_mod.printable(s.id)}  {state_label(s.state, s.kind)}  {steps(s.step, s.max_steps)}")
+    lines.append(f"Follow one with: dpo-tui attach {runs_mod.printable(active[0].id)}   (stop: dpo-tui stop ID)")
+    return "\n".join(lines)
+
+
+def still_running_note(runs_dir: str | None) -> str:
+    try:
+        return active_runs_text(runs_mod.list_runs(paths.runs_root(runs_dir)))
+    except (UserError, OSError):
+        return ""  # the console already said what is wrong with the runs root
+
+
 def cmd_stop(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     status = runs_mod.stop(run, now=args.now, wait=args.wait, escalate_after=args.timeout if args.wait else None)
     if status.state in runs_mod.TERMINAL_STATES:
         print(f"{run.id}: {status.state}" + (f" ({status.hint})" if status.hint else ""))
@@ -264,7 +318,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     ckpt = runs_mod.resume(run)
     print(f"Resuming {run.id} from {ckpt.path.name} (step {ckpt.step})")
     if args.follow:
@@ -273,7 +327,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    run = runs_mod.find_run(paths.runs_root(args.runs_dir), args.run_id)
+    run = resolve_run(paths.runs_root(args.runs_dir), args.run_id)
     if not args.yes:
         raise UserError(f"Deleting {run.id} removes its checkpoints and adapter for good", hint="add --yes to confirm")
     if runs_mod.delete(run):
@@ -297,12 +351,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     attach = sub.add_parser("attach", help="follow a run (Ctrl-C detaches)")
     add_runs_dir(attach)
-    attach.add_argument("run_id", metavar="ID")
+    attach.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     attach.set_defaults(func=cmd_attach)
 
     stop = sub.add_parser("stop", help="stop a run gracefully (checkpoint, then 'stopped')")
     add_runs_dir(stop)
-    stop.add_argument("run_id", metavar="ID")
+    stop.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     stop.add_argument("--now", action="store_true", help="kill at once (SIGKILL); no final checkpoint")
     stop.add_argument("--wait", type=float, default=60.0, metavar="S", help="seconds to wait for the run to end (default 60)")
     stop.add_argument("--timeout", type=float, default=50.0, metavar="S", help="escalate to SIGKILL after S seconds of waiting")
@@ -310,12 +364,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     resume = sub.add_parser("resume", help="resume a stopped/failed/crashed run from its newest complete checkpoint")
     add_runs_dir(resume)
-    resume.add_argument("run_id", metavar="ID")
+    resume.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     resume.add_argument("--follow", "-f", action="store_true")
     resume.set_defaults(func=cmd_resume)
 
     delete = sub.add_parser("delete", help="delete a run folder (never a running run)")
     add_runs_dir(delete)
-    delete.add_argument("run_id", metavar="ID")
+    delete.add_argument("run_id", metavar="RUN", help="run id, id prefix, folder, or the --name it was started with")
     delete.add_argument("--yes", action="store_true")
     delete.set_defaults(func=cmd_delete)

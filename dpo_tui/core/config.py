@@ -404,8 +404,9 @@ class RunConfig(BaseModel):
 
 
 def field_help(name: str) -> str:
+    """A field's docstring as plain text for help screens (reST literals lose their backquotes)."""
     info = RunConfig.model_fields[name]
-    return (info.description or "").strip()
+    return re.sub(r"``([^`]*)``", r"\1", (info.description or "").strip())
 
 
 def problems_from_validation(exc: ValidationError, file: str | None = None) -> list[Problem]:

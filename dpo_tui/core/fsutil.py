@@ -54,6 +54,39 @@ def atomic_open(path: Path | str, mode: str = "wb", encoding: str | None = None)
     fsync_dir(path.parent)
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` sets it process-wide, racing other
+    threads that create files). Linux reports it in /proc; elsewhere the common 022 is assumed."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def follow_umask(path: Path | str) -> None:
+    """Give ``path`` (and everything under it) the modes a plain ``open()``/``mkdir()`` would have.
+
+    Libraries that write atomically through a private temp file (safetensors' ``save_file`` does) leave
+    it 0600, so exported weights would be unreadable to the rest of a shared box while every other
+    file of the run folder follows the umask.
+    """
+    mask = current_umask()
+    root = Path(path)
+    items = [root]
+    if root.is_dir() and not root.is_symlink():
+        items += [Path(d) / n for d, dirs, files in os.walk(root) for n in (*dirs, *files)]
+    for item in items:
+        if item.is_symlink():
+            continue
+        with contextlib.suppress(OSError):
+            executable = item.is_dir() or os.stat(item).st_mode & 0o111
+            os.chmod(item, (0o777 if executable else 0o666) & ~mask)
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "wb") as fh:

@@ -219,3 +219,24 @@ def check_strategy(config: RunConfig) -> None:
         raise UserError(f"strategy '{config.strategy}' needs DeepSpeed, which is not installed", hint="pip install 'dpo-tui[deepspeed]'")
     if visible_gpu_count() == 0:
         raise UserError(f"strategy '{config.strategy}' needs GPUs; on CPU only 'ddp' runs (over gloo)", hint="use --strategy ddp")
+
+
+def rank_warning(config: RunConfig, hidden_size: int | None) -> str | None:
+    """A LoRA rank at or above the model's hidden size adds no capacity (the update is already full rank)
+    and costs memory: say so, without refusing (a deliberate experiment may want it)."""
+    if config.method == "full" or not hidden_size or config.lora_rank < hidden_size:
+        return None
+    return (f"lora_rank {config.lora_rank} is not below the model's hidden size {hidden_size}: a rank that high "
+            f"adds no capacity over full fine-tuning and costs memory; ranks 8–64 are usual")
+
+
+def preflight_warnings(config: RunConfig) -> list[str]:
+    """What is allowed but probably a mistake, for the operator to read before the run starts."""
+    from .models import inspect_model
+
+    try:
+        info = inspect_model(config.resolved_model())
+    except Exception:  # noqa: BLE001 - a warning pass never blocks a run that check_inputs let through
+        return []
+    warning = rank_warning(config, info.hidden_size)
+    return [warning] if warning else []

@@ -18,3 +18,11 @@ RESUMABLE_STATES = frozenset({"stopped", "failed", "crashed"})
 """Ended before its last step: resume continues from the newest complete checkpoint."""
 FAILED_STATES = frozenset({"failed", "crashed"})
 """Ended by an error: shown with its kind and message."""
+
+
+def state_label(state: str, kind: str | None = None) -> str:
+    """The word an operator reads for a run's state: a queued run that was cancelled never ran, so it
+    reads ``cancelled``, not ``stopped`` (which promises a checkpoint to resume or chat with)."""
+    if state == "stopped" and kind == "cancelled":
+        return "cancelled"
+    return state

@@ -659,3 +659,18 @@ def test_export_the_trained_sample_run(tmp_path: Path, request: pytest.FixtureRe
     assert rel_err(logits_of(out, ids, gguf_file="model.gguf"), merged) < TOLERANCE["f16"]
     modelfile = Path(outputs["modelfile"]).read_text()
     assert "TEMPLATE" in modelfile and "PARAMETER stop" in modelfile
+
+
+def test_exported_files_follow_the_umask(tmp_path: Path, llama_run: Run) -> None:
+    """Weights written by safetensors arrive 0600; exported files must read like the rest of the run folder."""
+    import stat
+
+    from dpo_tui.core.fsutil import current_umask
+
+    mask = current_umask()
+    outputs = export(llama_run, merged=tmp_path / "merged", gguf=tmp_path / "model.gguf")
+    weights = tmp_path / "merged" / "model.safetensors"
+    assert weights.exists(), outputs
+    for path in [weights, tmp_path / "model.gguf", *(tmp_path / "merged").iterdir()]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+    assert stat.S_IMODE((tmp_path / "merged").stat().st_mode) == 0o777 & ~mask

@@ -13,16 +13,18 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
+from ...core import numfmt
 from ...core.events import printable
-from ...core.run_states import ACTIVE_STATES, FAILED_STATES, RESUMABLE_STATES
-from ..format import duration, metric
+from ...core.run_states import ACTIVE_STATES, FAILED_STATES, RESUMABLE_STATES, state_label
+from ..format import duration
 
 if TYPE_CHECKING:
     from ...core.runs import RunSummary
 
 # (key, label, width). Fixed widths: auto-sized columns re-measure on idle and can paint a
 # frame at the label widths first; fixed ones also keep snapshots stable. The run column
-# grows to the longest id (up to 48 cells).
+# grows to the longest id (up to RUN_ID_MAX cells). A fixed-width cell cuts what does not fit
+# without a mark, so every cell is formatted to its column's width here (``cell_width``).
 COLUMNS = (
     ("sel", " ", 1),
     ("run", "run", 30),
@@ -42,6 +44,23 @@ COLUMNS = (
     ("exit", "exit reason", 40),
 )
 SELECTED_MARK = "●"
+RUN_ID_MAX = 48
+WIDTHS = {key: width for key, _, width in COLUMNS}
+
+
+def cell_width(key: str) -> int:
+    return RUN_ID_MAX if key == "run" else WIDTHS[key]
+
+
+def number_cell(value: float | None, key: str, zeros: bool = True) -> str:
+    """A value in significant digits that fits its column (``1.3e-5``, never ``1.26e-``); metrics keep
+    trailing zeros (``0.250``), settings (``zeros=False``) read shortest (β ``0.1``)."""
+    return numfmt.num(value, cell_width(key), zeros=zeros)
+
+
+def text_cell(text: str | None, key: str, keep_end: bool = False) -> str:
+    """Text cut with a visible ``…`` to its column, never silently."""
+    return numfmt.ellipsize(text, cell_width(key), keep_end=keep_end)
 
 
 def model_label(model: str | None) -> str:
@@ -68,7 +87,7 @@ def queue_position(phase: str | None) -> int | None:
 
 
 def state_cell(summary: RunSummary) -> Text:
-    state = summary.state + ("?" if summary.stalled else "")
+    state = state_label(summary.state, summary.kind) + ("?" if summary.stalled else "")
     position = queue_position(summary.phase) if summary.state == "queued" else None
     if position is not None:
         state = f"queued #{position}"
@@ -114,26 +133,25 @@ def run_seconds(summary: RunSummary, now: float) -> float | None:
 
 
 def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[Any]:
-    progress = f"{summary.step}/{summary.max_steps}" if summary.max_steps else (str(summary.step) if summary.step else "–")
-    acc = "–" if summary.accuracy is None else f"{summary.accuracy:.2f}"
     age = duration(now - summary.created_at) if summary.created_at else "–"
+    rank = "full" if summary.method == "full" else ("–" if summary.lora_rank is None else numfmt.count(summary.lora_rank, cell_width("rank")))
     return [
         Text(SELECTED_MARK, style="bold") if selected else "",
-        printable(summary.id),
+        text_cell(printable(summary.id), "run", keep_end=True),
         state_cell(summary),
-        progress,
-        metric(summary.loss),
-        metric(summary.margin),
-        acc,
-        "–" if summary.beta is None else f"{summary.beta:g}",
-        summary.loss_type or "–",
-        "full" if summary.method == "full" else ("–" if summary.lora_rank is None else str(summary.lora_rank)),
-        summary.group or "–",
-        model_label(summary.model),
-        dataset_label(summary.dataset),
+        numfmt.steps(summary.step, summary.max_steps, cell_width("progress")),
+        number_cell(summary.loss, "loss"),
+        number_cell(summary.margin, "margin"),
+        "–" if summary.accuracy is None else f"{summary.accuracy:.2f}",
+        number_cell(summary.beta, "beta", zeros=False),
+        text_cell(summary.loss_type or None, "loss_type"),
+        rank,
+        text_cell(printable(summary.group) if summary.group else None, "group", keep_end=True),
+        text_cell(model_label(summary.model), "model", keep_end=True),
+        text_cell(dataset_label(summary.dataset), "dataset", keep_end=True),
         duration(run_seconds(summary, now)),
         age,
-        exit_text(summary),
+        text_cell(exit_text(summary), "exit"),
     ]
 
 
@@ -143,8 +161,8 @@ def detail_text(summary: RunSummary | None, now: float) -> Text:
     if summary.error:
         return Text(f"{printable(summary.id)}: unreadable: {unreadable_reason(summary)} · d deletes the folder")
     shown_id = printable(summary.id)
-    parts = [f"{shown_id}: {summary.state}"]
-    if summary.kind and summary.state in RESUMABLE_STATES:
+    parts = [f"{shown_id}: {state_label(summary.state, summary.kind)}"]
+    if summary.kind and summary.state in RESUMABLE_STATES and summary.kind != "cancelled":
         parts[0] += f" ({summary.kind})"
     if summary.state == "queued" and summary.phase:  # the phase holds the queue position
         parts[0] = f"{shown_id}: {printable(summary.phase).replace('queued: ', 'queued, ', 1)}"

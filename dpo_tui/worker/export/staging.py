@@ -18,7 +18,7 @@ from typing import Any
 
 from ...core.errors import UserError, first_line
 from ...core.export_plan import human_bytes
-from ...core.fsutil import fsync_dir
+from ...core.fsutil import follow_umask, fsync_dir
 
 Reporter = Callable[[dict[str, Any]], None]
 
@@ -97,6 +97,7 @@ class Staging:
             for final, temp, is_dir in self.entries:
                 if not temp.exists():
                     continue
+                follow_umask(temp)  # weights saved by safetensors arrive 0600
                 if final.exists() or final.is_symlink():
                     if not self.force:
                         raise UserError(f"{final} appeared while exporting", hint="--force replaces it")
