@@ -253,8 +253,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     summaries = runs_mod.list_runs(root)
     changed = changed_since_last_look(root, summaries) if root.is_dir() else set()
     if args.json:
-        rows = [{**s.as_json(), "changed": s.id in changed} for s in summaries]
-        print(json.dumps(rows, indent=2, allow_nan=False, default=str))
+        listed = [{**s.as_json(), "changed": s.id in changed} for s in summaries]
+        print(json.dumps(listed, indent=2, allow_nan=False, default=str))
         return 0
     if not summaries:
         print(f"No runs in {root}. Start one with: dpo-tui train")
