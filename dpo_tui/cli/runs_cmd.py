@@ -83,21 +83,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return default_config(overrides)  # no config file: the sample experiment's settings for the sample model
 
 
-def new_run_id(root: Path, config: RunConfig) -> str:
-    """The id names what this run changes from the newest run in ``root`` (``…-b0.1-r16``)."""
-    from ..core.run_names import run_id_for
-    from ..core.runs.lifecycle import slug
-
-    previous = None
-    try:
-        newest = runs_mod.list_run_dirs(root)[:1]
-        previous = runs_mod.Run(newest[0]).config() if newest else None
-    except (UserError, OSError, ValueError):
-        previous = None  # an unreadable newest run only costs the id its tags
-    # Paths compared as the run folder records them (absolute), so the same file never reads as a change.
-    return run_id_for(runs_mod.freeze_paths(config), previous, "tiny-chat" if config.is_sample() else slug(config.model))
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     check_inputs(config)
@@ -107,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {config.model}, "
               "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
     root = paths.runs_root(args.runs_dir)
-    run = runs_mod.create_run(root, config, run_id=new_run_id(root, config))
+    run = runs_mod.create_run(root, config)
     try:
         runs_mod.launch(run)
     except OSError as exc:
@@ -135,7 +120,7 @@ def _eta(seconds: float | None) -> str:
 
 def progress_line(history: ev.RunHistory, status: runs_mod.RunStatus, width: int = 24) -> str:
     total = history.max_steps or status.max_steps or 0
-    step = history.step
+    step = history.step or status.step or 0  # status.json's step when the event log says nothing
     frac = min(1.0, step / total) if total else 0.0
     bar = "█" * int(frac * width) + "░" * (width - int(frac * width))
     phase = status.phase if status.state in ("queued", "starting") or not history.started else ""
@@ -188,6 +173,9 @@ def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
                 if tty:
                     sys.stdout.write(CLEAR_LINE + progress_line(history, status)[: max(20, _columns() - 1)] + "\n")
                 print(outcome_line(run, status, history), flush=True)
+                if reader.error:
+                    print(f"Warning: cannot read the run's event log ({reader.error}); the step above comes from "
+                          "status.json and no metrics are shown", file=sys.stderr)
                 return {"finished": 0, "stopped": 3}.get(status.state, 1)
             time.sleep(poll)
         if tty:
@@ -204,7 +192,9 @@ def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
 def outcome_line(run: runs_mod.Run, status: runs_mod.RunStatus, history: ev.RunHistory) -> str:
     term = history.terminal or {}
     if status.state == "finished":
-        return f"Finished {run.id} at step {history.step}: adapter in {run.final_weights_dir() or run.adapter_dir}"
+        weights = run.final_weights_dir()
+        where = f"adapter in {weights}" if weights else f"no complete final weights in {run.path}"
+        return f"Finished {run.id} at step {history.step or status.step}: {where}"
     if status.state == "stopped":
         return f"Stopped {run.id} at step {status.step}. {status.hint or term.get('hint') or ''}".strip()
     kind = status.kind or term.get("kind") or "crash"

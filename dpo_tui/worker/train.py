@@ -51,7 +51,7 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.config import RunConfig
-from ..core.fsutil import fsync_dir
+from ..core.fsutil import follow_umask, fsync_dir
 from ..core.runs import EXIT_FINISHED, Run, host_name, process_start_time
 from .train_failures import (
     RunFailed,
@@ -97,6 +97,7 @@ def save_final(trainer: Any, run: Run, config: RunConfig, rank: int = 0) -> Path
     if rank != 0:
         return final
     time.sleep(float(os.environ.get("DPO_TUI_FAULT_FINAL_SAVE_DELAY", "0") or 0))  # test hook: kill mid final save
+    follow_umask(partial)  # safetensors writes 0600; the run folder follows the umask
     (partial / "COMPLETE").write_text("ok\n")
     fsync_dir(partial)
     if final.exists():

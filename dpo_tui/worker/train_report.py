@@ -21,7 +21,7 @@ from typing import Any
 from ..core import events as ev
 from ..core.config import RunConfig
 from ..core.errors import UserError
-from ..core.fsutil import atomic_write_json, fsync_dir
+from ..core.fsutil import atomic_write_json, follow_umask, fsync_dir
 from ..core.runs import EXIT_FAILED, EXIT_STOPPED, Run
 from ..core.runs.folder import CHECKPOINT_MANIFEST
 
@@ -296,6 +296,7 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
             if not state.is_world_process_zero:
                 return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            follow_umask(path)  # the Trainer's safetensors files are 0600; the run folder follows the umask
             (path / "COMPLETE").write_text(f"{state.global_step}\n")
             write_checkpoint_manifest(path)
             fsync_dir(path)

@@ -146,21 +146,11 @@ class DataReport:
         out += [f"  - {d}" for d in self.decisions]
         for f in self.errors + self.warnings:
             out.append(f.render(self.source))
-        chars = self.stats.get("chars") or {}
-        if chars:
-            out.append("characters (p50 / p99 / max):")
-            for key in ("prompt", "chosen", "rejected"):
-                s = chars.get(key)
-                if s:
-                    out.append(f"  {key:<9} {s['p50']:>8} / {s['p99']:>8} / {s['max']:>8}")
+        out += _stats_table("characters", self.stats.get("chars") or {})
         tokens = self.stats.get("tokens")
         if tokens:
             out += [f"note: {n}" for n in tokens.get("notes", [])]
-            out.append("tokens (p50 / p99 / max):")
-            for key in ("prompt", "chosen", "rejected"):
-                s = tokens.get(key)
-                if s:
-                    out.append(f"  {key:<9} {s['p50']:>8} / {s['p99']:>8} / {s['max']:>8}")
+            out += _stats_table("tokens", tokens)
             if "max_length" in tokens:
                 out.append(
                     f"  max_length {tokens['max_length']}: {tokens['truncated_pct']:.1f}% of pairs cut, "
@@ -236,3 +226,12 @@ def percentiles(values: Sequence[int] | array) -> dict[str, Any] | None:
             "p99": pct(0.99), "max": int(s[-1])}
 
 
+
+
+def _stats_table(unit: str, stats: dict[str, Any]) -> list[str]:
+    """``unit (p50 / p99 / max):`` and one line per column that has figures; nothing at all when none has
+    (a file with no usable row must not print an empty table)."""
+    rows = [(key, stats[key]) for key in ("prompt", "chosen", "rejected") if stats.get(key)]
+    if not rows:
+        return []
+    return [f"{unit} (p50 / p99 / max):", *(f"  {key:<9} {s['p50']:>8} / {s['p99']:>8} / {s['max']:>8}" for key, s in rows)]

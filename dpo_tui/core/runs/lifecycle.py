@@ -31,13 +31,21 @@ def slug(text: str, limit: int = 24) -> str:
     return (out or "model")[:limit].strip("-")
 
 
-def make_run_id(config: RunConfig, now: datetime | None = None) -> str:
-    now = now or datetime.now()
+def make_run_id(root: Path, config: RunConfig, now: datetime | None = None) -> str:
+    """``timestamp-model-bβ[-what differs from the newest run in root][-name]``: five runs in a row are
+    told apart by what each changed (``…-b0.1-r16``), not only by their timestamps. ``config`` has its
+    paths frozen, so the same file never reads as a change."""
+    from ..run_names import run_id_for
+    from .listing import list_run_dirs
+
+    previous = None
+    try:
+        newest = list_run_dirs(root)[:1]
+        previous = Run(newest[0]).config() if newest else None
+    except (UserError, OSError, ValueError):
+        previous = None  # an unreadable newest run only costs the id its tags
     model = "tiny-chat" if config.is_sample() else slug(config.model)
-    parts = [now.strftime("%Y%m%d-%H%M%S"), model, f"b{config.beta:g}"]
-    if config.name:
-        parts.append(config.name)
-    return "-".join(parts)
+    return run_id_for(config, previous, model, now)
 
 
 def freeze_paths(config: RunConfig) -> RunConfig:
@@ -60,7 +68,7 @@ def create_run(root: Path, config: RunConfig, run_id: str | None = None) -> Run:
     except OSError as exc:
         raise UserError(f"Cannot create the runs root {root}: {exc.strerror}") from None
     config = freeze_paths(config)
-    base = run_id or make_run_id(config)
+    base = run_id or make_run_id(root, config)
     for n in range(1, 1000):
         candidate = root / (base if n == 1 else f"{base}-{n}")
         try:
