@@ -129,8 +129,10 @@ def run_lock(run_dir: Path, what: str) -> Iterator[None]:
     """Hold an exclusive flock on a run folder, or raise a UserError naming ``what`` is already under way."""
     fd = try_run_lock(run_dir)
     if fd is None:
-        raise UserError(f"Run {run_dir.name} is already {what} (another command or console is doing it)",
-                        hint=f"`dpo-tui attach {run_dir.name}` follows it")
+        # The holder may be a stop, a resume or a delete: say what was refused, not a guess at what holds it.
+        raise UserError(f"Run {run_dir.name} is busy: another command or console is stopping, resuming or deleting it, "
+                        f"so {what} it now could undo that",
+                        hint=f"try again in a few seconds; `dpo-tui attach {run_dir.name}` shows what it is doing")
     try:
         yield
     finally:

@@ -145,7 +145,7 @@ def test_five_concurrent_resumes_one_wins(runs_root: Path, sample_model: Path) -
         assert len(winners) == 1, results
         for rc, _out, err in results:
             if rc:
-                assert "Traceback" not in err and ("already resuming" in err or "is queued" in err or "is running" in err
+                assert "Traceback" not in err and ("is busy: another command or console" in err or "is queued" in err or "is running" in err
                                                    or "is starting" in err), err
         started = [line for line in (path / "supervisor.log").read_text().splitlines() if "Traceback" in line]
         assert started == []
