@@ -14,15 +14,21 @@ from typing import Any
 from .config import SAMPLE_PRESET, RunConfig, build_config
 
 
-def default_config(overrides: dict[str, Any]) -> RunConfig:
-    """``overrides`` on top of train's defaults: the sample preset when the model is (or defaults to) the sample."""
+def default_values(overrides: dict[str, Any]) -> dict[str, Any]:
+    """``overrides`` on top of train's defaults, unvalidated: the sample preset when the model is (or
+    defaults to) the sample. The console's experiment form starts from these values too."""
     base: dict[str, Any] = {}
     if overrides.get("model", "sample") == "sample":
         base = dict(SAMPLE_PRESET)
         if "dataset" in overrides and "model" not in overrides:
             base.pop("dataset")
     base.update(overrides)
-    return build_config(base)
+    return base
+
+
+def default_config(overrides: dict[str, Any]) -> RunConfig:
+    """:func:`default_values`, validated: the config ``dpo-tui train`` builds from these flags alone."""
+    return build_config(default_values(overrides))
 
 
 def estimate_device(inventory: Any, config: RunConfig) -> tuple[int | None, str]:

@@ -29,13 +29,9 @@ class SetupState:
 
     def base_values(self) -> dict[str, Any]:
         """Where the experiment form starts: the sample preset for the sample model, else the defaults."""
-        from ..core.config import SAMPLE_PRESET
+        from ..core.run_defaults import default_values
 
-        model = self.model or "sample"
-        base: dict[str, Any] = dict(SAMPLE_PRESET) if model == "sample" else {}
-        base["model"] = model
-        base["dataset"] = self.dataset or "sample"
-        return base
+        return default_values({"model": self.model or "sample", "dataset": self.dataset or "sample"})
 
     def config_values(self) -> dict[str, Any]:
         """Every value the operator set, over the base: what ``build_config`` validates."""
