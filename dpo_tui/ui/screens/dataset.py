@@ -70,6 +70,7 @@ def finding_lines(finding: Any) -> str:
 class DatasetScreen(ConsoleScreen):
     """Second setup step. ``ctrl+n`` goes on to the experiment once the data is usable."""
 
+    MAIN_WIDGET = "#dataset-samples"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: experiment", id="dataset.next", priority=True, tooltip="Continue to the experiment"),
         Binding("escape", "back", "Back", id="dataset.back", tooltip="Back to the model"),
@@ -321,7 +322,8 @@ class DatasetScreen(ConsoleScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next":
-            return True if self.report is not None and self.report.ok and not self.loading else None
+            # Unusable data still takes the key: action_next says what is wrong and what to do.
+            return True
         if action == "pair":
             tabs = self.query_one("#dataset-tabs", TabbedContent) if self.is_mounted else None
             return bool(tabs is not None and tabs.active == "pairs" and self.rows)
@@ -343,16 +345,21 @@ class DatasetScreen(ConsoleScreen):
         self.query_one("#dataset-source", Input).focus()
 
     def action_back(self) -> None:
-        focused = self.focused
-        if isinstance(focused, Input) and focused.value:
-            focused.value = ""
-            return
         self.app.pop_screen()
 
     def action_next(self) -> None:
         from .experiment import ExperimentScreen
 
-        if self.report is None or not self.report.ok:
-            self.notify("Pick a usable dataset first.", severity="warning")
+        if self.loading:
+            self.notify(f"Still reading {self.source}: ctrl+n works once it is checked.", title="Dataset", markup=False)
+            return
+        if self.report is None:
+            self.notify(f"{self.source} could not be read (see above): press o to type another path, or pick a sample.",
+                        title="Dataset", severity="warning", markup=False)
+            return
+        if not self.report.ok:
+            errors = len(self.report.errors)
+            self.notify(f"{self.source} is not usable: {errors} error{'' if errors == 1 else 's'} on the Report tab (r). "
+                        "Fix the file, or press o for another one.", title="Dataset", severity="warning", markup=False)
             return
         self.app.push_screen(ExperimentScreen())

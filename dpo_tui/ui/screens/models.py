@@ -23,7 +23,7 @@ from ..format import human_bytes, human_count
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
-from .base import ConsoleScreen
+from .base import ConsoleScreen, RowTable
 
 COLUMNS = (
     ("name", "model", 26),
@@ -36,7 +36,7 @@ COLUMNS = (
 )
 
 
-class ModelTable(DataTable[Any]):
+class ModelTable(RowTable):
     """The models list; enter chooses (shown in the footer, unlike DataTable's own enter)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Choose", id="models.choose", tooltip="Use the highlighted model")]
@@ -137,6 +137,7 @@ def facts_text(info: Any) -> Text:
 class ModelScreen(ConsoleScreen):
     """Base screen of the ``setup`` mode."""
 
+    MAIN_WIDGET = "#models-table"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: dataset", id="models.next", priority=True, tooltip="Use the highlighted model and pick the data"),
         Binding("slash", "focus_filter", "Filter", id="models.filter", tooltip="Filter the list, or type a path or hub id"),
@@ -324,8 +325,8 @@ class ModelScreen(ConsoleScreen):
     # --- actions ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next":
-            info = self.highlighted
-            return True if info is not None and not getattr(info, "error", None) else None
+            # A broken or adapter row still takes the key: action_next says why it cannot be used.
+            return True if self.highlighted is not None else None
         return True
 
     def action_focus_filter(self) -> None:
@@ -337,6 +338,9 @@ class ModelScreen(ConsoleScreen):
         self.query_one("#models-table").focus()
 
     def action_toggle_broken(self) -> None:
+        if not any(getattr(m, "error", None) for m in self.models):
+            self.notify("No broken folders: every model found can be used.", title="Models", timeout=3)
+            return
         self.show_broken = not self.show_broken
         self._fill()
 

@@ -37,7 +37,7 @@ from ..services import root_label
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
-from .base import ConsoleScreen
+from .base import ConsoleScreen, RowTable
 from .runs_dialogs import ask_cancel_group, ask_delete
 from .runs_rows import (
     COLUMNS,
@@ -117,7 +117,7 @@ class RunsScreen(ConsoleScreen):
         yield StatusHeader()
         yield TextPanel(id="runs-root")
         yield FieldInput(placeholder="/ filter: id, model, dataset, group or state", id="runs-filter", compact=True)
-        table: DataTable[Any] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table = RowTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         self._add_columns(table, COLUMNS[1][2])
         yield table
         yield TextPanel(id="runs-detail")
@@ -325,7 +325,7 @@ class RunsScreen(ConsoleScreen):
         if action in ("toggle_select", "delete_run", "copy_command"):
             return True if summary is not None else None
         if action == "compare":
-            return True if len(self._compare_ids()) >= 2 else None
+            return True  # with fewer than two runs selected, action_compare says how to select them
         if action in ("select_group", "cancel_group"):
             return True if summary is not None and summary.group else None
         return True
@@ -401,7 +401,9 @@ class RunsScreen(ConsoleScreen):
 
         ids = self._compare_ids()
         if len(ids) < 2:
-            self.notify("Select two or more runs first (space, or g for a whole group).", title="Compare", severity="warning")
+            have = f"{len(ids)} selected" if ids else "none selected"
+            self.notify(f"Compare needs two or more runs ({have}): space selects the highlighted run, g its whole group.",
+                        title="Compare", severity="warning")
             return
         self.app.push_screen(CompareScreen(ids))
 
