@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textual import on, work
-from textual.app import App
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.driver import Driver
 from textual.screen import Screen
@@ -153,7 +153,9 @@ class DpoTuiApp(App[int]):
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, tooltip="Search every action"),
         # Priority, so it comes before a screen's own escape (Back, Clear); it applies only while a
         # text box has focus (check_action), and a box with its own escape (the chat prompt) keeps it.
-        Binding("escape", "leave_box", "Leave box", id="app.leave-box", priority=True,
+        # Not in the footer: at 80 columns it would push Quit and Keys off the experiment screen's
+        # footer; it hides the screen's "esc Back" there instead, and ? / F1 lists it.
+        Binding("escape", "leave_box", "Leave", id="app.leave-box", priority=True, show=False,
                 tooltip="Leave the text box (what you typed stays); single-letter keys and digits work again"),
     ]
 
@@ -338,7 +340,10 @@ class DpoTuiApp(App[int]):
         the screen or the dialog says)."""
         from .screens.base import ConsoleScreen, is_text_box
 
-        screen = self.screen
+        try:
+            screen = self.screen
+        except ScreenStackError:  # between modes: nothing has focus
+            return None
         if not isinstance(screen, ConsoleScreen):
             return None  # a dialog: escape cancels it
         focused = screen.focused

@@ -337,6 +337,10 @@ class DatasetScreen(ConsoleScreen):
         self.query_one("#dataset-tabs", TabbedContent).active = tab
         if tab == "pairs":
             self.query_one("#pair-scroll").focus()
+        elif self.focused is self.query_one("#pair-scroll"):
+            # The pairs view is hidden now: Textual would move the focus on to the path box,
+            # where the next letter key would be typed into the path.
+            self.query_one("#dataset-samples").focus()
 
     def action_pair(self, delta: int) -> None:
         self.show_pair(self.pair_index + delta)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual.app import ScreenStackError
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -85,7 +86,10 @@ class StatusHeader(Widget):
         self.watch(self.screen, "focused", self._focus_changed)
 
     def _focus_changed(self, *_: Any) -> None:
-        self.keys = mode_keys(self.screen)
+        try:
+            self.keys = mode_keys(self.screen)
+        except ScreenStackError:  # the app is closing its screens
+            pass
 
     def _mode_changed(self, mode: str) -> None:
         self.mode = mode
