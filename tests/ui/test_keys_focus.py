@@ -38,6 +38,13 @@ async def test_experiment_digits_are_text_and_the_header_says_f_keys(ui_root: Pa
         await pilot.pause()
         assert rank.value == before + "2?" and app.current_mode == "setup" and app.screen is exp
         assert "^q Quit" in footer(app) and "esc" not in footer(app)
+        await pilot.press("f1")  # ? is text here; F1 lists the keys, escape's meaning in a box included
+        await pilot.pause()
+        table = app.screen.query_one("#help-table")
+        actions = [str(table.get_row_at(i)[1]) for i in range(table.row_count)]
+        assert any(a.startswith("Leave the text box") for a in actions)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is exp)
         await pilot.press("escape")  # leaves the field: the digits are keys again
         await pilot.pause()
         assert exp.focused is exp.query_one("#experiment-form") and rank.value == before + "2?"
@@ -128,11 +135,24 @@ async def test_palette_lists_the_console_actions_once(ui_root: Path) -> None:
         assert "Model: Choose" in titles and "Model: Next: dataset" in titles
         # Other modes' actions are found too (picking one switches there): the runs screen's keys.
         assert "Runs: Compare" in titles and "Monitor: Stop" in titles
+        # Every runs-screen action is listed by its description, so one added there (Export,
+        # ``runs.export``) is found from any mode without a palette entry of its own.
+        from dpo_tui.ui.screens.runs import RunsScreen
+
+        assert all(f"Runs: {b.description}" in titles for b in RunsScreen.BINDINGS if b.id)
         await pilot.press("ctrl+p")
         await pilot.pause()
         await pilot.press(*"setup")
         await pilot.pause(0.3)
         assert "Setup: model, dataset, experiment" in screen_text(app)
+        await pilot.press("escape")
+        await pilot.pause()
+        # Picking another mode's action switches there and runs it.
+        notes: list[str] = []
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        run_compare = next(cb for title, _, cb in BindingsProvider(app.screen)._commands() if title == "Runs: Compare")
+        run_compare()
+        await until(pilot, lambda: app.current_mode == "runs" and any("Compare needs" in n for n in notes))
 
 
 async def test_checkboxes_differ_without_colour(ui_root: Path) -> None:

@@ -60,6 +60,7 @@ __all__ = ["RunsScreen", "SORT_KEYS", "exit_text", "matches", "queue_position", 
 class RunsScreen(ConsoleScreen):
     """Base screen of the ``runs`` mode."""
 
+    MAIN_WIDGET = "#runs-table"
     BINDINGS = [
         Binding("enter", "open_monitor", "Monitor", id="runs.monitor", priority=True, tooltip="Open the highlighted run's monitor"),
         Binding("s", "stop_run", "Stop", id="runs.stop", tooltip="Stop the highlighted run"),
