@@ -347,7 +347,7 @@ class DpoTuiApp(App[int]):
         if not isinstance(screen, ConsoleScreen):
             return None  # a dialog: escape cancels it
         focused = screen.focused
-        if not is_text_box(focused) or "escape" in focused._bindings.key_to_bindings:
+        if focused is None or not is_text_box(focused) or "escape" in focused._bindings.key_to_bindings:
             return None
         return screen
 

@@ -15,7 +15,7 @@ Bindings without an id are Textual's own (cursor moves, Maximize, Screenshot) an
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
 
@@ -26,7 +26,7 @@ from textual.dom import DOMNode
 Command = tuple[str, str, Callable[[], Any]]
 
 
-def console_bindings(bindings: BindingsMap, keymap: dict[str, str]) -> dict[str, tuple[Binding, list[str]]]:
+def console_bindings(bindings: BindingsMap, keymap: Mapping[str, str]) -> dict[str, tuple[Binding, list[str]]]:
     """id → (binding, its keys) for the bindings the console declared (an id and a description)."""
     bindings = bindings.copy()
     if keymap:

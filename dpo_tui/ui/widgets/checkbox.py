@@ -10,6 +10,6 @@ from textual.widgets import Checkbox
 
 
 class FieldCheckbox(Checkbox):
-    @property  # type: ignore[override]
-    def BUTTON_INNER(self) -> str:  # the name Textual reads
+    @property
+    def BUTTON_INNER(self) -> str:  # type: ignore[override]  # the name Textual reads
         return "✓" if self.value else " "
