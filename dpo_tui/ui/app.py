@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.driver import Driver
@@ -350,6 +350,22 @@ class DpoTuiApp(App[int]):
         if focused is None or not is_text_box(focused) or "escape" in focused._bindings.key_to_bindings:
             return None
         return screen
+
+    def on_key(self, event: events.Key) -> None:
+        """A key that reached the app unhandled because its action is not possible now (dimmed in the
+        footer) says why, when the screen can tell (``ConsoleScreen.why_not``)."""
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return
+        active = screen.active_bindings.get(event.key)
+        why_not = getattr(active.node, "why_not", None) if active is not None and not active.enabled else None
+        if why_not is None or active is None:
+            return
+        _, action, parameters = self._parse_action(active.binding.action, active.node)
+        text = why_not(action, parameters)
+        if text:
+            self.notify(text, title=active.binding.description, severity="warning", markup=False)
 
     def action_leave_box(self) -> None:
         screen = self._box_to_leave()

@@ -90,7 +90,18 @@ class BindingsProvider(Provider):
     def _run_in(self, mode: str, action: str) -> None:
         app: Any = self.app
         base: DOMNode = app._mode_base(mode)
-        app.call_after_refresh(app.run_action, action, base)
+        app.call_after_refresh(self._run_or_explain, action, base)
+
+    async def _run_or_explain(self, action: str, node: DOMNode) -> None:
+        """Run ``action`` on ``node``; when it is not possible there, say why (``ConsoleScreen.why_not``)."""
+        app: Any = self.app
+        _, name, parameters = app._parse_action(action, node)
+        if node.check_action(name, parameters):
+            await app.run_action(action, node)
+            return
+        why_not = getattr(node, "why_not", None)
+        text = why_not(name, parameters) if why_not is not None else None
+        app.notify(text or f"Not possible in {app.current_mode} now.", severity="warning", markup=False)
 
     async def discover(self) -> Hits:
         for title, help_text, callback in self._commands():

@@ -138,7 +138,7 @@ async def test_select_group_and_compare(runs: Path) -> None:
     app = DpoTuiApp(make_services(runs))
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await open_runs(pilot)
-        assert screen._compare_ids() == []  # v now says how to select (tests/ui/test_runs_screen.py)
+        assert screen.check_action("compare", ()) is None
         await highlight(pilot, screen, LADDER[0])
         await pilot.press("g")
         await pilot.pause()

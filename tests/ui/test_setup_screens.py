@@ -93,6 +93,7 @@ async def test_filter_path_entry_and_broken_folders(ui_root: Path, tmp_path: Pat
         broken_index = next(i for i, m in enumerate(screen.models) if m.name == "broken-one")
         screen._fill(highlight=broken_index)
         await pilot.pause()
+        assert screen.check_action("next", ()) is None  # dimmed in the footer
         notes: list[str] = []
         app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
         await pilot.press("ctrl+n")
@@ -114,6 +115,7 @@ async def test_dataset_lint_errors_block_next(ui_root: Path, tmp_path: Path) -> 
         assert codes.get("json") == [2] and codes.get("identical-pair") == [3]
         text = screen_text(app)
         assert "✗ not usable" in text and "error" in text
+        assert dataset.check_action("next", ()) is None  # dimmed in the footer, and ctrl+n says why
         notes: list[str] = []
         app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
         await pilot.press("ctrl+n")

@@ -75,6 +75,14 @@ class ConsoleScreen(Screen[Any]):
                     return ancestor
         return next((w for w in self.focus_chain if not is_text_box(w)), None)
 
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        """Why ``action`` is not possible now (its ``check_action`` said None: dimmed in the footer).
+
+        Pressing a dimmed key shows this as a toast (``DpoTuiApp.on_key``), so no key does nothing
+        in silence. None: say nothing.
+        """
+        return None
+
     def leave_text_box(self) -> None:
         """Escape in a text box: keep what was typed, move the focus to :meth:`main_widget`."""
         target = self.main_widget()

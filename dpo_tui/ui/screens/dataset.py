@@ -322,8 +322,7 @@ class DatasetScreen(ConsoleScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next":
-            # Unusable data still takes the key: action_next says what is wrong and what to do.
-            return True
+            return True if self.report is not None and self.report.ok and not self.loading else None
         if action == "pair":
             tabs = self.query_one("#dataset-tabs", TabbedContent) if self.is_mounted else None
             return bool(tabs is not None and tabs.active == "pairs" and self.rows)
@@ -348,22 +347,27 @@ class DatasetScreen(ConsoleScreen):
     def action_focus_source(self) -> None:
         self.query_one("#dataset-source", Input).focus()
 
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        if action != "next":
+            return None
+        if self.loading:
+            return f"Still reading {self.source}: ctrl+n works once it is checked."
+        if self.report is None:
+            return f"{self.source} could not be read (see above): press o to type another path, or pick a sample."
+        if not self.report.ok:
+            errors = len(self.report.errors)
+            return (f"{self.source} is not usable: {errors} error{'' if errors == 1 else 's'} on the Report tab (r). "
+                    "Fix the file, or press o for another one.")
+        return None
+
     def action_back(self) -> None:
         self.app.pop_screen()
 
     def action_next(self) -> None:
         from .experiment import ExperimentScreen
 
-        if self.loading:
-            self.notify(f"Still reading {self.source}: ctrl+n works once it is checked.", title="Dataset", markup=False)
-            return
-        if self.report is None:
-            self.notify(f"{self.source} could not be read (see above): press o to type another path, or pick a sample.",
-                        title="Dataset", severity="warning", markup=False)
-            return
-        if not self.report.ok:
-            errors = len(self.report.errors)
-            self.notify(f"{self.source} is not usable: {errors} error{'' if errors == 1 else 's'} on the Report tab (r). "
-                        "Fix the file, or press o for another one.", title="Dataset", severity="warning", markup=False)
+        why = self.why_not("next", ())
+        if why:
+            self.notify(why, title="Dataset", severity="warning", markup=False)
             return
         self.app.push_screen(ExperimentScreen())

@@ -325,9 +325,17 @@ class ModelScreen(ConsoleScreen):
     # --- actions ----------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next":
-            # A broken or adapter row still takes the key: action_next says why it cannot be used.
-            return True if self.highlighted is not None else None
+            info = self.highlighted
+            return True if info is not None and not getattr(info, "error", None) else None
         return True
+
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        info = self.highlighted
+        if action == "next" and info is not None and getattr(info, "error", None):
+            return f"{info.name} cannot be used: {info.error}"
+        if action == "next" and info is None:
+            return "No model listed: type a model folder or hub id after / and press enter."
+        return None
 
     def action_focus_filter(self) -> None:
         self.query_one("#model-filter", Input).focus()
@@ -351,10 +359,10 @@ class ModelScreen(ConsoleScreen):
         from .dataset import DatasetScreen
 
         info = self.highlighted
-        if info is None:
-            return
-        if getattr(info, "error", None):
-            self.notify(f"{info.name} cannot be used: {info.error}", title="Model", severity="error", markup=False)
+        if info is None or getattr(info, "error", None):
+            why = self.why_not("next", ())
+            if why:
+                self.notify(why, title="Model", severity="error", markup=False)
             return
         if getattr(info, "is_adapter", False):
             self.notify(

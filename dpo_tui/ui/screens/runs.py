@@ -326,7 +326,7 @@ class RunsScreen(ConsoleScreen):
         if action in ("toggle_select", "delete_run", "copy_command"):
             return True if summary is not None else None
         if action == "compare":
-            return True  # with fewer than two runs selected, action_compare says how to select them
+            return True if len(self._compare_ids()) >= 2 else None
         if action in ("select_group", "cancel_group"):
             return True if summary is not None and summary.group else None
         return True
@@ -397,14 +397,20 @@ class RunsScreen(ConsoleScreen):
         ids += sorted((run_id for run_id in self.selected if run_id not in self.shown), reverse=True)
         return [run_id for run_id in ids if run_id in self.summaries and self.summaries[run_id].error is None]
 
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        ids = self._compare_ids()
+        if action == "compare" and len(ids) < 2:
+            have = f"{len(ids)} selected" if ids else "none selected"
+            return f"Compare needs two or more runs ({have}): space selects the highlighted run, g its whole group."
+        return None
+
     def action_compare(self) -> None:
         from .compare import CompareScreen
 
         ids = self._compare_ids()
-        if len(ids) < 2:
-            have = f"{len(ids)} selected" if ids else "none selected"
-            self.notify(f"Compare needs two or more runs ({have}): space selects the highlighted run, g its whole group.",
-                        title="Compare", severity="warning")
+        why = self.why_not("compare", ())
+        if why:
+            self.notify(why, title="Compare", severity="warning")
             return
         self.app.push_screen(CompareScreen(ids))
 
