@@ -23,13 +23,12 @@ from __future__ import annotations
 import importlib
 import os
 import time
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textual import on, work
-from textual.app import App, SystemCommand
+from textual import events, on, work
+from textual.app import App, ScreenStackError
 from textual.binding import Binding
 from textual.driver import Driver
 from textual.screen import Screen
@@ -141,7 +140,9 @@ class DpoTuiApp(App[int]):
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses may live anywhere
     TITLE = "dpo-tui"
     ENABLE_COMMAND_PALETTE = True
-    COMMANDS = App.COMMANDS | {_bindings_provider}
+    # Only the console's own actions: Textual's system commands would add a second Quit and its
+    # internals (Maximize, Screenshot, cursor moves); modes are listed by the provider.
+    COMMANDS = {_bindings_provider}
     BINDINGS = [
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, tooltip="Quit the console (runs keep going)"),
         Binding("question_mark,f1", "show_keys", "Keys", id="app.keys", tooltip="Show the keys of this screen"),
@@ -150,6 +151,12 @@ class DpoTuiApp(App[int]):
         Binding("3,f4", "mode('monitor')", "Monitor", id="app.mode.monitor", show=False, tooltip="The open run's monitor"),
         Binding("4,f5", "mode('chat')", "Chat", id="app.mode.chat", show=False, tooltip="Chat with base and tuned models"),
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, tooltip="Search every action"),
+        # Priority, so it comes before a screen's own escape (Back, Clear); it applies only while a
+        # text box has focus (check_action), and a box with its own escape (the chat prompt) keeps it.
+        # Not in the footer: at 80 columns it would push Quit and Keys off the experiment screen's
+        # footer; it hides the screen's "esc Back" there instead, and ? / F1 lists it.
+        Binding("escape", "leave_box", "Leave", id="app.leave-box", priority=True, show=False,
+                tooltip="Leave the text box (what you typed stays); single-letter keys and digits work again"),
     ]
 
     def __init__(
@@ -324,7 +331,46 @@ class DpoTuiApp(App[int]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "mode" and parameters and parameters[0] == self.current_mode:
             return None
+        if action == "leave_box":
+            return self._box_to_leave() is not None
         return True
+
+    def _box_to_leave(self) -> Any:
+        """The console screen whose focused text box escape should leave (None: escape means what
+        the screen or the dialog says)."""
+        from .screens.base import ConsoleScreen, is_text_box
+
+        try:
+            screen = self.screen
+        except ScreenStackError:  # between modes: nothing has focus
+            return None
+        if not isinstance(screen, ConsoleScreen):
+            return None  # a dialog: escape cancels it
+        focused = screen.focused
+        if focused is None or not is_text_box(focused) or "escape" in focused._bindings.key_to_bindings:
+            return None
+        return screen
+
+    def on_key(self, event: events.Key) -> None:
+        """A key that reached the app unhandled because its action is not possible now (dimmed in the
+        footer) says why, when the screen can tell (``ConsoleScreen.why_not``)."""
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return
+        active = screen.active_bindings.get(event.key)
+        why_not = getattr(active.node, "why_not", None) if active is not None and not active.enabled else None
+        if why_not is None or active is None:
+            return
+        _, action, parameters = self._parse_action(active.binding.action, active.node)
+        text = why_not(action, parameters)
+        if text:
+            self.notify(text, title=active.binding.description, severity="warning", markup=False)
+
+    def action_leave_box(self) -> None:
+        screen = self._box_to_leave()
+        if screen is not None:
+            screen.leave_text_box()
 
     def _mode_base(self, mode: str) -> Screen[Any]:
         """The base screen of ``mode`` (creating the mode's stack if needed)."""
@@ -368,12 +414,6 @@ class DpoTuiApp(App[int]):
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.screen))
-
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        for mode, title in MODE_TITLES.items():
-            if mode != self.current_mode:
-                yield SystemCommand(f"Go to {mode}", title, partial(self.action_mode, mode))
 
 
 def run_app(runs_dir: str | None = None, model: str | None = None, dataset: str | None = None) -> int:

@@ -151,3 +151,64 @@ async def test_open_chat_preselects_run(ui_root: Path, make_run) -> None:
         assert app.current_mode == "chat"
         assert app.chat_run_id == "20251126-212000-tiny-chat-b0.1"
         assert getattr(app.screen_stack[0], "run_id", None) == "20251126-212000-tiny-chat-b0.1"
+
+
+async def test_home_end_move_the_row_cursor_and_c_chats_with_that_run(ui_root: Path, make_run) -> None:
+    ids = [f"20251126-21{m:02d}00-tiny-chat-b0.1" for m in range(30)]
+    for run_id in ids:
+        make_run(run_id)
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        await wait_listed(pilot, screen)
+        newest, oldest = ids[-1], ids[0]
+        assert screen.highlighted_id == newest
+        await pilot.press("end")
+        await pilot.pause()
+        assert screen.highlighted_id == oldest and oldest in screen_text(app)
+        await pilot.press("home")
+        await pilot.pause()
+        assert screen.highlighted_id == newest
+        await pilot.press("pagedown")
+        await pilot.pause()
+        paged = screen.highlighted_id
+        assert paged not in (None, newest) and paged in screen_text(app)
+        await pilot.press("end", "c")
+        await pilot.pause()
+        assert app.current_mode == "chat" and app.chat_run_id == oldest
+
+
+async def test_compare_with_fewer_than_two_selected_says_how(ui_root: Path, make_run) -> None:
+    make_run()
+    make_run("20251126-213000-tiny-chat-b0.3", config={"beta": 0.3})
+    notes: list[str] = []
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        screen = app.screen
+        await wait_listed(pilot, screen)
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        await pilot.press("v")
+        await pilot.pause()
+        assert isinstance(app.screen, RunsScreen)
+        assert notes and "none selected" in notes[-1] and "space" in notes[-1]
+        await pilot.press("space", "v")
+        await pilot.pause()
+        assert "1 selected" in notes[-1]
+
+
+async def test_monitor_without_a_run_shows_how_to_open_one(ui_root: Path, make_run) -> None:
+    make_run()
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        await pilot.press("3")
+        await pilot.pause()
+        assert isinstance(app.screen, MonitorScreen)
+        text = screen_text(app)
+        assert "No run open. Press 2 for the runs overview" in text
+        assert "reading the event log" not in text
+        footer = text.splitlines()[-1]
+        assert "s Stop" not in footer and "c Chat" not in footer
+        assert not {"s", "c"} & set(app.screen.active_bindings)

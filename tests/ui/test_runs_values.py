@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.screens.runs import RunsScreen
 from dpo_tui.ui.screens.runs_rows import COLUMNS, cell_width
@@ -52,3 +54,27 @@ async def test_hostile_values_stay_true_at_80x24(ui_root: Path, make_run) -> Non
         row = next(line for line in text.splitlines() if "sigmoid" in line and "r=" not in line)
         assert row.split()[:3] == ["0.1", "sigmoid", "16"], row
         assert by_key["group"] in row, row
+
+
+@pytest.mark.parametrize("room", [60, 78, 98, 118, 158, 238])
+@pytest.mark.parametrize("longest", [20, 30, 34, 48, 80])
+def test_no_column_is_cut_at_the_right_edge(room: int, longest: int) -> None:
+    """Every column either fits whole or starts at or past the edge; at 78 cells (80 columns less the
+    scrollbar) the accuracy column is always whole."""
+    from dpo_tui.ui.screens.runs_rows import COLUMNS, RUN_ID_MAX, WIDTHS, run_id_width
+
+    width = run_id_width(longest, room)
+    assert width >= min(longest, 24)
+    edge = WIDTHS["sel"] + 2 + width + 2
+    keys = [key for key, _, _ in COLUMNS[2:]]
+    whole = []
+    for key in keys:
+        end = edge + WIDTHS[key] + 2
+        assert end <= room or edge >= room, f"{key} is cut at the edge: it spans {edge}..{end} of {room}"
+        if end <= room:
+            whole.append(key)
+        edge = end
+    if room >= 78:
+        assert "acc" in whole, (width, whole)
+    if longest <= RUN_ID_MAX and room >= 118:
+        assert width >= longest  # wide screens show the whole id

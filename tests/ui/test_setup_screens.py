@@ -41,6 +41,8 @@ async def test_newcomer_path_model_dataset_experiment(ui_root: Path) -> None:
         assert exp.config is not None and exp.problems == {}
         assert exp.config.max_steps == 30 and exp.config.lora_rank == 8  # the sample preset
         assert "$ dpo-tui train" in screen_text(app)
+        await pilot.press("escape")  # leaves the β field for the form, then goes back
+        assert exp.focused is exp.query_one("#experiment-form")
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, DatasetScreen))
         await pilot.press("escape")
@@ -87,11 +89,16 @@ async def test_filter_path_entry_and_broken_folders(ui_root: Path, tmp_path: Pat
         await pilot.press("enter")
         await until(pilot, lambda: screen.highlighted is not None and screen.highlighted.name == "typed-model")
         assert "typed-model" in screen_text(app)
-        # A broken folder cannot be chosen; the reason is spelled out.
+        # A broken folder cannot be chosen; ctrl+n spells out the reason instead of doing nothing.
         broken_index = next(i for i, m in enumerate(screen.models) if m.name == "broken-one")
         screen._fill(highlight=broken_index)
         await pilot.pause()
-        assert screen.check_action("next", ()) is None
+        assert screen.check_action("next", ()) is None  # dimmed in the footer
+        notes: list[str] = []
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
+        await pilot.press("ctrl+n")
+        assert isinstance(app.screen, ModelScreen)
+        assert notes and "broken-one cannot be used" in notes[-1]
 
 
 async def test_dataset_lint_errors_block_next(ui_root: Path, tmp_path: Path) -> None:
@@ -108,9 +115,12 @@ async def test_dataset_lint_errors_block_next(ui_root: Path, tmp_path: Path) -> 
         assert codes.get("json") == [2] and codes.get("identical-pair") == [3]
         text = screen_text(app)
         assert "✗ not usable" in text and "error" in text
-        assert dataset.check_action("next", ()) is None
+        assert dataset.check_action("next", ()) is None  # dimmed in the footer, and ctrl+n says why
+        notes: list[str] = []
+        app.notify = lambda message, **kw: notes.append(message)  # type: ignore[method-assign]
         await pilot.press("ctrl+n")
         assert isinstance(app.screen, DatasetScreen)
+        assert notes and "is not usable: 2 errors on the Report tab (r)" in notes[-1]
 
 
 async def test_experiment_validates_as_you_type(ui_root: Path) -> None:
@@ -244,7 +254,7 @@ async def test_truncation_follows_max_length(ui_root: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         exp = await to_experiment(pilot, app)
         exp.apply_changes({"max_length": 5})
-        await pilot.press("escape")
+        await pilot.press("escape", "escape")  # out of the β field, then back
         await until(pilot, lambda: isinstance(app.screen, DatasetScreen))
         dataset = app.screen
         await until(pilot, lambda: dataset.tokens is not None and dataset.tokens.get("max_length") == 5)

@@ -70,6 +70,7 @@ def finding_lines(finding: Any) -> str:
 class DatasetScreen(ConsoleScreen):
     """Second setup step. ``ctrl+n`` goes on to the experiment once the data is usable."""
 
+    MAIN_WIDGET = "#dataset-samples"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: experiment", id="dataset.next", priority=True, tooltip="Continue to the experiment"),
         Binding("escape", "back", "Back", id="dataset.back", tooltip="Back to the model"),
@@ -335,6 +336,10 @@ class DatasetScreen(ConsoleScreen):
         self.query_one("#dataset-tabs", TabbedContent).active = tab
         if tab == "pairs":
             self.query_one("#pair-scroll").focus()
+        elif self.focused is self.query_one("#pair-scroll"):
+            # The pairs view is hidden now: Textual would move the focus on to the path box,
+            # where the next letter key would be typed into the path.
+            self.query_one("#dataset-samples").focus()
 
     def action_pair(self, delta: int) -> None:
         self.show_pair(self.pair_index + delta)
@@ -342,17 +347,27 @@ class DatasetScreen(ConsoleScreen):
     def action_focus_source(self) -> None:
         self.query_one("#dataset-source", Input).focus()
 
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        if action != "next":
+            return None
+        if self.loading:
+            return f"Still reading {self.source}: ctrl+n works once it is checked."
+        if self.report is None:
+            return f"{self.source} could not be read (see above): press o to type another path, or pick a sample."
+        if not self.report.ok:
+            errors = len(self.report.errors)
+            return (f"{self.source} is not usable: {errors} error{'' if errors == 1 else 's'} on the Report tab (r). "
+                    "Fix the file, or press o for another one.")
+        return None
+
     def action_back(self) -> None:
-        focused = self.focused
-        if isinstance(focused, Input) and focused.value:
-            focused.value = ""
-            return
         self.app.pop_screen()
 
     def action_next(self) -> None:
         from .experiment import ExperimentScreen
 
-        if self.report is None or not self.report.ok:
-            self.notify("Pick a usable dataset first.", severity="warning")
+        why = self.why_not("next", ())
+        if why:
+            self.notify(why, title="Dataset", severity="warning", markup=False)
             return
         self.app.push_screen(ExperimentScreen())

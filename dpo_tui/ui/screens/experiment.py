@@ -20,13 +20,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from ...core.config import BETA_PRESETS, RunConfig
 from ...core.errors import UserError, first_line
 from .. import form
 from ..gpu_choice import chosen_gpus, device_note, usable_gpus
 from ..messages import Notice, RunLaunched
+from ..widgets.checkbox import FieldCheckbox as Checkbox
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel

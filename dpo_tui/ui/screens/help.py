@@ -8,19 +8,27 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Label
 
+from .base import is_text_box
+
 
 def binding_rows(screen: Screen) -> list[tuple[str, str, str]]:
-    """(keys, action description, where) for every binding that applies on ``screen`` (hidden ones too)."""
+    """(keys, action description, where) for every binding that applies on ``screen`` (hidden ones too).
+
+    ``where`` is ``global``, ``screen``, or ``here`` for the console's keys of the focused widget
+    (the model list's enter).
+    """
     app = screen.app
     rows: list[tuple[str, str, str]] = []
     seen: set[str] = set()
     for namespace, bindings in screen._modal_binding_chain:
-        where = "global" if namespace is app else ("screen" if namespace is screen else type(namespace).__name__)
-        if where not in ("global", "screen"):
-            continue  # a focused widget's own keys (DataTable, Input): standard, listed in docs/keys.md
+        where = "global" if namespace is app else ("screen" if namespace is screen else "here")
         for _, binding in bindings:
+            if where == "here" and not binding.id:
+                continue  # Textual's own keys of the focused widget (cursor moves, editing): listed in docs/keys.md
             if not binding.description or binding.action in seen:
                 continue
+            if binding.action == "leave_box" and not is_text_box(screen.focused):
+                continue  # escape means what the screen says unless a text box has focus
             seen.add(binding.action)
             keys = app.get_key_display(binding)
             others = [k for k in binding.key.split(",")[1:]]

@@ -23,7 +23,7 @@ from ..format import human_bytes, human_count
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
-from .base import ConsoleScreen
+from .base import ConsoleScreen, RowTable
 
 COLUMNS = (
     ("name", "model", 26),
@@ -36,7 +36,7 @@ COLUMNS = (
 )
 
 
-class ModelTable(DataTable[Any]):
+class ModelTable(RowTable):
     """The models list; enter chooses (shown in the footer, unlike DataTable's own enter)."""
 
     BINDINGS = [Binding("enter", "select_cursor", "Choose", id="models.choose", tooltip="Use the highlighted model")]
@@ -137,6 +137,7 @@ def facts_text(info: Any) -> Text:
 class ModelScreen(ConsoleScreen):
     """Base screen of the ``setup`` mode."""
 
+    MAIN_WIDGET = "#models-table"
     BINDINGS = [
         Binding("ctrl+n", "next", "Next: dataset", id="models.next", priority=True, tooltip="Use the highlighted model and pick the data"),
         Binding("slash", "focus_filter", "Filter", id="models.filter", tooltip="Filter the list, or type a path or hub id"),
@@ -328,6 +329,14 @@ class ModelScreen(ConsoleScreen):
             return True if info is not None and not getattr(info, "error", None) else None
         return True
 
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        info = self.highlighted
+        if action == "next" and info is not None and getattr(info, "error", None):
+            return f"{info.name} cannot be used: {info.error}"
+        if action == "next" and info is None:
+            return "No model listed: type a model folder or hub id after / and press enter."
+        return None
+
     def action_focus_filter(self) -> None:
         self.query_one("#model-filter", Input).focus()
 
@@ -337,6 +346,9 @@ class ModelScreen(ConsoleScreen):
         self.query_one("#models-table").focus()
 
     def action_toggle_broken(self) -> None:
+        if not any(getattr(m, "error", None) for m in self.models):
+            self.notify("No broken folders: every model found can be used.", title="Models", timeout=3)
+            return
         self.show_broken = not self.show_broken
         self._fill()
 
@@ -347,10 +359,10 @@ class ModelScreen(ConsoleScreen):
         from .dataset import DatasetScreen
 
         info = self.highlighted
-        if info is None:
-            return
-        if getattr(info, "error", None):
-            self.notify(f"{info.name} cannot be used: {info.error}", title="Model", severity="error", markup=False)
+        if info is None or getattr(info, "error", None):
+            why = self.why_not("next", ())
+            if why:
+                self.notify(why, title="Model", severity="error", markup=False)
             return
         if getattr(info, "is_adapter", False):
             self.notify(

@@ -215,6 +215,7 @@ class MonitorScreen(ConsoleScreen):
         self.query_one("#monitor-title", TextPanel).show(
             Text("No run open. Press 2 for the runs overview, or 1 to set up a new run.", style="bold")
         )
+        self.query_one(HealthPanel).display = False  # it would say "reading the event log"
 
     # --- choosing a run -------------------------------------------------------------------------
     def show_run(self, run_id: str) -> None:
@@ -238,6 +239,7 @@ class MonitorScreen(ConsoleScreen):
     def _start_load(self) -> None:
         if not self.run_id:
             return
+        self.query_one(HealthPanel).display = True
         self.query_one("#monitor-title", TextPanel).show(f"{self.run_id} · loading…")
         self._load_history(self._loads.issue(), self.run_id, self._run_path())
         self._read_status(self._status_reads.issue(), self.run_id, self._run_path())
@@ -455,7 +457,7 @@ class MonitorScreen(ConsoleScreen):
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("stop_run", "resume_run", "chat_run", "export_run", "health_details", "toggle_smoothing") and self.run_id is None:
-            return None
+            return False  # no run open: hidden, the empty state says how to open one
         # Stop and resume never apply together: hide the one that does not (footer room at 80 columns).
         if action == "stop_run":
             return self.state in ACTIVE_STATES

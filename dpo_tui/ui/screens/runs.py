@@ -38,7 +38,7 @@ from ..services import root_label
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
-from .base import ConsoleScreen
+from .base import ConsoleScreen, RowTable
 from .export_dialog import open_export
 from .runs_dialogs import ask_cancel_group, ask_delete
 from .runs_rows import (
@@ -50,6 +50,7 @@ from .runs_rows import (
     matches,
     queue_position,
     row_cells,
+    run_id_width,
     sort_summaries,
 )
 
@@ -62,6 +63,7 @@ __all__ = ["RunsScreen", "SORT_KEYS", "exit_text", "matches", "queue_position", 
 class RunsScreen(ConsoleScreen):
     """Base screen of the ``runs`` mode."""
 
+    MAIN_WIDGET = "#runs-table"
     BINDINGS = [
         Binding("enter", "open_monitor", "Monitor", id="runs.monitor", priority=True, tooltip="Open the highlighted run's monitor"),
         Binding("s", "stop_run", "Stop", id="runs.stop", tooltip="Stop the highlighted run"),
@@ -121,7 +123,7 @@ class RunsScreen(ConsoleScreen):
         yield StatusHeader()
         yield TextPanel(id="runs-root")
         yield FieldInput(placeholder="/ filter: id, model, dataset, group or state", id="runs-filter", compact=True)
-        table: DataTable[Any] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        table = RowTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         self._add_columns(table, COLUMNS[1][2])
         yield table
         yield TextPanel(id="runs-detail")
@@ -210,6 +212,10 @@ class RunsScreen(ConsoleScreen):
     def filter_text(self) -> str:
         return self.query_one("#runs-filter", Input).value.strip()
 
+    def on_resize(self) -> None:
+        if self.listed:
+            self._fill()  # the run column's width follows the screen's (see runs_rows.run_id_width)
+
     def visible_runs(self) -> list[RunSummary]:
         """The runs the table shows: those matching the filter, in the chosen order."""
         query = self.filter_text
@@ -222,9 +228,11 @@ class RunsScreen(ConsoleScreen):
         now = self.services.clock()
         table = self.query_one("#runs-table", DataTable)
         highlighted = self.highlighted_id
-        rows = [(s.id, row_cells(s, now, s.id in self.selected)) for s in self.visible_runs()]
+        visible = self.visible_runs()
+        room = max(0, (self.size.width or 80) - 2)  # the scrollbar is always shown (app.tcss #runs-table)
+        id_width = run_id_width(max([0, *(len(s.id) for s in visible)]), room)
+        rows = [(s.id, row_cells(s, now, s.id in self.selected, id_width)) for s in visible]
         order = [run_id for run_id, _ in rows]
-        id_width = max([COLUMNS[1][2], *(min(48, len(run_id)) for run_id in order)])
         with self.app.batch_update():
             if order == self.shown and id_width == self._id_width and len(order) == table.row_count:
                 keys = [key for key, _, _ in COLUMNS]
@@ -405,12 +413,20 @@ class RunsScreen(ConsoleScreen):
         ids += sorted((run_id for run_id in self.selected if run_id not in self.shown), reverse=True)
         return [run_id for run_id in ids if run_id in self.summaries and self.summaries[run_id].error is None]
 
+    def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
+        ids = self._compare_ids()
+        if action == "compare" and len(ids) < 2:
+            have = f"{len(ids)} selected" if ids else "none selected"
+            return f"Compare needs two or more runs ({have}): space selects the highlighted run, g its whole group."
+        return None
+
     def action_compare(self) -> None:
         from .compare import CompareScreen
 
         ids = self._compare_ids()
-        if len(ids) < 2:
-            self.notify("Select two or more runs first (space, or g for a whole group).", title="Compare", severity="warning")
+        why = self.why_not("compare", ())
+        if why:
+            self.notify(why, title="Compare", severity="warning")
             return
         self.app.push_screen(CompareScreen(ids))
 

@@ -46,6 +46,28 @@ COLUMNS = (
 SELECTED_MARK = "●"
 RUN_ID_MAX = 48
 WIDTHS = {key: width for key, _, width in COLUMNS}
+# What must stay on screen right of the run id at 80 columns: state, steps, loss, margin and accuracy.
+KEPT_AFTER_RUN = 5
+MIN_RUN_WIDTH = 24
+
+
+def run_id_width(longest: int, room: int) -> int:
+    """The run column's width in a table ``room`` cells wide (scrollbar excluded).
+
+    The longest id (up to ``RUN_ID_MAX``), but never so wide that accuracy is pushed off screen; longer
+    ids show a visible ``…`` in the middle, keeping the tail that tells β-ladder rungs apart. Then the
+    slack goes to the run column so that the first column that does not fit starts past the edge: a
+    column cut at the screen edge reads as another value (β 0.3 as "0", accuracy 0.86 as "0.8")."""
+    pad = 2  # DataTable's cell padding, both sides
+    after = [WIDTHS[key] + pad for key, _, _ in COLUMNS[2:]]
+    avail = room - (WIDTHS["sel"] + pad) - pad
+    width = min(max(longest, WIDTHS["run"]), RUN_ID_MAX, max(MIN_RUN_WIDTH, avail - sum(after[:KEPT_AFTER_RUN])))
+    used = width
+    for column in after:
+        if used + column > avail:
+            return width + max(0, avail - used)  # pad the run column: the next column starts off screen
+        used += column
+    return width
 
 
 def cell_width(key: str) -> int:
@@ -132,12 +154,12 @@ def run_seconds(summary: RunSummary, now: float) -> float | None:
     return now - summary.started_at if summary.state in ACTIVE_STATES else None
 
 
-def row_cells(summary: RunSummary, now: float, selected: bool = False) -> list[Any]:
+def row_cells(summary: RunSummary, now: float, selected: bool = False, id_width: int = RUN_ID_MAX) -> list[Any]:
     age = duration(now - summary.created_at) if summary.created_at else "–"
     rank = "full" if summary.method == "full" else ("–" if summary.lora_rank is None else numfmt.count(summary.lora_rank, cell_width("rank")))
     return [
         Text(SELECTED_MARK, style="bold") if selected else "",
-        text_cell(printable(summary.id), "run", keep_end=True),
+        numfmt.ellipsize(printable(summary.id), id_width, keep_end=True),
         state_cell(summary),
         numfmt.steps(summary.step, summary.max_steps, cell_width("progress")),
         number_cell(summary.loss, "loss"),

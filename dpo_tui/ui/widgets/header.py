@@ -1,16 +1,45 @@
-"""The one-line header: app name, the modes (current one highlighted), host and GPU memory."""
+"""The one-line header: app name, the modes (current one highlighted), host and GPU memory.
+
+Each mode is shown with the key that switches to it *where the focus is*: the digits when they act
+as keys, the F-keys while a text box has focus (there digits are text). The keys come from the
+screen's active bindings (so a keymap from settings.toml shows too), read again whenever the focus
+moves.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from rich.text import Text
+from textual.app import ScreenStackError
 from textual.reactive import reactive
 from textual.widget import Widget
 
 from ..format import GIB
 
 MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"), ("chat", "4 Chat"))
+MODE_NAMES = {"setup": "Setup", "runs": "Runs", "monitor": "Monitor", "chat": "Chat"}
+
+
+def key_label(display: str) -> str:
+    """``F3`` for Textual's ``f3``; other key displays as they are."""
+    return display.upper() if display[:1] == "f" and display[1:].isdigit() else display
+
+
+def mode_keys(screen: Any) -> dict[str, str]:
+    """The key that switches to each mode from ``screen`` as it is focused now (absent: none works),
+    and under ``show_keys`` the key that lists the keys."""
+    app = screen.app
+    keys: dict[str, str] = {}
+    for active in screen.active_bindings.values():
+        binding = active.binding
+        if active.node is not app:
+            continue
+        if binding.action.startswith("mode('"):
+            keys.setdefault(binding.action[len("mode('"):-len("')")], key_label(app.get_key_display(binding)))
+        elif binding.action == "show_keys":
+            keys.setdefault("show_keys", key_label(app.get_key_display(binding)))
+    return keys
 
 
 def gpu_summary(inventory: Any) -> str:
@@ -39,6 +68,8 @@ class StatusHeader(Widget):
     """Docked at the top of every screen. The app sets ``inventory``; ``mode`` follows the app."""
 
     mode: reactive[str] = reactive("setup")
+    keys: reactive[dict[str, str]] = reactive(dict, always_update=True)
+    """Mode (and ``show_keys``) → the key that works where the focus is."""
     inventory: reactive[Any] = reactive(None, always_update=True)
     host: reactive[str] = reactive("")
 
@@ -50,6 +81,15 @@ class StatusHeader(Widget):
         app.mode_change_signal.subscribe(self, self._mode_changed)
         if hasattr(app, "inventory_signal"):
             app.inventory_signal.subscribe(self, self._inventory_changed)
+        if hasattr(app, "settings_signal"):  # a keymap may rebind the mode keys
+            app.settings_signal.subscribe(self, lambda _settings: self._focus_changed())
+        self.watch(self.screen, "focused", self._focus_changed)
+
+    def _focus_changed(self, *_: Any) -> None:
+        try:
+            self.keys = mode_keys(self.screen)
+        except ScreenStackError:  # the app is closing its screens
+            pass
 
     def _mode_changed(self, mode: str) -> None:
         self.mode = mode
@@ -59,12 +99,21 @@ class StatusHeader(Widget):
 
     def render(self) -> Text:
         left = Text(" dpo-tui ", style="bold")
+        keys = self.keys
+        digits = all(keys.get(mode, digit) == digit for mode, digit in (("setup", "1"), ("runs", "2"), ("monitor", "3"), ("chat", "4")))
         for mode, label in MODE_LABELS:
             style = "reverse bold" if mode == self.mode else "dim"
-            left.append(f" {label} ", style=style)
-            left.append(" ")
+            if digits:
+                left.append(f" {label} ", style=style)
+                left.append(" ")  # room between the modes; the F-key labels are one wider each
+            else:
+                key = keys.get(mode)
+                left.append(f" {key} {MODE_NAMES[mode]} " if key else f" {MODE_NAMES[mode]} ", style=style)
         right = Text(f"{self.host} · {gpu_summary(self.inventory)} ")
         width = self.size.width
+        help_key = keys.get("show_keys")
+        if not digits and help_key and width - left.cell_len - right.cell_len >= len(help_key) + 7:
+            left.append(f" {help_key} Keys ", style="dim")
         room = width - left.cell_len
         if right.cell_len > room:
             right.truncate(max(0, room), overflow="ellipsis")
