@@ -15,6 +15,7 @@ quitting closes it. The session's memory is a plain ``ChatSession``, judgements 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -186,7 +187,8 @@ class ChatScreen(ConsoleScreen):
         from ...core.runs import find_run
 
         try:
-            choice = run_adapter(find_run(self.runs_root, run_id))
+            # The best saved weights, not simply the newest: an over-fit run's last ones answer worst.
+            choice = run_adapter(find_run(self.runs_root, run_id), "best")
         except UserError as exc:
             self.post_message(self.ChoicesListed([], error=exc.render()))
             return
@@ -194,7 +196,9 @@ class ChatScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="chat-resolve", exit_on_error=False, description="list adapters")
     def _list_choices(self, open_picker: bool = True) -> None:
-        from ...core.chat_client import adapter_choices
+        from ...core.chat_client import adapter_choices, run_adapter
+        from ...core.errors import UserError
+        from ...core.runs import Run
 
         try:
             choices = adapter_choices(self.runs_root)
@@ -204,7 +208,10 @@ class ChatScreen(ConsoleScreen):
         if not open_picker:
             finished = [c for c in choices if c.state == "finished" and "@" not in c.label]
             if finished:
-                self.post_message(self.SidesChosen(finished[0].base_path, finished[0].model, [finished[0]]))
+                first = finished[0]
+                with contextlib.suppress(UserError, OSError):  # its final adapter stays a good default
+                    first = run_adapter(Run(self.runs_root / str(first.run_id)), "best")
+                self.post_message(self.SidesChosen(first.base_path, first.model, [first]))
             return
         self.post_message(self.ChoicesListed(choices))
 
@@ -226,6 +233,8 @@ class ChatScreen(ConsoleScreen):
     @on(SidesChosen)
     async def _sides_chosen(self, message: SidesChosen) -> None:
         await self.configure(message.base_path, message.model, message.adapters)
+        for why in filter(None, (a.why for a in message.adapters)):  # picked for the operator: say which and why
+            self.notify(why, title="Chat side", markup=False)
 
     async def configure(self, base_path: str, model: str, adapters: list[AdapterChoice]) -> None:
         """Show the base and ``adapters``; load into the worker whatever it lacks."""
