@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Static
 
 from ...core.errors import UserError
 from ..widgets.inputs import FieldInput
@@ -41,17 +41,18 @@ class LadderDialog(ModalScreen[list[float] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="ladder-box"):
             yield Label("β ladder: one run per β, everything else equal", id="ladder-title")
-            yield Label(self.detail, id="ladder-detail")
+            # Static, not Label: the box's width wraps them, so nothing is cut at 80 columns.
+            yield Static(self.detail, id="ladder-detail", markup=False)
             yield FieldInput(self.default, id="ladder-betas", placeholder="comma-separated β values, e.g. 0.05,0.1,0.5")
-            yield Label("", id="ladder-error")
-            yield Label(f"group {self.group} · enter queues the runs · esc cancels", id="ladder-hint")
+            yield Static("", id="ladder-error", markup=False)
+            yield Static(f"group {self.group} · enter queues the runs · esc cancels", id="ladder-hint", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#ladder-error", Label).display = False
+        self.query_one("#ladder-error", Static).display = False
         self.query_one("#ladder-betas", Input).focus()
 
     def _show_error(self, problem: str) -> None:
-        label = self.query_one("#ladder-error", Label)
+        label = self.query_one("#ladder-error", Static)
         label.update(problem)
         label.display = bool(problem)
 
