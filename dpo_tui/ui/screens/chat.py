@@ -36,6 +36,7 @@ from ..chat_text import empty_text, hint_line, memory_text, pane_titles, setting
 from ..messages import Latest, Snapshot
 from ..widgets.chat_pane import ChatInput, ChatPane
 from ..widgets.header import StatusHeader
+from ..widgets.resident_banner import resident_changed
 from ..widgets.run_panels import TextPanel
 from . import chat_events, chat_resident
 from .base import ConsoleScreen
@@ -327,6 +328,7 @@ class ChatScreen(ConsoleScreen):
         for ev in message.events:
             await chat_events.handle(self, ev)
         self._refresh_lines()
+        resident_changed(self.app)  # the runs and experiment screens' banners; posts only on a change
         if self._availability() != before:
             self.refresh_bindings()  # the footer recomposes on this: only when a key's availability changed
 
@@ -367,6 +369,7 @@ class ChatScreen(ConsoleScreen):
         self.memory = {}
         self.set_state("off", "released: asking loads the model again")
         self.refresh_bindings()
+        resident_changed(self.app)
         return True
 
     # --- asking -----------------------------------------------------------------------------------
