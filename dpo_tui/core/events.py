@@ -420,8 +420,9 @@ class RunHistory:
                 return
             if any(name.startswith(EVAL_PREFIX) for name in metrics):
                 # The Trainer logs an evaluation's results as an ordinary log at the step it just logged
-                # the train metrics for: those are eval points, not a repeat of that step.
-                self._add_eval(step, metrics)
+                # the train metrics for: those are eval points, not a repeat of that step (the epoch it
+                # adds to every log is the train point's to show).
+                self._add_eval(step, {k: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)})
                 return
             if step <= self._max_step:  # a repeated step: a resumed attempt supersedes it
                 self._truncate_after(step - 1)
@@ -452,8 +453,6 @@ class RunHistory:
         """Eval-named values as eval points, one per step: the eval event repeats what the eval log said,
         and a resumed attempt's evaluation supersedes the one before it at that step."""
         for name, value in metrics.items():
-            if not name.startswith(EVAL_PREFIX):
-                continue  # the epoch the Trainer adds to every log is the train point's to show
             points = self.eval_series.setdefault(name, [])
             while points and points[-1][0] >= step:
                 points.pop()
