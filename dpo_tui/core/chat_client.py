@@ -85,6 +85,8 @@ class AdapterChoice:
     state: str = ""
     config: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     """The run's config as JSON (what the chat panes' titles name the differences between runs by)."""
+    why: str = ""
+    """Why these weights were picked for the run (``best by eval loss …``); empty when named explicitly."""
 
     @property
     def adapter_name(self) -> str:
@@ -93,12 +95,18 @@ class AdapterChoice:
 
 def run_adapter(run: Any, checkpoint: str | None = None, fallback_to_checkpoint: bool = True) -> AdapterChoice:
     """The adapter to chat with for ``run`` (a ``core.runs.Run``): its final adapter, ``checkpoint-N``,
+    ``best`` (what :func:`~dpo_tui.core.checkpoints.best_checkpoint` picks, with ``why`` saying by what),
     or (unfinished runs) its newest complete checkpoint. Raises :class:`UserError` when there is none."""
     config = run.config()
     base: dict[str, Any] = dict(run_id=run.id, beta=config.beta, model=config.model,
                                 base_path=config.resolved_model(),
                                 rank=config.lora_rank if config.method != "full" else None,
                                 config=config.model_dump(mode="json"))
+    if checkpoint == "best":
+        picked = _best_adapter(run, base)
+        if picked is not None:
+            return picked
+        checkpoint = None  # nothing scored (no loss logged, weights without an adapter): the plain default
     if checkpoint:
         name = checkpoint if checkpoint.startswith("checkpoint-") else f"checkpoint-{checkpoint}"
         folder = run.checkpoints_dir / name
@@ -117,6 +125,18 @@ def run_adapter(run: Any, checkpoint: str | None = None, fallback_to_checkpoint:
     if ckpt is not None and (ckpt.path / "adapter_config.json").is_file():
         return AdapterChoice(label=f"{run.id}@{ckpt.path.name}", path=ckpt.path, **base)
     raise UserError(f"Run {run.id} has no adapter yet", hint="wait for its first checkpoint, or pick a finished run")
+
+
+def _best_adapter(run: Any, base: dict[str, Any]) -> AdapterChoice | None:
+    from .checkpoints import best_checkpoint
+
+    best = best_checkpoint(run)
+    if best is None or best.value is None or not (best.candidate.path / "adapter_config.json").is_file():
+        return None
+    by = "eval loss" if best.metric == "eval_loss" else "train loss (no eval split)"
+    why = f"{best.candidate.name}: best by {by}, {best.value:.4g} at step {best.candidate.step}"
+    label = run.id if best.is_final else f"{run.id}@{best.candidate.name}"
+    return AdapterChoice(label=label, path=best.candidate.path, why=why, **base)
 
 
 def adapter_choices(root: Path) -> list[AdapterChoice]:

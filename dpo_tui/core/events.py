@@ -413,6 +413,10 @@ def _chartable(metrics: dict[Any, Any]) -> dict[str, float | int | None]:
     return out
 
 
+EVAL_PREFIX = "eval_"
+"""How the Trainer names the metrics of an evaluation on the eval split."""
+
+
 @dataclass
 class RunHistory:
     """Folds events into what a monitor shows. Feed it batches with :meth:`apply`.
@@ -477,6 +481,12 @@ class RunHistory:
                 # keep it aside, or it would truncate that step's real points.
                 self.summary = metrics
                 return
+            if any(name.startswith(EVAL_PREFIX) for name in metrics):
+                # The Trainer logs an evaluation's results as an ordinary log at the step it just logged
+                # the train metrics for: those are eval points, not a repeat of that step (the epoch it
+                # adds to every log is the train point's to show).
+                self._add_eval(step, {k: v for k, v in metrics.items() if k.startswith(EVAL_PREFIX)})
+                return
             if step <= self._max_step:  # a repeated step: a resumed attempt supersedes it
                 self._truncate_after(step - 1)
             self._max_step = step
@@ -490,8 +500,7 @@ class RunHistory:
             step = event_int(event.get("step"), default=-1)
             raw = event.get("metrics") or {}
             if step >= 0 and isinstance(raw, dict):
-                for name, value in _chartable(raw).items():
-                    self.eval_series.setdefault(name, []).append((step, value))
+                self._add_eval(step, _chartable(raw))
         elif kind == RESOURCE:
             self.last_resource = event
         elif kind == CHECKPOINT:
@@ -503,8 +512,17 @@ class RunHistory:
         elif kind in TERMINAL_TYPES:
             self.terminal = event
 
+    def _add_eval(self, step: int, metrics: dict[str, float | int | None]) -> None:
+        """Eval-named values as eval points, one per step: the eval event repeats what the eval log said,
+        and a resumed attempt's evaluation supersedes the one before it at that step."""
+        for name, value in metrics.items():
+            points = self.eval_series.setdefault(name, [])
+            while points and points[-1][0] >= step:
+                points.pop()
+            points.append((step, value))
+
     def _truncate_after(self, step: int) -> None:
-        for points in self.series.values():
+        for points in (*self.series.values(), *self.eval_series.values()):
             while points and points[-1][0] > step:
                 points.pop()
         self._max_step = min(self._max_step, step)

@@ -119,6 +119,36 @@ def test_history_keeps_the_summary_event_aside() -> None:
     assert history.summary == {"train_loss": 0.5, "train_runtime": 3.0}
 
 
+def _eval_log(step: int, loss: float) -> dict:
+    """What the Trainer logs after an evaluation: the eval metrics as an ordinary log at the train step."""
+    return {"type": "log", "step": step, "t": 100.5 + step,
+            "metrics": {"eval_loss": loss, "eval_rewards/margins": 1.0 - loss, "eval_runtime": 0.2, "epoch": 0.5}}
+
+
+def test_history_keeps_the_train_points_at_an_eval_step() -> None:
+    history = ev.RunHistory()
+    history.apply([{"type": "started", "max_steps": 4, "attempt": 1}, _log(1, 0.69), _log(2, 0.6), _eval_log(2, 0.65),
+                   {"type": "eval", "step": 2, "metrics": {"eval_loss": 0.65, "eval_rewards/margins": 0.35}},
+                   _log(3, 0.5), _log(4, 0.4), _eval_log(4, 0.55)])
+    assert history.series["loss"] == [(1, 0.69), (2, 0.6), (3, 0.5), (4, 0.4)]
+    assert "eval_loss" not in history.series and "epoch" not in history.eval_series
+    # The eval event repeats what the eval log said: one point per eval step.
+    assert history.eval_series["eval_loss"] == [(2, 0.65), (4, 0.55)]
+    assert [s for s, _ in history.eval_series["eval_rewards/margins"]] == [2, 4]
+    assert history.step == 4 and history.latest("loss") == 0.4
+
+
+def test_history_still_truncates_a_repeated_step_after_an_eval() -> None:
+    history = ev.RunHistory()
+    history.apply([_log(1, 0.69), _log(2, 0.6), _eval_log(2, 0.65), _log(3, 0.5), _eval_log(3, 0.6)])
+    # A resumed attempt re-logs from step 2 (no resumed event: the first attempt was killed mid-write).
+    history.apply([_log(2, 0.58, attempt=2)])
+    assert history.series["loss"] == [(1, 0.69), (2, 0.58)]
+    assert history.eval_series["eval_loss"] == []  # its evaluation at step 2 follows its train log
+    history.apply([_eval_log(2, 0.62)])
+    assert history.eval_series["eval_loss"] == [(2, 0.62)] and history.series["loss"] == [(1, 0.69), (2, 0.58)]
+
+
 def _long_log(path: Path, steps: int, resume_at: int) -> None:
     """Attempt 1 logs steps 1..steps, is resumed at ``resume_at`` and logs to ``steps`` again, then ends.
 

@@ -15,6 +15,7 @@ quitting closes it. The session's memory is a plain ``ChatSession``, judgements 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..chat_text import empty_text, hint_line, memory_text, pane_titles, setting
 from ..messages import Latest, Snapshot
 from ..widgets.chat_pane import ChatInput, ChatPane
 from ..widgets.header import StatusHeader
+from ..widgets.resident_banner import resident_changed
 from ..widgets.run_panels import TextPanel
 from . import chat_events, chat_resident
 from .base import ConsoleScreen
@@ -186,7 +188,8 @@ class ChatScreen(ConsoleScreen):
         from ...core.runs import find_run
 
         try:
-            choice = run_adapter(find_run(self.runs_root, run_id))
+            # The best saved weights, not simply the newest: an over-fit run's last ones answer worst.
+            choice = run_adapter(find_run(self.runs_root, run_id), "best")
         except UserError as exc:
             self.post_message(self.ChoicesListed([], error=exc.render()))
             return
@@ -194,7 +197,9 @@ class ChatScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="chat-resolve", exit_on_error=False, description="list adapters")
     def _list_choices(self, open_picker: bool = True) -> None:
-        from ...core.chat_client import adapter_choices
+        from ...core.chat_client import adapter_choices, run_adapter
+        from ...core.errors import UserError
+        from ...core.runs import Run
 
         try:
             choices = adapter_choices(self.runs_root)
@@ -204,7 +209,10 @@ class ChatScreen(ConsoleScreen):
         if not open_picker:
             finished = [c for c in choices if c.state == "finished" and "@" not in c.label]
             if finished:
-                self.post_message(self.SidesChosen(finished[0].base_path, finished[0].model, [finished[0]]))
+                first = finished[0]
+                with contextlib.suppress(UserError, OSError):  # its final adapter stays a good default
+                    first = run_adapter(Run(self.runs_root / str(first.run_id)), "best")
+                self.post_message(self.SidesChosen(first.base_path, first.model, [first]))
             return
         self.post_message(self.ChoicesListed(choices))
 
@@ -226,6 +234,8 @@ class ChatScreen(ConsoleScreen):
     @on(SidesChosen)
     async def _sides_chosen(self, message: SidesChosen) -> None:
         await self.configure(message.base_path, message.model, message.adapters)
+        for why in filter(None, (a.why for a in message.adapters)):  # picked for the operator: say which and why
+            self.notify(why, title="Chat side", markup=False)
 
     async def configure(self, base_path: str, model: str, adapters: list[AdapterChoice]) -> None:
         """Show the base and ``adapters``; load into the worker whatever it lacks."""
@@ -318,6 +328,7 @@ class ChatScreen(ConsoleScreen):
         for ev in message.events:
             await chat_events.handle(self, ev)
         self._refresh_lines()
+        resident_changed(self.app)  # the runs and experiment screens' banners; posts only on a change
         if self._availability() != before:
             self.refresh_bindings()  # the footer recomposes on this: only when a key's availability changed
 
@@ -358,6 +369,7 @@ class ChatScreen(ConsoleScreen):
         self.memory = {}
         self.set_state("off", "released: asking loads the model again")
         self.refresh_bindings()
+        resident_changed(self.app)
         return True
 
     # --- asking -----------------------------------------------------------------------------------

@@ -84,6 +84,32 @@ def unique_labels(labels: list[str]) -> list[str]:
     return out
 
 
+def short_ids(ids: list[str], width: int) -> list[str]:
+    """Run ids cut to what tells them apart, so a column of them fits ``width`` cells.
+
+    The dash-separated parts every id shares at the same place become ``…`` (``…-212000-…-b0.05``);
+    an id still too wide loses its middle to ``…``. Every cut shows an ``…``, so a shortened id never
+    reads as another, whole one; if two would end up alike, the ids are kept whole (the table scrolls).
+    """
+    if len(ids) < 2 or all(len(i) <= width for i in ids):
+        return list(ids)
+    parts = [i.split("-") for i in ids]
+    depth = min(len(p) for p in parts)
+    # The last part (β, a suffix) is kept: it is what a reader matches against the legend.
+    shared = {n for n in range(depth) if len({p[n] for p in parts}) == 1 and all(n < len(p) - 1 for p in parts)}
+    out = []
+    for p in parts:
+        pieces: list[str] = []
+        for n, piece in enumerate(p):
+            if n not in shared:
+                pieces.append(piece)
+            elif not pieces or pieces[-1] != "…":
+                pieces.append("…")
+        out.append("-".join(pieces))
+    out = [i if len(i) <= width else i[: (width - 1) // 2] + "…" + i[len(i) - (width - 1 - (width - 1) // 2):] for i in out]
+    return out if len(set(out)) == len(out) else list(ids)
+
+
 def load_comparison(root: Path, ids: list[str]) -> Comparison:
     """Fold each run's events; an unreadable run is reported in ``errors`` and left out."""
     from ...core.compare import config_diff, legend_labels, load_metrics
@@ -106,7 +132,10 @@ def load_comparison(root: Path, ids: list[str]) -> Comparison:
     configs = [m.config for _, _, m in loaded]
     # The group names runs, it does not change them: "group=" in a legend would only add noise.
     plain = [{k: v for k, v in c.items() if k not in LEGEND_IGNORES} for c in configs]
-    labels = unique_labels(legend_labels(plain, [run_id for run_id, _, _ in loaded]))
+    ids = [run_id for run_id, _, _ in loaded]
+    labels = legend_labels(plain, ids)
+    # Nothing differs, so runs are told apart by id: what differs of the ids, or three would not fit 80 columns.
+    labels = unique_labels(short_ids(ids, 24) if labels == ids else labels)
     runs = [
         ComparedRun(
             id=run_id,
@@ -135,9 +164,11 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
-def diff_rows(comparison: Comparison) -> list[list[str]]:
-    """``[field, value per run…]`` for the fields that differ (plus each run's id first)."""
-    rows = [["run", *(r.id for r in comparison.runs)], ["state", *(r.state for r in comparison.runs)]]
+def diff_rows(comparison: Comparison, id_width: int = 40) -> list[list[str]]:
+    """``[field, value per run…]`` for the fields that differ (plus each run's id first, cut by
+    :func:`short_ids` to ``id_width``)."""
+    ids = short_ids([r.id for r in comparison.runs], id_width)
+    rows = [["run", *ids], ["state", *(r.state for r in comparison.runs)]]
     for name, values in comparison.diff.items():
         rows.append([name, *(_shown(v) for v in values)])
     return rows
@@ -233,8 +264,15 @@ class CompareScreen(ConsoleScreen):
         self.query_one("#compare-title", TextPanel).show(title)
         self.query_one(ChartLegend).set_labels([r.label for r in runs])
         self._draw_charts()
-        self._fill_table("#compare-diff", ["field", *(r.label for r in runs)], diff_rows(comparison))
+        self._fill_table("#compare-diff", ["field", *(r.label for r in runs)], diff_rows(comparison, self._id_width()))
         self._fill_table("#compare-metrics", ["metric", *(r.label for r in runs)], metric_rows(comparison))
+
+    def _id_width(self) -> int:
+        """Cells per run column that let every run's column fit beside the field names."""
+        runs = self.comparison.runs if self.comparison else []
+        names = max((len(name) for name in ("field", "state", *(self.comparison.diff if self.comparison else ()))), default=5)
+        # Each DataTable column pads one cell either side; two more for the scrollbar and the border.
+        return max(12, (self.app.size.width - 2 - (names + 2)) // max(1, len(runs)) - 2)
 
     def _fill_table(self, selector: str, labels: list[str], rows: list[list[Any]]) -> None:
         table = self.query_one(selector, DataTable)

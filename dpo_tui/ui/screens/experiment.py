@@ -23,16 +23,18 @@ from textual.widget import Widget
 from textual.widgets import Button, Footer, Input, Label, Select, Static
 
 from ...core.config import BETA_PRESETS, RunConfig
-from ...core.errors import UserError, first_line
+from ...core.errors import UserError
 from .. import form
 from ..gpu_choice import chosen_gpus, device_note, usable_gpus
 from ..messages import Notice, RunLaunched
 from ..widgets.checkbox import FieldCheckbox as Checkbox
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
+from ..widgets.resident_banner import ResidentBanner, release_resident_chat
 from ..widgets.run_panels import TextPanel
 from ..widgets.vram_bar import SUGGESTION_KEYS, VramBar
 from .base import ConsoleScreen
+from .ladder_dialog import LadderDialog, ladder_detail, ladder_group, queue_ladder, queued_text
 
 
 class ExperimentScreen(ConsoleScreen):
@@ -47,6 +49,8 @@ class ExperimentScreen(ConsoleScreen):
         Binding("ctrl+o", "pick_gpus", "GPUs", id="experiment.gpus", priority=True,
                 tooltip="Pick the GPUs: free memory and other users' processes on each"),
         Binding("escape", "back", "Back", id="experiment.back", show=False, tooltip="Back to the dataset"),
+        Binding("f10", "release_chat", "Release chat", id="experiment.release_chat", show=False,
+                tooltip="Stop the chat worker Chat keeps loaded and free its memory for the run"),
         *[
             Binding(key, f"apply_suggestion({i})", f"Suggestion {i + 1}", id=f"experiment.suggest{i + 1}", show=False, priority=True,
                     tooltip="Apply this VRAM suggestion")
@@ -83,6 +87,7 @@ class ExperimentScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield StatusHeader()
         yield TextPanel(id="setup-steps")
+        yield ResidentBanner(id="experiment-resident")
         yield VramBar(id="vram")
         with VerticalScroll(id="experiment-form"):
             for title, specs in form.all_specs():
@@ -384,6 +389,9 @@ class ExperimentScreen(ConsoleScreen):
     def action_back(self) -> None:
         self.app.pop_screen()
 
+    def action_release_chat(self) -> None:
+        release_resident_chat(self)
+
     def action_save_toml(self) -> None:
         from .save_dialog import SavePathDialog
 
@@ -449,26 +457,11 @@ class ExperimentScreen(ConsoleScreen):
             self.console.open_monitor(message.run_id)
 
     # --- β ladder ------------------------------------------------------------------------------------
-    def ladder_group(self, config: RunConfig) -> str:
-        """The ladder's group: the experiment's own group, else ``ladder-YYYYmmdd-HHMMSS`` (the CLI's name)."""
-        if config.group:
-            return config.group
-        now = self.services.clock()
-        return time.strftime("ladder-%Y%m%d-%H%M%S", time.localtime(now))
-
     def action_ladder(self) -> None:
-        from .ladder_dialog import LadderDialog
-
         config = self.config
         if config is None or self.launching:
             return
-        group = self.ladder_group(config)
-        model = "tiny-chat" if config.model == "sample" else Path(config.model).name or config.model
-        rank = "full" if config.method == "full" else f"r={config.lora_rank}"
-        detail = (
-            f"Same model, data, seed and data order as this experiment ({model} · {config.loss_type} · {rank}). "
-            "The runs wait in the queue and train one after another on the same device."
-        )
+        group = ladder_group(config, self.services.clock())
 
         def answer(betas: list[float] | None) -> None:
             if betas:
@@ -477,20 +470,14 @@ class ExperimentScreen(ConsoleScreen):
                 self.query_one("#form-problems", TextPanel).show(Text(f"queueing {len(betas)} runs…", style="bold"))
                 self._ladder(config, betas, group)
 
-        self.app.push_screen(LadderDialog(group, detail), answer)
+        self.app.push_screen(LadderDialog(group, ladder_detail(config)), answer)
 
     @work(thread=True, exclusive=True, group="experiment-launch", exit_on_error=False, description="queue a β ladder")
     def _ladder(self, config: RunConfig, betas: list[float], group: str) -> None:
-        services = self.services
-        try:
-            services.preflight(config)
-            runs = services.ladder(services.runs_root, config, betas, group)
-        except (UserError, OSError, ValueError) as exc:
-            text = exc.render() if isinstance(exc, UserError) else first_line(exc)
-            self.post_message(Notice("β ladder", f"Could not queue the ladder: {text}", "error"))
-            self.post_message(self.LadderLaunched(group, [], betas))
-            return
-        self.post_message(self.LadderLaunched(group, [run.id for run in runs], betas))
+        run_ids, problem = queue_ladder(self.services, config, betas, group)
+        if problem:
+            self.post_message(Notice("β ladder", problem, "error"))
+        self.post_message(self.LadderLaunched(group, run_ids, betas))
 
     @on(LadderLaunched)
     def _ladder_launched(self, message: LadderLaunched) -> None:
@@ -498,13 +485,7 @@ class ExperimentScreen(ConsoleScreen):
         self.refresh_bindings()
         self._validate()
         if message.run_ids:
-            betas = ", ".join(f"{b:g}" for b in message.betas)
-            self.notify(
-                f"Ladder '{message.group}': {len(message.run_ids)} runs queued (β = {betas}). "
-                "They keep running if you quit; x on the runs screen cancels the ladder.",
-                title="β ladder",
-                markup=False,
-            )
+            self.notify(queued_text(message.group, message.run_ids, message.betas), title="β ladder", markup=False)
             self.console.open_runs(message.group)
 
 

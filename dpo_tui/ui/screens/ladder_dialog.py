@@ -1,4 +1,8 @@
-"""Ask for a β ladder's values (modal). Dismisses with the β list, or None when cancelled.
+"""Ask for a β ladder's values (modal), and queue the ladder the experiment screen asked for.
+
+:class:`LadderDialog` dismisses with the β list, or None when cancelled; :func:`queue_ladder` creates
+and queues the runs (off the UI thread) and :func:`ladder_group` / :func:`ladder_detail` /
+:func:`queued_text` are the words the experiment screen shows around it.
 
 The text is checked as you type with the parser ``dpo-tui ladder --betas`` uses (``core.ladder.parse_betas``:
 at least two distinct values, each > 0), so the dialog and the CLI accept exactly the same input.
@@ -6,14 +10,18 @@ at least two distinct values, each > 0), so the dialog and the CLI accept exactl
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Any
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, Static
 
-from ...core.errors import UserError
+from ...core.errors import UserError, first_line
 from ..widgets.inputs import FieldInput
 
 DEFAULT_BETAS = "0.05,0.1,0.5"
@@ -29,6 +37,37 @@ def check_betas(text: str) -> tuple[list[float] | None, str]:
         return None, exc.summary
 
 
+def ladder_group(config: Any, now: float) -> str:
+    """The ladder's group: the experiment's own group, else ``ladder-YYYYmmdd-HHMMSS`` (the CLI's name)."""
+    return config.group or time.strftime("ladder-%Y%m%d-%H%M%S", time.localtime(now))
+
+
+def ladder_detail(config: Any) -> str:
+    """What stays equal across the ladder's runs, and how they run."""
+    model = "tiny-chat" if config.model == "sample" else Path(config.model).name or config.model
+    rank = "full" if config.method == "full" else f"r={config.lora_rank}"
+    return (f"Same model, data, seed and data order as this experiment ({model} · {config.loss_type} · {rank}). "
+            "The runs wait in the queue and train one after another on the same device.")
+
+
+def queue_ladder(services: Any, config: Any, betas: list[float], group: str) -> tuple[list[str], str]:
+    """Create and queue one run per β with the same checks as ``dpo-tui ladder``: (run ids, "") or
+    ([], why not). Blocks: call it from a thread worker."""
+    try:
+        services.preflight(config)
+        runs = services.ladder(services.runs_root, config, betas, group)
+    except (UserError, OSError, ValueError) as exc:
+        text = exc.render() if isinstance(exc, UserError) else first_line(exc)
+        return [], f"Could not queue the ladder: {text}"
+    return [run.id for run in runs], ""
+
+
+def queued_text(group: str, run_ids: list[str], betas: list[float]) -> str:
+    shown = ", ".join(f"{b:g}" for b in betas)
+    return (f"Ladder '{group}': {len(run_ids)} runs queued (β = {shown}). "
+            "They keep running if you quit; x on the runs screen cancels the ladder.")
+
+
 class LadderDialog(ModalScreen[list[float] | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="ladder.cancel")]
 
@@ -41,17 +80,18 @@ class LadderDialog(ModalScreen[list[float] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="ladder-box"):
             yield Label("β ladder: one run per β, everything else equal", id="ladder-title")
-            yield Label(self.detail, id="ladder-detail")
+            # Static, not Label: the box's width wraps them, so nothing is cut at 80 columns.
+            yield Static(self.detail, id="ladder-detail", markup=False)
             yield FieldInput(self.default, id="ladder-betas", placeholder="comma-separated β values, e.g. 0.05,0.1,0.5")
-            yield Label("", id="ladder-error")
-            yield Label(f"group {self.group} · enter queues the runs · esc cancels", id="ladder-hint")
+            yield Static("", id="ladder-error", markup=False)
+            yield Static(f"group {self.group} · enter queues the runs · esc cancels", id="ladder-hint", markup=False)
 
     def on_mount(self) -> None:
-        self.query_one("#ladder-error", Label).display = False
+        self.query_one("#ladder-error", Static).display = False
         self.query_one("#ladder-betas", Input).focus()
 
     def _show_error(self, problem: str) -> None:
-        label = self.query_one("#ladder-error", Label)
+        label = self.query_one("#ladder-error", Static)
         label.update(problem)
         label.display = bool(problem)
 

@@ -37,6 +37,7 @@ from ..run_actions import ask_stop, start_resume
 from ..services import root_label
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
+from ..widgets.resident_banner import ResidentBanner, release_resident_chat
 from ..widgets.run_panels import TextPanel
 from .base import ConsoleScreen, RowTable
 from .export_dialog import open_export
@@ -85,6 +86,8 @@ class RunsScreen(ConsoleScreen):
         Binding("n", "new_run", "New run", id="runs.new", show=False, tooltip="Set up a new run (model → dataset → experiment)"),
         Binding("escape", "clear", "Clear", id="runs.clear", show=False, tooltip="Leave or clear the filter, then the selection"),
         Binding("ctrl+l", "refresh", "Refresh", id="runs.refresh", show=False, tooltip="Re-read the runs root now"),
+        Binding("f10", "release_chat", "Release chat", id="runs.release_chat", show=False,
+                tooltip="Stop the chat worker Chat keeps loaded and free its memory for the runs"),
     ]
 
     @dataclass
@@ -122,6 +125,7 @@ class RunsScreen(ConsoleScreen):
     def compose(self) -> ComposeResult:
         yield StatusHeader()
         yield TextPanel(id="runs-root")
+        yield ResidentBanner(id="runs-resident")
         yield FieldInput(placeholder="/ filter: id, model, dataset, group or state", id="runs-filter", compact=True)
         table = RowTable(id="runs-table", cursor_type="row", zebra_stripes=True)
         self._add_columns(table, COLUMNS[1][2])
@@ -364,6 +368,9 @@ class RunsScreen(ConsoleScreen):
 
     def action_refresh(self) -> None:
         self.refresh_runs()
+
+    def action_release_chat(self) -> None:
+        release_resident_chat(self)
 
     def action_focus_filter(self) -> None:
         self.query_one("#runs-filter", Input).focus()

@@ -65,9 +65,13 @@ def plain_pair_renderable(row: dict[str, Any], index: int, count: int, reason: s
 
 
 def histogram_renderable(tokens: dict[str, Any] | None, chars: dict[str, Any] | None, width: int = 40) -> RenderableType:
-    """Token lengths of the longer sequence per pair as horizontal bars, with the max_length cut marked."""
+    """Token lengths of the longer sequence per pair as horizontal bars, with the max_length cut marked.
+
+    Titled with what is counted (pairs, by tokens of the prompt plus the longer of chosen and rejected),
+    and the columns labelled, so a bar never reads as a count of words or of one side."""
     if not tokens:
-        out = Text("Token lengths appear once a model with a tokenizer is chosen.\n", style="dim")
+        out = Text("Lengths in characters (no tokenizer yet)\n", style="bold")
+        out.append("Token lengths appear once a model with a tokenizer is chosen.\n", style="dim")
         for key in ("prompt", "chosen", "rejected"):
             s = (chars or {}).get(key)
             if s:
@@ -79,6 +83,9 @@ def histogram_renderable(tokens: dict[str, Any] | None, chars: dict[str, Any] | 
     peak = max((b["count"] for b in bins), default=0) or 1
     bar_w = max(8, width - 22)
     used = [i for i, b in enumerate(bins) if b["count"]]
+    lines.append("Pairs by length in tokens: prompt + the longer of chosen and rejected\n", style="bold")
+    if used:
+        lines.append(f"{'tokens':<13} pairs" + ("   (✂ past max_length)" if max_length is not None else "") + "\n", style="dim")
     for b in bins[used[0] : used[-1] + 1] if used else []:
         over = max_length is not None and b["hi"] >= max_length
         bar = "█" * max(1 if b["count"] else 0, round(bar_w * b["count"] / peak))
