@@ -14,6 +14,7 @@ from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
 
 TABLE_METRICS = ("loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected")
+EVAL_METRICS = ("eval_loss", "eval_rewards/margins", "eval_rewards/accuracies")
 
 
 def _cell(value: object) -> str:
@@ -49,7 +50,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print("The configs are identical.")
     print()
     rows = []
-    for metric in TABLE_METRICS:
+    # The eval split's rows only when a compared run has one: a column of dashes says nothing.
+    evals = [m for m in EVAL_METRICS if any(r["final"].get(m) is not None for r in doc["runs"])]
+    for metric in (*TABLE_METRICS, *evals):
         cells = []
         for r in doc["runs"]:
             final, best = r["final"].get(metric), r["best"].get(metric)

@@ -315,3 +315,35 @@ def test_cuda_visible_uuids_map_through_nvml(monkeypatch: pytest.MonkeyPatch, en
     uuids = ["GPU-aa11", "GPU-ab22", "GPU-cc33", "GPU-dd44"]
     assert cuda_visible_ids(4, uuids) == ids
     assert cuda_visible_ids(4, [None] * 4) == list(range(min(4, len(env.split(",")))))  # no UUIDs known: positional
+
+
+def test_an_eval_log_at_the_last_step_keeps_the_train_loss_in_the_listing(tmp_path: Path) -> None:
+    """The Trainer logs an evaluation as a ``log`` of ``eval_`` values after the step's train log: the runs
+    list must still show the train loss and margin, not blanks."""
+    from dpo_tui.core import events as ev
+
+    path = tmp_path / "events.jsonl"
+    with ev.EventWriter(path) as writer:
+        writer.emit("log", step=10, metrics={"loss": 0.42, "rewards/margins": 0.7})
+        writer.emit("log", step=10, metrics={"eval_loss": 0.5, "eval_rewards/margins": 0.6, "epoch": 1.0})
+    assert runs.last_log_metrics(path) == {"loss": 0.42, "rewards/margins": 0.7}
+
+
+def test_compare_cli_lists_eval_rows_only_when_a_run_has_them(tmp_path: Path) -> None:
+    from dpo_tui.core import events as ev
+    from dpo_tui.core.config import build_config
+    from tests.support.cli import run_cli_inprocess
+
+    made = []
+    for beta, with_eval in ((0.1, True), (0.5, False)):
+        run = runs.create_run(tmp_path, build_config({"model": "sample", "dataset": "sample", "beta": beta}))
+        with ev.EventWriter(run.events_path) as writer:
+            writer.emit("log", step=5, metrics={"loss": 0.6, "rewards/margins": 0.2})
+            if with_eval:
+                writer.emit("eval", step=5, metrics={"eval_loss": 0.65, "eval_rewards/margins": 0.1})
+        run.update_status(state="finished", step=5, max_steps=5)
+        made.append(run.id)
+    out = run_cli_inprocess("compare", *made, "--runs-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert "eval_loss" in out.stdout and "0.65 / 0.65" in out.stdout, out.stdout
+    assert "eval_rewards/accuracies" not in out.stdout  # no run logged it: no row of dashes

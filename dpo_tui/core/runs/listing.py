@@ -190,7 +190,12 @@ def _log_metrics(raw: bytes) -> dict[str, float | int | None] | None:
     except (ValueError, RecursionError):
         return None
     if isinstance(event, dict) and isinstance(event.get("metrics"), dict) and not event.get("summary"):
-        return {k: ev.finite_number(v) for k, v in event["metrics"].items() if isinstance(k, str)}
+        metrics = {k: ev.finite_number(v) for k, v in event["metrics"].items() if isinstance(k, str)}
+        # The Trainer logs an evaluation as a log of eval_ values: the row's loss and margin are the train
+        # ones, so look further back for them.
+        if metrics and all(k.startswith("eval_") or k == "epoch" for k in metrics):
+            return None
+        return metrics
     return None
 
 
