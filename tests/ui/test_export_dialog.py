@@ -69,6 +69,8 @@ async def test_export_merged_from_the_runs_screen(trained_run, ui_root: Path, tm
         assert dialog.error is None, dialog.error
         text = screen_text(app)
         assert "Export " in text and "merged weights →" in text and "disk: writes about" in text, text
+        # Ticked and unticked read differently without colour (merged is on, the others off).
+        assert "▐✓▌ merged" in text and "▐ ▌ GGUF" in text, text
         await pilot.press("ctrl+s")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen), 30, "the dialog to close")
         panel = app.screen.query_one(ExportPanel)

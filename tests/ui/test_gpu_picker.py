@@ -103,6 +103,32 @@ def test_header_reads_the_real_inventory_fields(monkeypatch: pytest.MonkeyPatch)
     assert gpu_summary(fake_inventory(2, SHARED)) == "GPU1 59.0/80.0G free"
 
 
+@pytest.mark.parametrize(("gpus", "forms"), [
+    (0, ["CPU only · RAM 100/128G free", "RAM 100/128G free", "RAM 100G free"]),
+    (1, ["GPU0 71.0/80.0G free", "GPU0 71/80G free", "GPU0 71G free"]),
+    (2, ["G0 71/80G G1 59/80G", "2 GPUs 130/160G free", "2 GPUs 130G free"]),
+])
+def test_header_memory_gets_shorter_by_words_not_cut(gpus: int, forms: list[str]) -> None:
+    from dpo_tui.ui.widgets.header import gpu_summary
+
+    inventory = fake_inventory(gpus, SHARED) if gpus == 2 else fake_inventory(gpus)
+    assert [gpu_summary(inventory, level) for level in (0, 1, 2)] == forms
+
+
+async def test_header_at_80_columns_shows_a_whole_memory_figure(ui_root: Path) -> None:
+    """With a long host name at 80 columns the header drops words from the memory figure instead of
+    cutting it ("RAM 19/24G fre…")."""
+    from dpo_tui.ui.widgets.header import StatusHeader
+
+    app = DpoTuiApp(make_services(ui_root, host_label="gpu-box-with-a-long-name", gpu_inventory=lambda: fake_inventory(0)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        header = app.screen.query_one(StatusHeader)
+        await until(pilot, lambda: header.inventory is not None)
+        line = str(header.render())
+        assert "…" not in line, line
+        assert line.rstrip().endswith("G free"), line
+
+
 async def test_gpus_hidden_by_cuda_visible_devices_are_not_offered(ui_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Numbering is NVML's everywhere; CUDA_VISIBLE_DEVICES=1 leaves only GPU 1, and a typo'd field never crashes."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")

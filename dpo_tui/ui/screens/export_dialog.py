@@ -27,6 +27,7 @@ from textual.widgets import Checkbox, Input, Label, Select, Static
 
 from ...core.errors import UserError
 from ..messages import Latest
+from ..widgets.checkbox import FieldCheckbox
 from ..widgets.inputs import FieldInput
 
 FORMATS = (("merged", "merged"), ("gguf", "GGUF"), ("ollama", "Ollama"), ("hub", "hub"))
@@ -135,8 +136,8 @@ class ExportDialog(ModalScreen[Path | None]):
             yield Label(Text(f"Export {self.run_id}", no_wrap=True, overflow="ellipsis"), id="export-title")
             with Horizontal(id="export-formats"):
                 for key, label in FORMATS:
-                    yield Checkbox(label, value=key == "merged", id=f"export-{key}", compact=True)
-                yield Checkbox("replace existing", id="export-force", compact=True)
+                    yield FieldCheckbox(label, value=key == "merged", id=f"export-{key}", compact=True)
+                yield FieldCheckbox("replace existing", id="export-force", compact=True)
             with Horizontal(id="export-options"):
                 yield Select([("final weights", FINAL)], value=FINAL, allow_blank=False, id="export-checkpoint", compact=True)
                 yield Select([(f"GGUF {t}", t) for t in GGUF_TYPES], value="f16", allow_blank=False, id="export-gguf-type",

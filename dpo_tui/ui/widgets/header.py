@@ -42,25 +42,34 @@ def mode_keys(screen: Any) -> dict[str, str]:
     return keys
 
 
-def gpu_summary(inventory: Any) -> str:
+def gpu_summary(inventory: Any, level: int = 0) -> str:
     """``GPU0 71.2/79.6G free`` for one GPU, ``4 GPUs 301/320G free`` for several, or the CPU/RAM line.
 
     ``inventory`` is a ``core.gpus.GpuInventory`` (None until the first read). Only the GPUs this
-    console may use count, as in the picker: ``CUDA_VISIBLE_DEVICES`` hides the others.
+    console may use count, as in the picker: ``CUDA_VISIBLE_DEVICES`` hides the others. ``level`` 1 and 2
+    are shorter forms of the same facts for a narrow header (whole numbers, then free memory only), so
+    the figure is dropped to fewer words rather than cut mid-number.
     """
     if inventory is None:
         return "GPUs: …"
     gpus = inventory.visible()
     if not gpus:
         avail, total = inventory.ram_available, inventory.ram_total
-        ram = f" · RAM {avail / GIB:.0f}/{total / GIB:.0f}G free" if avail and total else ""
-        return f"CPU only{ram}"
+        if not (avail and total):
+            return "CPU only"
+        ram = (f"RAM {avail / GIB:.0f}/{total / GIB:.0f}G free", f"RAM {avail / GIB:.0f}G free")[min(level, 2) // 2]
+        return ram if level else f"CPU only · {ram}"
     free = [float(g.memory_free) for g in gpus]
     total = [float(g.memory_total) for g in gpus]
     if len(gpus) == 1:
-        return f"GPU{gpus[0].index} {free[0] / GIB:.1f}/{total[0] / GIB:.1f}G free"
-    if len(gpus) <= 3:
+        if level >= 2:
+            return f"GPU{gpus[0].index} {free[0] / GIB:.0f}G free"
+        digits = ".0f" if level else ".1f"
+        return f"GPU{gpus[0].index} {free[0] / GIB:{digits}}/{total[0] / GIB:{digits}}G free"
+    if len(gpus) <= 3 and level == 0:
         return " ".join(f"G{g.index} {f / GIB:.0f}/{t / GIB:.0f}G" for g, f, t in zip(gpus, free, total, strict=True))
+    if level >= 2:
+        return f"{len(gpus)} GPUs {sum(free) / GIB:.0f}G free"
     return f"{len(gpus)} GPUs {sum(free) / GIB:.0f}/{sum(total) / GIB:.0f}G free"
 
 
@@ -109,12 +118,16 @@ class StatusHeader(Widget):
             else:
                 key = keys.get(mode)
                 left.append(f" {key} {MODE_NAMES[mode]} " if key else f" {MODE_NAMES[mode]} ", style=style)
-        right = Text(f"{self.host} · {gpu_summary(self.inventory)} ")
         width = self.size.width
+        # The longest form of host and memory that fits: shorter forms drop words, never cut a number.
+        forms = [f"{self.host} · {gpu_summary(self.inventory, level)} " for level in (0, 1, 2)] if self.host else []
+        forms += [f"{gpu_summary(self.inventory, level)} " for level in (0, 1, 2)]
+        room = width - left.cell_len
+        right = Text(next((form for form in forms if len(form) <= room), forms[-1]))
         help_key = keys.get("show_keys")
         if not digits and help_key and width - left.cell_len - right.cell_len >= len(help_key) + 7:
             left.append(f" {help_key} Keys ", style="dim")
-        room = width - left.cell_len
+            room = width - left.cell_len
         if right.cell_len > room:
             right.truncate(max(0, room), overflow="ellipsis")
         gap = max(0, width - left.cell_len - right.cell_len)
