@@ -20,13 +20,14 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
 from ...core.config import BETA_PRESETS, RunConfig
 from ...core.errors import UserError, first_line
 from .. import form
 from ..gpu_choice import chosen_gpus, device_note, usable_gpus
 from ..messages import Notice, RunLaunched
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
@@ -97,7 +98,7 @@ class ExperimentScreen(ConsoleScreen):
         yield Static("", id="field-help")
         yield TextPanel(id="form-problems")
         yield Static("", id="command-line")
-        yield Footer()
+        yield ConsoleFooter()
 
     def _widget_for(self, spec: form.FieldSpec) -> Widget:
         wid = f"f-{spec.name}"
