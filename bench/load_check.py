@@ -410,6 +410,7 @@ async def measure_streaming(root: Path, n_runs: int = 10, rate: float = 20.0, mi
         result["latency_idle_screen"] = summary(timer.screen)
         result["latency_idle_screen_by_key_p50_ms"] = timer.per_key_screen()
         result["latency_idle_screen_by_key_p95_ms"] = timer.p95_key_screen()
+        result["latency_idle_screen_raw"] = {k: list(v) for k, v in timer.screen_by_key.items()}
         timer.reset()
         if app.current_mode != "monitor":
             await pilot.press("3")
@@ -451,6 +452,7 @@ async def measure_streaming(root: Path, n_runs: int = 10, rate: float = 20.0, mi
     result["latency_streaming_screen"] = summary(timer.screen)
     result["latency_streaming_screen_by_key_p50_ms"] = timer.per_key_screen()
     result["latency_streaming_screen_by_key_p95_ms"] = timer.p95_key_screen()
+    result["latency_streaming_screen_raw"] = {k: list(v) for k, v in timer.screen_by_key.items()}
     peak = max(v for _, v in samples)
     half = samples[len(samples) // 2][1] if len(samples) > 2 else rss_before
     result["rss_before_mb"] = round(rss_before / 2**20, 1)

@@ -160,8 +160,8 @@ class RunsScreen(ConsoleScreen):
             self.refresh_runs()
 
     def on_screen_resume(self) -> None:
-        if self.is_mounted:
-            self.refresh_runs()
+        if self.is_mounted:  # after the switch is painted: the listing thread would hold the GIL during it
+            self.call_after_refresh(self.refresh_runs)
 
     def refresh_runs(self) -> None:
         self._list(self.services.runs_root, self._listings.issue())
