@@ -8,7 +8,7 @@ Three measurements, each against a baseline measured in the same process:
    as fast as the disk allows (or ``--speed``× real time). Meanwhile the console (``DpoTuiApp``
    under ``run_test``) shows the runs overview and one run's monitor, and keys are pressed every
    0.2 s: smoothing toggle on the monitor, mode switches, cursor moves. Reported: input latency
-   (``pilot.press`` to the key being fully handled, and to the action handler running) p50/p95/max,
+   (key-to-screen, see :class:`KeyTimer`; ``pilot.press`` returning; the action handler running) p50/p95/max,
    RSS of the console process before/after/peak, and whether every event reached the monitor and
    the runs list. Baseline: the same keys on the same console with nothing streaming.
 2. **1,000 runs.** Time until the runs overview lists 1,000 fixture runs with their states, vs. a
@@ -18,7 +18,9 @@ Three measurements, each against a baseline measured in the same process:
 
     python bench/load_check.py [--runs 10] [--rate 20] [--minutes 10] [--speed 0] [--json]
 
-``tests/faults/test_load.py`` runs the same code with loose bounds.
+``tests/faults/test_load.py`` runs the same code with loose bounds, and ``bench/key_latency.py`` its
+streaming measurement (key-to-screen, before and after the latency fixes). One script over 500 lines:
+the three measurements share the fixture writers, the fake writer process and the key timer.
 """
 
 from __future__ import annotations
