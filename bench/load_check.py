@@ -611,7 +611,8 @@ def main() -> int:
         print(f"{s['runs']} runs × {s['rate_per_run']:g} events/s × {s['simulated_minutes']:g} simulated min = {s['events_total']:,} events, "
               f"written in {s['writer_seconds']} s ({s['events_per_second_written']:,} events/s, fsync each)")
         for label, key in (("idle", "latency_idle"), ("streaming", "latency_streaming")):
-            p, h = s[f"{key}_press"], s[f"{key}_handler"]
+            p, h, k = s[f"{key}_press"], s[f"{key}_handler"], s[f"{key}_screen"]
+            print(f"  key-to-screen {label:<9}: p50 {k['p50_ms']} ms p95 {k['p95_ms']} ms max {k['max_ms']} ms (n={k['n']})")
             print(f"  input latency {label:<9}: key handled p50 {p['p50_ms']} ms p95 {p['p95_ms']} ms max {p['max_ms']} ms (n={p['n']}); "
                   f"handler start p50 {h['p50_ms']} ms p95 {h['p95_ms']} ms")
         print(f"  p50 by key (idle / streaming): {s['latency_idle_by_key_p50_ms']} / {s['latency_streaming_by_key_p50_ms']}")
