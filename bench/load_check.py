@@ -8,7 +8,7 @@ Three measurements, each against a baseline measured in the same process:
    as fast as the disk allows (or ``--speed``× real time). Meanwhile the console (``DpoTuiApp``
    under ``run_test``) shows the runs overview and one run's monitor, and keys are pressed every
    0.2 s: smoothing toggle on the monitor, mode switches, cursor moves. Reported: input latency
-   (``pilot.press`` to the key being fully handled, and to the action handler running) p50/p95/max,
+   (key-to-screen, see :class:`KeyTimer`; ``pilot.press`` returning; the action handler running) p50/p95/max,
    RSS of the console process before/after/peak, and whether every event reached the monitor and
    the runs list. Baseline: the same keys on the same console with nothing streaming.
 2. **1,000 runs.** Time until the runs overview lists 1,000 fixture runs with their states, vs. a
@@ -18,7 +18,9 @@ Three measurements, each against a baseline measured in the same process:
 
     python bench/load_check.py [--runs 10] [--rate 20] [--minutes 10] [--speed 0] [--json]
 
-``tests/faults/test_load.py`` runs the same code with loose bounds.
+``tests/faults/test_load.py`` runs the same code with loose bounds, and ``bench/key_latency.py`` its
+streaming measurement (key-to-screen, before and after the latency fixes). One script over 500 lines:
+the three measurements share the fixture writers, the fake writer process and the key timer.
 """
 
 from __future__ import annotations
@@ -263,15 +265,28 @@ async def wait_until(pilot: Any, condition: Any, timeout: float, what: str) -> f
 
 
 class KeyTimer:
-    """Presses keys and times them: until ``pilot.press`` returns (the key and everything it queued handled),
-    and until the action handler starts (the smoothing toggle and the mode switch are wrapped)."""
+    """Presses keys and times each three ways:
+
+    * ``screen`` (key-to-screen): from sending the key until its binding ran, every message that
+      had queued by then (on the app and the current screen's widgets) was handled, and the screen
+      painted the result (``call_after_refresh``: after the next compositor update, or at once when
+      nothing is dirty). This is what an operator waits for.
+    * ``press``: until ``pilot.press`` returns. Pilot also waits for the *whole process* to go idle
+      (``wait_for_idle``: a 20 ms window with under 1 ms of CPU, at most 1 s, twice), so while runs
+      stream it mostly measures the streaming, not the key.
+    * ``handler``: until the action handler starts (the smoothing toggle and the mode switch are wrapped).
+    """
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self.press: list[float] = []
+        self.screen: list[float] = []
         self.handler: list[float] = []
         self.by_key: dict[str, list[float]] = {}
+        self.screen_by_key: dict[str, list[float]] = {}
         self._sent = 0.0
+        self._painted: asyncio.Event | None = None
+        self._key = ""
         original_mode = app.action_mode
 
         def action_mode(mode: str) -> None:
@@ -279,6 +294,40 @@ class KeyTimer:
             original_mode(mode)
 
         app.action_mode = action_mode
+        original_bindings = app._check_bindings
+
+        async def check_bindings(key: str, priority: bool = False) -> bool:
+            handled = await original_bindings(key, priority)
+            if handled and self._painted is not None and not self._painted.is_set():
+                self._after_queued(self._painted)
+            return bool(handled)
+
+        app._check_bindings = check_bindings
+
+    def _after_queued(self, painted: asyncio.Event) -> None:
+        """Set ``painted`` once everything queued so far is handled and the screen has painted it."""
+        screen = self.app.screen
+        pumps = [self.app, *screen.walk_children(with_self=True)]
+        pending = {"n": 0}
+        sent = self._sent
+
+        def mark() -> None:
+            if not painted.is_set():
+                elapsed = time.perf_counter() - sent
+                self.screen.append(elapsed)
+                self.screen_by_key.setdefault(self._key, []).append(elapsed)
+                painted.set()
+
+        def one_done() -> None:
+            pending["n"] -= 1
+            if pending["n"] == 0:
+                self.app.screen.call_after_refresh(mark)
+
+        for pump in pumps:
+            if pump.call_later(one_done):
+                pending["n"] += 1
+        if pending["n"] == 0:
+            self.app.screen.call_after_refresh(mark)
 
     def watch_monitor(self, screen: Any) -> None:
         original = type(screen).action_toggle_smoothing
@@ -290,14 +339,31 @@ class KeyTimer:
         screen.action_toggle_smoothing = toggle
 
     async def key(self, pilot: Any, key: str) -> None:
+        self._painted = asyncio.Event()
+        self._key = key
         self._sent = time.perf_counter()
         await pilot.press(key)
         self.press.append(time.perf_counter() - self._sent)
         self.by_key.setdefault(key, []).append(self.press[-1])
+        try:
+            await asyncio.wait_for(self._painted.wait(), 10)
+        except asyncio.TimeoutError:
+            pass  # no binding took the key: it has no key-to-screen figure
+        self._painted = None
+
+    def reset(self) -> None:
+        self.press, self.screen, self.handler, self.by_key, self.screen_by_key = [], [], [], {}, {}
 
     def per_key(self) -> dict[str, float]:
-        """Median ms per key (which action costs what)."""
+        """Median ms per key until ``pilot.press`` returned (which action costs what)."""
         return {k: round(pct(v, 0.5) * 1000, 1) for k, v in self.by_key.items()}
+
+    def per_key_screen(self) -> dict[str, float]:
+        """Median key-to-screen ms per key."""
+        return {k: round(pct(v, 0.5) * 1000, 1) for k, v in self.screen_by_key.items()}
+
+    def p95_key_screen(self) -> dict[str, float]:
+        return {k: round(pct(v, 0.95) * 1000, 1) for k, v in self.screen_by_key.items()}
 
 
 KEY_CYCLE = ("m", "m", "2", "down", "down", "up", "3", "m")
@@ -343,7 +409,11 @@ async def measure_streaming(root: Path, n_runs: int = 10, rate: float = 20.0, mi
         result["latency_idle_press"] = summary(timer.press)
         result["latency_idle_handler"] = summary(timer.handler)
         result["latency_idle_by_key_p50_ms"] = timer.per_key()
-        timer.press, timer.handler, timer.by_key = [], [], {}
+        result["latency_idle_screen"] = summary(timer.screen)
+        result["latency_idle_screen_by_key_p50_ms"] = timer.per_key_screen()
+        result["latency_idle_screen_by_key_p95_ms"] = timer.p95_key_screen()
+        result["latency_idle_screen_raw"] = {k: list(v) for k, v in timer.screen_by_key.items()}
+        timer.reset()
         if app.current_mode != "monitor":
             await pilot.press("3")
         rss_before = rss()
@@ -381,6 +451,10 @@ async def measure_streaming(root: Path, n_runs: int = 10, rate: float = 20.0, mi
     result["latency_streaming_press"] = summary(timer.press)
     result["latency_streaming_handler"] = summary(timer.handler)
     result["latency_streaming_by_key_p50_ms"] = timer.per_key()
+    result["latency_streaming_screen"] = summary(timer.screen)
+    result["latency_streaming_screen_by_key_p50_ms"] = timer.per_key_screen()
+    result["latency_streaming_screen_by_key_p95_ms"] = timer.p95_key_screen()
+    result["latency_streaming_screen_raw"] = {k: list(v) for k, v in timer.screen_by_key.items()}
     peak = max(v for _, v in samples)
     half = samples[len(samples) // 2][1] if len(samples) > 2 else rss_before
     result["rss_before_mb"] = round(rss_before / 2**20, 1)
@@ -537,7 +611,8 @@ def main() -> int:
         print(f"{s['runs']} runs × {s['rate_per_run']:g} events/s × {s['simulated_minutes']:g} simulated min = {s['events_total']:,} events, "
               f"written in {s['writer_seconds']} s ({s['events_per_second_written']:,} events/s, fsync each)")
         for label, key in (("idle", "latency_idle"), ("streaming", "latency_streaming")):
-            p, h = s[f"{key}_press"], s[f"{key}_handler"]
+            p, h, k = s[f"{key}_press"], s[f"{key}_handler"], s[f"{key}_screen"]
+            print(f"  key-to-screen {label:<9}: p50 {k['p50_ms']} ms p95 {k['p95_ms']} ms max {k['max_ms']} ms (n={k['n']})")
             print(f"  input latency {label:<9}: key handled p50 {p['p50_ms']} ms p95 {p['p95_ms']} ms max {p['max_ms']} ms (n={p['n']}); "
                   f"handler start p50 {h['p50_ms']} ms p95 {h['p95_ms']} ms")
         print(f"  p50 by key (idle / streaming): {s['latency_idle_by_key_p50_ms']} / {s['latency_streaming_by_key_p50_ms']}")

@@ -10,12 +10,20 @@ or ``TextArea`` would consume), so digits and ``?`` do not switch modes there; t
 footer show the keys that do work (F-keys, ``ctrl`` keys). The app's priority ``escape`` binding
 (``app.leave-box``) calls :meth:`ConsoleScreen.leave_text_box`, so the single-letter keys are one
 key away on every screen.
+
+A screen shown again (a mode switch, a dialog closed) keeps its styles unless something they
+depend on changed while it was hidden. Textual re-applies the whole stylesheet to every widget of
+the screen on each resume, which also throws away the runs table's rendered rows; that was about
+half of a mode switch (``bench/key_latency.py``). Changes to a hidden screen's own widgets (classes,
+focus, hover) are styled when they happen, so what can go stale is the app's state that selectors
+read from above: its classes, its pseudo-classes (focus, dark/light, ...) and the stylesheet itself.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import events
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
@@ -51,6 +59,21 @@ class ConsoleScreen(Screen[Any]):
     MAIN_WIDGET: ClassVar[str | None] = None
     """Selector of the widget escape moves to from a text box (None: the nearest focusable
     container around the box, else the first focusable widget that is not a text box)."""
+    _styled_under: tuple[Any, ...] | None = None
+    """The app's style state when this screen was last hidden (None: restyle on resume)."""
+
+    def _app_style_state(self) -> tuple[Any, ...]:
+        app = self.app
+        return (app._css_update_count, frozenset(app.classes), frozenset(app.get_pseudo_classes()), app.theme)
+
+    def _on_screen_suspend(self) -> None:
+        self._styled_under = self._app_style_state()
+
+    def _on_screen_resume(self, event: events.ScreenResume) -> None:
+        # Runs before Textual's own resume handler (handlers run from subclass to base).
+        if self._styled_under is not None and self._styled_under == self._app_style_state():
+            event.refresh_styles = False
+        self._styled_under = None
 
     @property
     def services(self) -> Services:

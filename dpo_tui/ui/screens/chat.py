@@ -26,7 +26,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from ...core import chat_protocol as P
 from ...core.chat_client import AdapterChoice, ChatClient
@@ -35,6 +35,7 @@ from ..chat_session import ChatSession
 from ..chat_text import empty_text, hint_line, memory_text, pane_titles, settings_line, title_line
 from ..messages import Latest, Snapshot
 from ..widgets.chat_pane import ChatInput, ChatPane
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.resident_banner import resident_changed
 from ..widgets.run_panels import TextPanel
@@ -131,7 +132,7 @@ class ChatScreen(ConsoleScreen):
         yield TextPanel(id="chat-hint")
         yield ChatInput(placeholder="Ask every side… (Enter; Esc leaves the box)", id="chat-input")
         # compact, without the palette's entry: the keys that work must fit at 80 columns (ctrl+p still works)
-        yield Footer(compact=True, show_command_palette=False)
+        yield ConsoleFooter(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         chat_resident.register(self.app, self)

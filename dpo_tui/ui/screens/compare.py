@@ -20,11 +20,12 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid
-from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.widgets import DataTable, TabbedContent, TabPane
 
 from ...core.errors import UserError
 from ..format import compact_float, metric
 from ..messages import Snapshot
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.metric_chart import ChartLegend, MetricChart, Series
 from ..widgets.run_panels import TextPanel
@@ -239,7 +240,7 @@ class CompareScreen(ConsoleScreen):
                 yield DataTable(id="compare-diff", cursor_type="row", zebra_stripes=True)
             with TabPane("Final & best", id="metrics"):
                 yield DataTable(id="compare-metrics", cursor_type="row", zebra_stripes=True)
-        yield Footer(compact=True)
+        yield ConsoleFooter(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#compare-title", TextPanel).show(Text(f"Comparing {len(self.run_ids)} runs · loading…", style="dim"))

@@ -22,11 +22,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Input, OptionList, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Input, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from ...core import paths
 from ...core.errors import UserError, first_line
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.pairs import histogram_renderable, pair_renderable, plain_pair_renderable
@@ -129,7 +130,7 @@ class DatasetScreen(ConsoleScreen):
                 yield Static("", id="pair-view")
             with TabPane("Lengths", id="lengths"), VerticalScroll():
                 yield Static("", id="length-view")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         setup = self.console.setup

@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from ...core.config import BETA_PRESETS, RunConfig
 from ...core.errors import UserError
@@ -28,6 +28,7 @@ from .. import form
 from ..gpu_choice import chosen_gpus, device_note, usable_gpus
 from ..messages import Notice, RunLaunched
 from ..widgets.checkbox import FieldCheckbox as Checkbox
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.resident_banner import ResidentBanner, release_resident_chat
@@ -103,7 +104,7 @@ class ExperimentScreen(ConsoleScreen):
         yield Static("", id="field-help")
         yield TextPanel(id="form-problems")
         yield Static("", id="command-line")
-        yield Footer()
+        yield ConsoleFooter()
 
     def _widget_for(self, spec: form.FieldSpec) -> Widget:
         wid = f"f-{spec.name}"

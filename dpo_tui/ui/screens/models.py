@@ -16,10 +16,11 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from ...core.errors import UserError
 from ..format import human_bytes, human_count
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.run_panels import TextPanel
@@ -173,7 +174,7 @@ class ModelScreen(ConsoleScreen):
             table.add_column(label, key=key, width=width)
         yield table
         yield TextPanel(id="model-facts")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         steps = Text("Setup  ")

@@ -34,7 +34,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal
 from textual.message import Message
-from textual.widgets import Footer
 
 from ...core import events as ev
 from ...core.checkpoints import FINAL, Candidate, pick_best
@@ -43,6 +42,7 @@ from ...core.health import HealthContext, assess, eval_points, headline
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
 from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.health import HealthPanel
 from ..widgets.metric_chart import MetricChart, Series
@@ -198,7 +198,7 @@ class MonitorScreen(ConsoleScreen):
             yield TextPanel(id="monitor-resources")
             yield TextPanel(id="monitor-checkpoint")
         yield LogTail(id="log-tail")
-        yield Footer()
+        yield ConsoleFooter()
 
     def on_mount(self) -> None:
         services = self.services

@@ -27,7 +27,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from ...core.errors import UserError
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
@@ -35,6 +35,7 @@ from ..export_watch import ExportPanel
 from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
 from ..services import root_label
+from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.resident_banner import ResidentBanner, release_resident_chat
@@ -132,7 +133,7 @@ class RunsScreen(ConsoleScreen):
         yield table
         yield TextPanel(id="runs-detail")
         yield ExportPanel(self.services.runs_root, id="runs-exports")
-        yield Footer(compact=True)  # this screen has many keys: compact keeps Quit and Keys on screen at 80 columns
+        yield ConsoleFooter(compact=True)  # this screen has many keys: compact keeps Quit and Keys on screen at 80 columns
 
     def _add_columns(self, table: DataTable[Any], id_width: int) -> None:
         self._id_width = id_width
@@ -165,8 +166,8 @@ class RunsScreen(ConsoleScreen):
             self.refresh_runs()
 
     def on_screen_resume(self) -> None:
-        if self.is_mounted:
-            self.refresh_runs()
+        if self.is_mounted:  # after the switch is painted: the listing thread would hold the GIL during it
+            self.call_after_refresh(self.refresh_runs)
 
     def refresh_runs(self) -> None:
         self._list(self.services.runs_root, self._listings.issue())

@@ -8,6 +8,7 @@ component classes ``metric-chart--series-0`` … ``-5`` in order (app.tcss, them
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,47 @@ class Series:
     points: Sequence[chart.Point]
 
 
+class _Smoothed:
+    """:func:`chart.ema` of one append-mostly series, extended by the new points only, with the
+    :class:`chart.Summary` of the result: a smoothed chart redraws at the cost of an unsmoothed one
+    instead of smoothing every point on every tick. Starts over when the series was cut or rewritten."""
+
+    def __init__(self, weight: float = 0.6) -> None:
+        self.weight = weight
+        self.reset()
+
+    def reset(self) -> None:
+        self.source_n = 0
+        self.source_last: chart.Point | None = None
+        self.points: list[chart.Point] = []
+        self.level = 0.0
+        self.finite = 0
+        self.summary = chart.Summary()
+
+    def sync(self, points: Sequence[chart.Point]) -> chart.Summary:
+        n, w = len(points), self.weight
+        if n < self.source_n or (self.source_n and points[self.source_n - 1] != self.source_last):
+            self.reset()
+        for x, y in points[self.source_n :]:  # the same arithmetic as chart.ema, so the same drawing
+            if y is None or not math.isfinite(y):
+                self.points.append((x, None))
+                continue
+            self.level = self.level * w + (1 - w) * y
+            self.finite += 1
+            self.points.append((x, self.level / (1 - w**self.finite)))
+        self.source_n = n
+        self.source_last = points[-1] if n else None
+        return self.summary.sync(self.points)
+
+
+def _data_key(series: Sequence[Series]) -> tuple[Any, ...]:
+    """What a drawing of ``series`` depends on, cheaply: series only grow or are replaced, so each one's
+    length and first, middle and last points tell a change. Not the list's identity: the eval series
+    are rebuilt on every monitor tick (``core.health.eval_points``) with the same points."""
+    return tuple((s.label, len(s.points), s.points[0], s.points[len(s.points) // 2], s.points[-1]) if s.points else (s.label, 0)
+                 for s in series)
+
+
 class MetricChart(Widget):
     """``title`` on the first line with the latest values, the plot, then the step axis."""
 
@@ -48,6 +90,7 @@ class MetricChart(Widget):
         self.series: list[Series] = []
         self.smooth = False
         self._summaries: dict[str, chart.Summary] = {}
+        self._smoothed: dict[str, _Smoothed] = {}
         self.reference: float | None = None
         """A y value drawn as a dotted guide (e.g. ln 2 on the loss chart)."""
         self._drawn: tuple[Any, Text] | None = None
@@ -57,9 +100,12 @@ class MetricChart(Widget):
     def set_series(self, series: list[Series], smooth: bool = False) -> None:
         if [s.label for s in series] != [s.label for s in self.series]:
             self._summaries.clear()
+            self._smoothed.clear()
+        unchanged = smooth == self.smooth and _data_key(series) == _data_key(self.series)
         self.series = series
         self.smooth = smooth
-        self.refresh()
+        if not unchanged:  # a monitor tick with no new point must not repaint the chart
+            self.refresh()
 
     def _latest(self, styles: Sequence[Style]) -> Text:
         """The latest value of each series; with several series each label carries a swatch in its
@@ -81,10 +127,8 @@ class MetricChart(Widget):
         title_style = self.get_component_rich_style("metric-chart--title", partial=True)
         axis_style = self.get_component_rich_style("metric-chart--axis", partial=True)
         styles = [self.get_component_rich_style(name, partial=True) for name in SERIES_CLASSES]
-        # Series only grow (or are replaced by a new list): the list, its length and its last point say
-        # whether anything a redraw would show changed.
         key = (width, height, self.title, self.smooth, self.show_latest, self.reference, title_style, axis_style,
-               tuple(styles), tuple((s.label, id(s.points), len(s.points), s.points[-1] if s.points else None) for s in self.series))
+               tuple(styles), _data_key(self.series))
         if self._drawn is not None and self._drawn[0] == key:
             return self._drawn[1].copy()
         out = self._draw(width, height, title_style, axis_style, styles)
@@ -103,7 +147,7 @@ class MetricChart(Widget):
         if plot_h < 1 or plot_w < 4:
             return out
         if self.smooth:
-            canvas = chart.draw([chart.ema(s.points) for s in self.series], plot_w, plot_h)
+            canvas = chart.draw([self._smoothed.setdefault(s.label, _Smoothed()).sync(s.points) for s in self.series], plot_w, plot_h)
         else:
             # Prefix sums kept across redraws: only the points added since the last one cost anything.
             summaries = [self._summaries.setdefault(s.label, chart.Summary()).sync(s.points) for s in self.series]

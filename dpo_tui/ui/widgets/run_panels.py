@@ -133,6 +133,12 @@ def tail_lines(raw: bytes, limit: int) -> list[str]:
     return [ln for ln in lines if ln.strip()][-limit:]
 
 
+def _same_text(a: Text, b: Text) -> bool:
+    """Whether two texts render alike (``Text.__eq__`` ignores the base style and layout flags)."""
+    return (a.plain == b.plain and a.spans == b.spans and a.style == b.style and a.justify == b.justify
+            and a.overflow == b.overflow and a.no_wrap == b.no_wrap and a.end == b.end)
+
+
 class TextPanel(Widget):
     """Renders a :class:`rich.text.Text` the parent hands it.
 
@@ -145,7 +151,10 @@ class TextPanel(Widget):
         self._text = Text()
 
     def show(self, text: Text | str) -> None:
-        self._text = Text(text) if isinstance(text, str) else text
+        text = Text(text) if isinstance(text, str) else text
+        if _same_text(text, self._text):
+            return  # the monitor re-shows every panel on each tick: an unchanged one must not repaint
+        self._text = text
         self.refresh()
 
     @property
