@@ -135,7 +135,13 @@ async def test_smoothing_toggle_and_stop_confirmation(ui_root: Path, make_run) -
         assert screen.smooth is False
         await pilot.press("m")
         assert screen.smooth is True
-        assert "(smoothed)" in screen_text(app)
+        text = screen_text(app)
+        assert "(smoothed)" in text
+        # Every chart title stays on its own line at 80 columns: none spills onto a plot row.
+        assert not [line for line in text.splitlines() if "┤" in line and ("smoothed" in line or "(ema)" in line)], text
+        for chart in screen.query(MetricChart):
+            first = str(chart.render()).split("\n")[0]
+            assert len(first) <= chart.size.width, first
         assert screen.check_action("resume_run", ()) is False
         await pilot.press("s")
         await pilot.pause()

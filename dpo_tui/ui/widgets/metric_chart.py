@@ -140,7 +140,10 @@ class MetricChart(Widget):
         head = Text(self.title, style=title_style)
         head.append_text(self._latest(styles))
         if self.smooth:
-            head.append(" (smoothed)", style=axis_style)
+            # The longest note that fits: a title that wraps would push the plot down over the next chart.
+            note = next((n for n in (" (smoothed)", " (ema)") if head.cell_len + len(n) <= width), "")
+            head.append(note, style=axis_style)
+        head.truncate(max(0, width), overflow="ellipsis")
         out.append_text(head)
         plot_h = height - 2
         plot_w = width - Y_LABEL_WIDTH - 1
