@@ -18,6 +18,7 @@ from ..core import runs as runs_mod
 from ..core.errors import Problem, UserError
 from ..core.ladder import cancel_group, make_ladder, parse_betas
 from ..core.preflight import check_inputs
+from ..core.remote_code import trust_remote_code_warning
 from . import add_runs_dir
 from .runs_cmd import add_config_flags, config_from_args
 
@@ -41,8 +42,7 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     base = config_from_args(args)
     check_inputs(base)
     if base.trust_remote_code:
-        print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {base.model}, "
-              "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
+        print(f"Warning: {trust_remote_code_warning(base.model)}", file=sys.stderr)
     group = args.group or base.group or time.strftime("ladder-%Y%m%d-%H%M%S")
     try:
         spread = [int(g) for g in args.spread_gpus.split(",")] if args.spread_gpus else None

@@ -24,6 +24,7 @@ from ..core.errors import UserError
 from ..core.mapping import parse_map
 from ..core.numfmt import column_widths, num, steps
 from ..core.preflight import check_inputs, preflight_warnings
+from ..core.remote_code import trust_remote_code_warning
 from ..core.run_defaults import default_config
 from ..core.run_states import state_label
 from ..core.runs.resolve import resolve_run
@@ -89,8 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for warning in preflight_warnings(config):
         print(f"Warning: {warning}", file=sys.stderr)
     if config.trust_remote_code:
-        print(f"Warning: --trust-remote-code: the trainer will import and run the Python code shipped with {config.model}, "
-              "with your permissions. Only do this for models whose authors you trust.", file=sys.stderr)
+        print(f"Warning: {trust_remote_code_warning(config.model)}", file=sys.stderr)
     root = paths.runs_root(args.runs_dir)
     run = runs_mod.create_run(root, config)
     try:

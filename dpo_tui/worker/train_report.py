@@ -231,6 +231,8 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
     # Fault injection for the test suite (documented in docs/troubleshooting.md, off by default).
     fault_nan_step = int(os.environ.get("DPO_TUI_FAULT_NAN_AT_STEP", "0") or 0)
     fault_step_delay = float(os.environ.get("DPO_TUI_FAULT_STEP_DELAY", "0") or 0)
+    fault_hold_step = int(os.environ.get("DPO_TUI_FAULT_HOLD_AT_STEP", "0") or 0)
+    fault_gate = Path(os.environ["DPO_TUI_FAULT_GATE"]) if os.environ.get("DPO_TUI_FAULT_GATE") else None
 
     class ConsoleCallback(TrainerCallback):
         def __init__(self) -> None:
@@ -261,6 +263,14 @@ def build_callbacks(reporter: Reporter, stop: StopRequested, config: RunConfig) 
 
         def on_step_end(self, args, state, control, **kwargs):
             reporter.step = state.global_step
+            if fault_gate and state.global_step == fault_hold_step and state.is_world_process_zero:
+                # Fault injection for the test suite: hold after step N (before its log and any save) until
+                # the test opens the gate, so a fault lands at a known step. A stop also ends the hold:
+                # the signal handler only sets a flag, and the stop check below must still see it.
+                # Rank 0 alone holds; the other ranks wait for it in the next collective.
+                Path(f"{fault_gate}.reached").write_text(f"{state.global_step}\n")
+                while not fault_gate.exists() and not stop.requested:
+                    time.sleep(0.02)
             if fault_step_delay:
                 time.sleep(fault_step_delay)
             if stop_agreed(stop, reporter.world_size) and not self.nan_keys:

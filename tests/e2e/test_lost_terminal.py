@@ -19,7 +19,8 @@ import psutil
 import pytest
 
 from dpo_tui.core.runs import Run, stop
-from tests.support.cli import dpo_tui_cmd, start_run, wait_for_step, wait_until
+from tests.support.cli import dpo_tui_cmd, log_steps, start_run, wait_for_state, wait_until
+from tests.support.gate import StepGate
 from tests.support.reliability import record_outcome
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,11 +58,12 @@ def _gone(proc: psutil.Process) -> bool:
 
 
 def _lose_terminal(runs_root: Path, command: str, lose, case: str) -> None:
-    path = start_run(runs_root, "--max-steps", "60", env={"DPO_TUI_FAULT_STEP_DELAY": "0.3"})
+    gate = StepGate(runs_root.parent, 2)  # the run holds mid-way while the console loses its terminal
+    path = start_run(runs_root, "--max-steps", "4", env=gate.env)
     session = f"dpo-lost-{uuid.uuid4().hex[:8]}"
     _tmux(session, command)
     try:
-        wait_for_step(path, 1, timeout=240)
+        gate.wait_reached(timeout=240)
         wait_until(lambda: path.name[:15] in _screen(session), 60, "the console to list the run")
         procs = _console_procs(session)
         assert procs, "no console process found in the pane"
@@ -69,9 +71,10 @@ def _lose_terminal(runs_root: Path, command: str, lose, case: str) -> None:
         started = time.time()
         wait_until(lambda: all(_gone(p) for p in procs), 2.0, "the console to exit after its terminal went away")
         record_outcome("process", case, "exited", seconds=round(time.time() - started, 2))
-        step = Run(path).raw_status().step
-        wait_for_step(path, step + 1, timeout=120)  # the run trains on
         assert Run(path).status().state == "running"
+        gate.release()
+        assert wait_for_state(path, {"finished", "failed", "crashed", "stopped"}, timeout=120)["state"] == "finished"
+        assert log_steps(path) == [1, 2, 3, 4]  # the run trained on to its end
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
         if Run(path).raw_status().state in ("queued", "starting", "running", "stopping"):

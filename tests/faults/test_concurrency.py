@@ -24,12 +24,11 @@ from tests.support.cli import (
     run_cli_inprocess,
     start_run,
     wait_for_state,
-    wait_for_step,
     wait_until,
 )
+from tests.support.gate import StepGate
 from tests.support.reliability import record_outcome
 
-SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.3"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 
 
@@ -133,13 +132,16 @@ def test_supervisor_failure_is_the_runs_outcome_and_leaves_no_zombie(runs_root: 
 # --- resume races ---------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_five_concurrent_resumes_one_wins(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "40", "--save-fraction", "0.05", env=SLOW)
+    first, again = StepGate(runs_root.parent, 3), StepGate(runs_root.parent, 4)
+    path = start_run(runs_root, "--max-steps", "8", "--save-fraction", "0.25", env=first.env)  # saves at 2, 4, 6
     try:
-        wait_until(lambda: Run(path).newest_complete_checkpoint() is not None, 240, "a first checkpoint")
+        first.wait_reached()
+        assert Run(path).newest_complete_checkpoint().step == 2
         runs.stop(Run(path), now=True)
         cmd = [*dpo_tui_cmd(), "resume", "--runs-dir", str(runs_root), path.name]
+        # The resumed trainer holds at step 4: the run is still live while the losers are refused.
         procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env={**os.environ, **SLOW}) for _ in range(5)]
+                                  env={**os.environ, **again.env}) for _ in range(5)]
         results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
         winners = [r for r in results if r[0] == 0]
         assert len(winners) == 1, results
@@ -157,10 +159,11 @@ def test_five_concurrent_resumes_one_wins(runs_root: Path, sample_model: Path) -
 # --- the device lock outlives a killed supervisor ----------------------------------------------------------
 @pytest.mark.slow
 def test_sigkill_of_a_supervisor_keeps_the_device_locked(runs_root: Path, sample_model: Path) -> None:
-    first = start_run(runs_root, "--max-steps", "60", env={**SLOW, "CUDA_VISIBLE_DEVICES": ""})
+    gate = StepGate(runs_root.parent, 1)  # never released: the trainer holds the device until it is killed
+    first = start_run(runs_root, "--max-steps", "4", env={**gate.env, "CUDA_VISIBLE_DEVICES": ""})
     second = None
     try:
-        wait_for_step(first, 1, timeout=240)
+        gate.wait_reached()
         status = Run(first).raw_status()
         os.kill(status.supervisor_pid, signal.SIGKILL)
         wait_until(lambda: _gone(status.supervisor_pid), 10, "the supervisor to die")

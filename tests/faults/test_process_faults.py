@@ -1,7 +1,9 @@
 """Process, storage and clock faults on the tiny model, each with its documented outcome.
 
 Every case records what happened (state shown, what was saved, what resume did, steps lost) for
-docs/reliability.md. Steps are slowed with DPO_TUI_FAULT_STEP_DELAY so a fault lands mid-run.
+docs/reliability.md. A fault lands mid-run by holding the trainer at a known step (tests/support/gate.py);
+a save is caught half-way with the trainer's save-delay hooks. The graceful stop-and-resume case is
+``test_stop_then_resume_continues_without_gaps`` in tests/worker/test_train.py.
 """
 
 from __future__ import annotations
@@ -22,16 +24,16 @@ from tests.support.cli import (
     dpo_tui_cmd,
     log_steps,
     run_cli,
+    run_cli_inprocess,
     start_run,
     wait_for_state,
-    wait_for_step,
     wait_until,
 )
+from tests.support.gate import StepGate
 from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
 
-SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.35"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
 
 
@@ -49,13 +51,18 @@ def _resume_to_end(runs_root: Path, path: Path, max_steps: int) -> int:
 
 
 def test_sigkill_during_a_step(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=SLOW)  # saves at 5, 10
-    wait_for_step(path, 7)
+    # The trainer alone is killed (as the OOM killer would); its supervisor records the outcome.
+    gate = StepGate(runs_root.parent, 7)
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=gate.env)  # saves at 5, 10
+    gate.wait_reached()
     run = Run(path)
     killed_at = max(log_steps(path))
     os.kill(run.raw_status().pid, signal.SIGKILL)
     status = wait_for_state(path, {"crashed", "failed"}, timeout=30)
     assert status["state"] == "crashed" and status["kind"] == "killed"
+    assert "OOM killer" in status["hint"]
+    terminal = [e for e in ev.read_events(path / "events.jsonl") if e["type"] == "failed"]
+    assert len(terminal) == 1 and terminal[0]["kind"] == "killed"
     resumed_from = _resume_to_end(runs_root, path, 12)
     lost = killed_at - resumed_from
     assert 0 <= lost <= 5
@@ -63,7 +70,7 @@ def test_sigkill_during_a_step(runs_root: Path, sample_model: Path) -> None:
 
 
 def test_sigkill_during_a_checkpoint_save(runs_root: Path, sample_model: Path) -> None:
-    env = {**SLOW, "DPO_TUI_FAULT_SAVE_DELAY": "4"}
+    env = {"DPO_TUI_FAULT_SAVE_DELAY": "4"}  # every save pauses mid-way; the second is killed there
     path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=env)
     second = path / "checkpoints" / "checkpoint-10"
     wait_until(second.exists, timeout=240, what="the second checkpoint save to begin")
@@ -95,13 +102,17 @@ def test_sigkill_during_the_final_adapter_save(runs_root: Path, sample_model: Pa
 
 
 def test_sigterm_then_second_sigterm_kills(runs_root: Path, sample_model: Path) -> None:
-    env = {"DPO_TUI_FAULT_STEP_DELAY": "2.5"}  # a long step: the second stop lands before the graceful one completes
-    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env=env)
-    wait_for_step(path, 4, timeout=240)
+    # A slow save (4 s, after the weights): the second stop lands before the graceful one completes.
+    gate = StepGate(runs_root.parent, 7)
+    env = {**gate.env, "DPO_TUI_FAULT_SAVE_DELAY": "4"}
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.34", env=env)  # saves at 5, 10
+    gate.wait_reached()
     t0 = time.time()
-    run_cli("stop", "--runs-dir", str(runs_root), path.name, "--wait", "0", check=True)
+    first = run_cli_inprocess("stop", "--runs-dir", str(runs_root), path.name, "--wait", "0")
+    assert first.returncode == 0, first.stderr
     assert Run(path).raw_status().state == "stopping"
-    proc = run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    proc = run_cli_inprocess("stop", "--runs-dir", str(runs_root), path.name)
+    assert proc.returncode == 0, proc.stderr
     status = wait_for_state(path, {"stopped"}, timeout=30)
     latency = time.time() - t0
     assert status["kind"] == "killed" and "stopped" in proc.stdout
@@ -109,38 +120,28 @@ def test_sigterm_then_second_sigterm_kills(runs_root: Path, sample_model: Path) 
     assert [e["type"] for e in terminal] == ["stopped"]
     resumed_from = _resume_to_end(runs_root, path, 12)
     record_outcome("process", "double SIGTERM (escalates to SIGKILL)", "recovered", stop_latency_s=round(latency, 2),
-                   steps_lost=max(0, status["step"] - resumed_from), save_interval=3, corrupt_chosen=0)
-
-
-def test_single_sigterm_loses_no_step(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "10", env=SLOW)
-    wait_for_step(path, 3)
-    t0 = time.time()
-    run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
-    status = wait_for_state(path, {"stopped"}, timeout=60)
-    latency = time.time() - t0
-    resumed_from = _resume_to_end(runs_root, path, 10)
-    assert resumed_from == status["step"]
-    record_outcome("process", "SIGTERM (Stop)", "recovered", stop_latency_s=round(latency, 2), steps_lost=0, corrupt_chosen=0)
+                   steps_lost=max(0, status["step"] - resumed_from), save_interval=5, corrupt_chosen=0)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 def test_terminal_hang_up_through_tmux(runs_root: Path, sample_model: Path) -> None:
     session = f"dpo-hup-{os.getpid()}"
-    cmd = " ".join([*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "8", "--follow"])
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30",
-                    f"DPO_TUI_FAULT_STEP_DELAY=0.3 {cmd}"], check=True)
+    gate = StepGate(runs_root.parent, 2)
+    cmd = " ".join([*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "4", "--follow"])
+    gate_env = " ".join(f"{k}={v}" for k, v in gate.env.items())
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", f"{gate_env} {cmd}"], check=True)
     try:
         def run_folders() -> list[Path]:
             return [p for p in runs_root.iterdir() if not p.name.startswith(".")]  # not .locks
 
         wait_until(run_folders, timeout=60, what="the run folder")
         path = run_folders()[0]
-        wait_for_step(path, 2)
+        gate.wait_reached()  # the terminal hangs up while the run is mid-way
         screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True).stdout
         assert path.name in screen
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)  # SIGHUP to the pane, like a dropped SSH
+        gate.release()
     status = wait_for_state(path, TERMINAL, timeout=300)
     assert status["state"] == "finished"
     record_outcome("process", "launching terminal hung up (tmux)", "survived", steps_lost=0)
@@ -148,12 +149,13 @@ def test_terminal_hang_up_through_tmux(runs_root: Path, sample_model: Path) -> N
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux not installed")
 def test_console_killed_while_a_run_streams(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "10", env=SLOW)
+    gate = StepGate(runs_root.parent, 3)
+    path = start_run(runs_root, "--max-steps", "6", env=gate.env)
     session = f"dpo-ui-{os.getpid()}"
     cmd = " ".join([*dpo_tui_cmd(), "--runs-dir", str(runs_root)])
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
     try:
-        wait_for_step(path, 2)
+        gate.wait_reached()
         # Killed once the console shows the streaming run, not after a guessed delay.
         wait_until(lambda: path.name[:15] in subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
                                                              text=True).stdout, timeout=60, what="the console to list the run")
@@ -162,8 +164,9 @@ def test_console_killed_while_a_run_streams(runs_root: Path, sample_model: Path)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], check=False)
     before = max(log_steps(path))
+    gate.release()
     status = wait_for_state(path, TERMINAL, timeout=300)
-    assert status["state"] == "finished" and max(log_steps(path)) == 10 > before
+    assert status["state"] == "finished" and max(log_steps(path)) == 6 > before
     record_outcome("process", "console killed while a run streams", "survived", steps_lost=0)
 
 
@@ -209,14 +212,15 @@ def test_unwritable_runs_root_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_corrupt_newest_checkpoint_is_skipped_on_resume(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env=SLOW)  # saves at 3, 6, 9
-    wait_for_step(path, 8)
+    gate = StepGate(runs_root.parent, 8)
+    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env=gate.env)  # saves at 3, 6, 9
+    gate.wait_reached()
     run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
     status = wait_for_state(path, {"stopped"}, timeout=60)
     assert status["kind"] != "killed", status  # a graceful stop, not the CLI's SIGKILL escalation
     run = Run(path)
     newest = run.checkpoints()[-1]
-    assert newest.step == status["step"]
+    assert newest.step == status["step"] == 8
     weights = newest.path / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # half-written
     chosen = run.newest_complete_checkpoint()
@@ -240,19 +244,19 @@ def test_torn_and_garbage_event_lines(trained_run: Run, tmp_path: Path) -> None:
 
 
 def test_status_json_deleted_mid_run(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "10", env={**SLOW, "DPO_TUI_HEARTBEAT_S": "1"})
-    wait_for_step(path, 3)
+    gate = StepGate(runs_root.parent, 3)
+    path = start_run(runs_root, "--max-steps", "5", env={**gate.env, "DPO_TUI_HEARTBEAT_S": "1"})
+    gate.wait_reached()
     (path / "status.json").unlink()
     rows = json.loads(run_cli("runs", "--runs-dir", str(runs_root), "--json", check=True).stdout)
     assert rows[0]["state"] in ("running", "starting")  # rebuilt from the event log and live pids
     # The trainer's next heartbeat writes it back whole: the pids with their start times (the
     # pid-reuse guard) and the supervisor, so stop and crash detection keep working.
-    deadline = time.time() + 30
-    while time.time() < deadline and not (path / "status.json").exists():
-        time.sleep(0.2)
+    wait_until((path / "status.json").exists, timeout=30, what="the heartbeat to write status.json back")
     written = json.loads((path / "status.json").read_text())
-    assert written["state"] in ("running", "starting", "stopping", "finished"), written
+    assert written["state"] == "running", written  # still held at step 3
     assert written["pid"] and written["pid_start"] and written["supervisor_pid"] and written["supervisor_start"], written
+    gate.release()
     status = wait_for_state(path, TERMINAL, timeout=300)
     assert status["state"] == "finished"
     record_outcome("events", "status.json deleted mid-run", "recovered", steps_lost=0)
@@ -269,14 +273,15 @@ def test_stale_lock_from_a_dead_process(runs_root: Path, sample_model: Path) -> 
 
 
 def test_two_launches_on_the_same_device(runs_root: Path, sample_model: Path) -> None:
+    gate = StepGate(runs_root.parent, 2)  # whichever run goes first holds at step 2 until the checks are done
     procs = [
-        subprocess.Popen([*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "4", "--name", f"twin{i}"],
-                         stdout=subprocess.PIPE, text=True, env={**os.environ, **SLOW})
+        subprocess.Popen([*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "3", "--name", f"twin{i}"],
+                         stdout=subprocess.PIPE, text=True, env={**os.environ, **gate.env})
         for i in range(2)
     ]
     ids = [p.communicate(timeout=60)[0].split()[0] for p in procs]
     paths = [runs_root / i for i in ids]
-    wait_until(lambda: any(Run(p).raw_status().state == "running" for p in paths), timeout=120, what="one run to start")
+    gate.wait_reached()
     states = sorted(Run(p).status().state for p in paths)
     assert states == ["queued", "running"]
     # status.json deleted while waiting in the queue: the supervisor writes it back, with its pid.
@@ -284,7 +289,8 @@ def test_two_launches_on_the_same_device(runs_root: Path, sample_model: Path) ->
     (queued / "status.json").unlink()
     wait_until((queued / "status.json").exists, timeout=5, what="the queued run's status.json to come back")
     back = Run(queued).status()
-    assert back.state in ("queued", "starting", "running") and back.supervisor_pid and back.supervisor_start, back
+    assert back.state == "queued" and back.supervisor_pid and back.supervisor_start, back
+    gate.release()
     ends = [wait_for_state(p, TERMINAL, timeout=300) for p in paths]
     assert [e["state"] for e in ends] == ["finished", "finished"]
     first, second = sorted(ends, key=lambda s: s["started_at"])
@@ -312,8 +318,13 @@ def test_nan_injected_mid_run_keeps_good_checkpoints(runs_root: Path, sample_mod
     path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env={"DPO_TUI_FAULT_NAN_AT_STEP": "7"})
     status = wait_for_state(path, TERMINAL, timeout=300)
     assert status["state"] == "failed" and status["kind"] == "nan"
+    assert "learning rate" in status["hint"]
+    nan_log = [e for e in ev.read_events(path / "events.jsonl") if e["type"] == "log" and e["nonfinite"]]
+    assert nan_log and nan_log[0]["step"] == 7 and "loss" in nan_log[0]["nonfinite"]
+    assert nan_log[0]["metrics"]["loss"] is None  # written as null, never bare NaN
     run = Run(path)
     assert [c.step for c in run.checkpoints()] == [3, 6]  # nothing saved from the poisoned model
+    assert not run.adapter_dir.exists()
     # Resume (without the injected fault) continues from the last good checkpoint.
     resumed_from = _resume_to_end(runs_root, path, 12)
     assert resumed_from == 6

@@ -12,13 +12,20 @@ import pytest
 
 from dpo_tui.core import events as ev
 from dpo_tui.core.runs import Run, lifecycle
-from tests.support.cli import log_steps, run_cli, start_run, wait_for_state, wait_for_step, wait_until
+from tests.support.cli import log_steps, run_cli, start_run, wait_for_state, wait_until
+from tests.support.gate import StepGate
 from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
-
-SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.35"}
 TERMINAL = {"finished", "stopped", "failed", "crashed"}
+
+
+def _parses(path: Path) -> bool:
+    try:
+        json.loads(path.read_text(errors="replace"))
+    except ValueError:
+        return False
+    return True
 
 
 def _terminal_events(path: Path) -> list[str]:
@@ -43,8 +50,9 @@ def test_stop_right_after_train_is_a_stop(runs_root: Path, sample_model: Path) -
 def test_truncated_optimizer_in_newest_checkpoint_falls_back(runs_root: Path, sample_model: Path) -> None:
     # A truncated optimizer.pt passed every check (names, weights' header, trainer_state.json): each
     # resume picked it and failed with OSError [Errno 22]. The sizes recorded at save time catch it.
-    path = start_run(runs_root, "--max-steps", "8", "--save-fraction", "0.25", env=SLOW)  # saves at 2, 4, 6
-    wait_for_step(path, 5)
+    gate = StepGate(runs_root.parent, 5)
+    path = start_run(runs_root, "--max-steps", "8", "--save-fraction", "0.25", env=gate.env)  # saves at 2, 4, 6
+    gate.wait_reached()
     run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
     assert wait_for_state(path, TERMINAL, timeout=60)["state"] == "stopped"  # and a checkpoint at the stop step
     run = Run(path)
@@ -67,16 +75,19 @@ def test_truncated_optimizer_in_newest_checkpoint_falls_back(runs_root: Path, sa
 def test_damaged_status_json_mid_run_is_rewritten(runs_root: Path, sample_model: Path, damage: str) -> None:
     # A torn or garbled status.json made the trainer's next status write raise: the run failed as
     # `config`, and attach/resume then refused it as unreadable. The heartbeat now writes it back whole.
-    path = start_run(runs_root, "--max-steps", "10", env={**SLOW, "DPO_TUI_HEARTBEAT_S": "1"})
-    wait_for_step(path, 3)
+    gate = StepGate(runs_root.parent, 3)
+    path = start_run(runs_root, "--max-steps", "6", env={**gate.env, "DPO_TUI_HEARTBEAT_S": "1"})
+    gate.wait_reached()
     status_path = path / "status.json"
     text = status_path.read_text()
     status_path.write_text(text[: len(text) // 2] if damage == "torn" else "\x00garbage{{{")
-    wait_for_step(path, 6, timeout=120)  # still training after the damage
+    # The held trainer's heartbeat writes it back whole, then training goes on to the end.
+    wait_until(lambda: _parses(status_path), timeout=30, what="the heartbeat to rewrite status.json")
+    gate.release()
     status = wait_for_state(path, TERMINAL, timeout=300)
     assert status["state"] == "finished", status
     written = json.loads(status_path.read_text())
     assert written["state"] == "finished" and written["pid"] and written["supervisor_pid"], written
     assert _terminal_events(path) == ["finished"]
-    assert log_steps(path) == list(range(1, 11))
+    assert log_steps(path) == list(range(1, 7))
     record_outcome("events", f"status.json {damage} mid-run", "recovered", steps_lost=0)

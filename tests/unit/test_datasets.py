@@ -17,11 +17,9 @@ import pytest
 
 from dpo_tui.core.data import FINDING_CODES, check_data, iter_preference_rows, load_preference_data
 from dpo_tui.core.errors import UserError
+from tests.support.data import LLAMAFACTORY
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO.parent / "shared" / "samples"
-if not SAMPLES.is_dir():  # the shared folder sits beside the checkout
-    SAMPLES = Path("/work/shared/samples")
 
 
 def J(*rows) -> bytes:
@@ -391,14 +389,13 @@ def test_missing_source_is_a_user_error(tmp_path):
         check_data(str(tmp_path / "empty"))
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="shared/samples not present")
 @pytest.mark.parametrize("name,rows,shape", [
-    ("llamafactory_dpo_en_demo.json", 300, "sharegpt"),
-    ("llamafactory_dpo_zh_demo.json", 300, "sharegpt"),
+    ("llamafactory_dpo_en_demo.json", 20, "sharegpt"),
+    ("llamafactory_dpo_zh_demo.json", 20, "sharegpt"),
     ("llamafactory_v1_dpo_demo.jsonl", 10, "conversational-implicit"),
 ])
 def test_llamafactory_samples(name, rows, shape):
-    loaded = load_preference_data(str(SAMPLES / name))
+    loaded = load_preference_data(str(LLAMAFACTORY / name))
     rep = loaded.report
     assert rep.ok, rep.render()
     assert rep.rows_total == rows and rep.rows_usable == rows and len(loaded.rows) == rows

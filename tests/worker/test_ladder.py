@@ -8,23 +8,28 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.core.runs import Run
-from tests.support.cli import run_cli, wait_for_state, wait_for_step
+from tests.support.cli import run_cli, wait_for_state
+from tests.support.gate import StepGate
 
 pytestmark = pytest.mark.slow
 
 
 def test_two_beta_ladder_runs_one_after_the_other(runs_root: Path, sample_model: Path) -> None:
     # The launching command returns at once; the queue lives on in the detached supervisors.
-    proc = run_cli("ladder", "--runs-dir", str(runs_root), "--betas", "0.05,0.5", "--max-steps", "4", "--group", "lad", check=True)
+    gate = StepGate(runs_root.parent, 1)  # the first rung holds while the queue is checked
+    proc = run_cli("ladder", "--runs-dir", str(runs_root), "--betas", "0.05,0.5", "--max-steps", "2", "--group", "lad",
+                   env=gate.env, check=True)
     ids = proc.stdout.split()[:2]
     first, second = (Run(runs_root / i) for i in ids)
     assert first.config().beta == 0.05 and second.config().beta == 0.5
     assert first.config().seed == second.config().seed
     assert first.config().model_dump(exclude={"beta"}) == second.config().model_dump(exclude={"beta"})
     # While the first trains, the second waits with a visible position.
-    wait_for_state(first.path, {"running"}, timeout=120)
+    gate.wait_reached(timeout=120)
+    assert first.status().state == "running"
     status = second.status()
     assert status.state == "queued" and "position 1" in status.phase
+    gate.release()
     wait_for_state(first.path, {"finished"}, timeout=300)
     wait_for_state(second.path, {"finished"}, timeout=300)
     assert second.raw_status().started_at >= first.raw_status().ended_at - 0.5
@@ -35,10 +40,11 @@ def test_two_beta_ladder_runs_one_after_the_other(runs_root: Path, sample_model:
 
 
 def test_ladder_cancel_stops_running_and_cancels_queued(runs_root: Path, sample_model: Path) -> None:
-    proc = run_cli("ladder", "--runs-dir", str(runs_root), "--betas", "0.1,0.2,0.3", "--max-steps", "40", "--group", "c",
-                   env={"DPO_TUI_FAULT_STEP_DELAY": "0.3"}, check=True)
+    gate = StepGate(runs_root.parent, 1)  # the first rung holds until the cancel stops it
+    proc = run_cli("ladder", "--runs-dir", str(runs_root), "--betas", "0.1,0.2,0.3", "--max-steps", "4", "--group", "c",
+                   env=gate.env, check=True)
     ids = proc.stdout.split()[:3]
-    wait_for_step(runs_root / ids[0], 1, timeout=180)
+    gate.wait_reached(timeout=180)
     run_cli("ladder", "--runs-dir", str(runs_root), "--cancel", "c", check=True)
     assert Run(runs_root / ids[0]).raw_status().started_at is not None  # the first created is the first to run
     states = [wait_for_state(runs_root / i, {"stopped", "finished", "failed", "crashed"}, timeout=120) for i in ids]

@@ -2,7 +2,11 @@
 
 Covers issue 2 §5: a run to the end; stop then resume with a continuous step sequence; SIGKILL
 of the process group → crashed → resume → finished; an incomplete checkpoint is skipped; the
-run outlives its launcher's session (SIGHUP); --follow detaches on SIGINT; NaN → failed/nan.
+run outlives its launcher's session (SIGHUP); --follow detaches on SIGINT. The trainer-alone SIGKILL
+and NaN → failed/nan cases live in tests/faults/test_process_faults.py, which runs them with a resume.
+
+A test acts mid-run by holding the trainer at a known step (tests/support/gate.py), not by slowing
+every step.
 """
 
 from __future__ import annotations
@@ -18,12 +22,11 @@ import pytest
 
 from dpo_tui.core.events import read_events
 from dpo_tui.core.runs import Run
-from tests.support.cli import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_for_step
+from tests.support.cli import dpo_tui_cmd, log_steps, run_cli, start_run, wait_for_state, wait_until
+from tests.support.gate import StepGate
+from tests.support.reliability import record_outcome
 
 pytestmark = pytest.mark.slow
-
-# Slow the tiny model's steps down so a test can act mid-run (the sample model does ~10 steps/s).
-SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.4"}
 
 
 def test_run_to_the_end(trained_run: Run) -> None:
@@ -82,14 +85,15 @@ def test_runs_json_lists_the_run(trained_run: Run, session_runs_root: Path) -> N
 
 
 def test_stop_then_resume_continues_without_gaps(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "14", env=SLOW)
-    wait_for_step(path, 4)
+    gate = StepGate(runs_root.parent, 4)
+    path = start_run(runs_root, "--max-steps", "8", env=gate.env)
+    gate.wait_reached()
     t0 = time.time()
-    proc = run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)
+    proc = run_cli("stop", "--runs-dir", str(runs_root), path.name, check=True)  # the stop alone ends the hold
     stop_latency = time.time() - t0
     status = wait_for_state(path, {"stopped"}, timeout=60)
     stopped_at = status["step"]
-    assert 4 <= stopped_at < 14, proc.stdout
+    assert stopped_at == 4, proc.stdout
     assert stop_latency < 30
     run = Run(path)
     assert run.newest_complete_checkpoint().step == stopped_at  # saved at the exact stop step
@@ -100,14 +104,16 @@ def test_stop_then_resume_continues_without_gaps(runs_root: Path, sample_model: 
     assert f"checkpoint-{stopped_at}" in proc.stdout
     wait_for_state(path, {"finished"}, timeout=300)
     raw = [e["step"] for e in read_events(run.events_path) if e["type"] == "log" and not e.get("summary")]
-    assert raw == list(range(1, 15)), "a graceful stop loses and repeats no step"
-    assert log_steps(path) == list(range(1, 15))
+    assert raw == list(range(1, 9)), "a graceful stop loses and repeats no step"
+    assert log_steps(path) == list(range(1, 9))
     assert run.status().attempt == 2
+    record_outcome("process", "SIGTERM (Stop)", "recovered", stop_latency_s=round(stop_latency, 2), steps_lost=0, corrupt_chosen=0)
 
 
 def test_sigkill_of_the_group_is_crashed_then_resumes(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "16", "--save-fraction", "0.25", env=SLOW)
-    wait_for_step(path, 6)
+    gate = StepGate(runs_root.parent, 6)
+    path = start_run(runs_root, "--max-steps", "16", "--save-fraction", "0.25", env=gate.env)  # saves at 4, 8, 12
+    gate.wait_reached()  # step 6 ran; it is neither logged nor saved yet
     run = Run(path)
     wait_for_state(path, {"running"})
     status = run.raw_status()
@@ -119,7 +125,7 @@ def test_sigkill_of_the_group_is_crashed_then_resumes(runs_root: Path, sample_mo
     fake.mkdir()
     (fake / "adapter_model.safetensors").write_bytes(b"\x00" * 4)
     ckpt = run.newest_complete_checkpoint()
-    assert ckpt is not None and ckpt.step in (4, 8)
+    assert ckpt is not None and ckpt.step == 4
     killed_at = max(log_steps(path))
     assert 0 <= killed_at - ckpt.step <= 4 + 1  # lost at most one save interval (plus the step in flight)
     proc = run_cli("resume", "--runs-dir", str(runs_root), path.name, check=True)
@@ -128,59 +134,36 @@ def test_sigkill_of_the_group_is_crashed_then_resumes(runs_root: Path, sample_mo
     assert log_steps(path) == list(range(1, 17))
 
 
-def test_trainer_sigkill_alone_is_recorded_by_the_supervisor(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "30", env=SLOW)
-    wait_for_step(path, 2)
-    run = Run(path)
-    os.kill(run.raw_status().pid, signal.SIGKILL)
-    status = wait_for_state(path, {"crashed", "failed"}, timeout=30)
-    assert status["state"] == "crashed" and status["kind"] == "killed"
-    assert "OOM killer" in status["hint"]
-    terminal = [e for e in read_events(run.events_path) if e["type"] == "failed"]
-    assert len(terminal) == 1 and terminal[0]["kind"] == "killed"
-
-
 def test_run_outlives_the_launching_session(runs_root: Path, sample_model: Path) -> None:
     # A launcher in its own session (like an SSH login shell) starts a run, then the session hangs up.
-    script = f"{' '.join(dpo_tui_cmd())} train --runs-dir {runs_root} --max-steps 8 > {runs_root}/id.txt; sleep 60"
-    launcher = subprocess.Popen(["bash", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL, env={**os.environ, **SLOW})
-    id_file = runs_root / "id.txt"
-    deadline = time.time() + 60
-    while time.time() < deadline and not (id_file.exists() and id_file.read_text().strip()):
-        time.sleep(0.2)
+    gate = StepGate(runs_root.parent, 2)
+    id_file = runs_root.parent / "id.txt"
+    script = f"{' '.join(dpo_tui_cmd())} train --runs-dir {runs_root} --max-steps 4 > {id_file}; sleep 60"
+    launcher = subprocess.Popen(["bash", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **gate.env})
+    wait_until(lambda: id_file.exists() and id_file.read_text().strip(), timeout=60, what="the launcher to print the run id")
     path = runs_root / id_file.read_text().strip()
-    wait_for_step(path, 1)
+    gate.wait_reached()  # the session hangs up while the run is mid-way
     os.killpg(launcher.pid, signal.SIGHUP)
     launcher.wait(timeout=10)
+    gate.release()
     status = wait_for_state(path, {"finished", "failed", "crashed", "stopped"}, timeout=300)
     assert status["state"] == "finished"
 
 
 def test_follow_detaches_on_sigint(runs_root: Path, sample_model: Path) -> None:
+    gate = StepGate(runs_root.parent, 2)
     proc = subprocess.Popen(
-        [*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "12", "--follow"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **SLOW}, stdin=subprocess.DEVNULL,
+        [*dpo_tui_cmd(), "train", "--runs-dir", str(runs_root), "--max-steps", "4", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **gate.env}, stdin=subprocess.DEVNULL,
     )
     run_id = proc.stdout.readline().strip()
     path = runs_root / run_id
-    wait_for_step(path, 2)
+    gate.wait_reached()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert "Detached" in err and f"dpo-tui attach {run_id}" in err
-    assert Run(path).status().state in ("running", "starting", "finished")
+    assert Run(path).status().state == "running"  # held at step 2: the detach left it training
+    gate.release()
     assert wait_for_state(path, {"finished", "failed", "crashed", "stopped"})["state"] == "finished"
-
-
-def test_nan_mid_run_fails_with_kind_nan(runs_root: Path, sample_model: Path) -> None:
-    path = start_run(runs_root, "--max-steps", "12", "--save-fraction", "0.25", env={"DPO_TUI_FAULT_NAN_AT_STEP": "5"})
-    status = wait_for_state(path, {"failed", "finished", "crashed", "stopped"}, timeout=300)
-    assert status["state"] == "failed" and status["kind"] == "nan"
-    assert "learning rate" in status["hint"]
-    events = read_events(path / "events.jsonl")
-    nan_log = [e for e in events if e["type"] == "log" and e["nonfinite"]]
-    assert nan_log and nan_log[0]["step"] == 5 and "loss" in nan_log[0]["nonfinite"]
-    assert nan_log[0]["metrics"]["loss"] is None  # written as null, never bare NaN
-    run = Run(path)
-    assert [c.step for c in run.checkpoints()] == [3]  # no checkpoint of the poisoned model
-    assert not run.adapter_dir.exists()
