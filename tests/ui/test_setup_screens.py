@@ -261,3 +261,17 @@ async def test_truncation_follows_max_length(ui_root: Path) -> None:
         assert dataset.tokens["truncated"] > 0
         await pilot.press("p")
         await until(pilot, lambda: "cut at max_length 5" in screen_text(app))
+
+
+async def test_long_findings_wrap_at_80_columns(ui_root: Path, tmp_path: Path) -> None:
+    """A finding longer than its column wraps onto more rows instead of being cut at the screen edge."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "w1\n", "chosen": "w5", "rejected": "w5"}) + "\n"
+                   + json.dumps({"prompt": "w1 w2\n", "chosen": "w3", "rejected": "w4"}) + "\n")
+    app = DpoTuiApp(make_services(ui_root), dataset=str(bad))
+    async with app.run_test(size=(80, 24)) as pilot:
+        dataset = await to_dataset(pilot, app)
+        assert dataset.report is not None and dataset.report.errors
+        flat = " ".join(line.strip() for line in screen_text(app).splitlines())
+        assert "fix or drop the row" in flat, screen_text(app)
+        assert all(len(line.rstrip()) <= 80 for line in screen_text(app).splitlines())

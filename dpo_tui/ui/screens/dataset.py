@@ -59,6 +59,23 @@ def summary_text(report: Any) -> Text:
     return text
 
 
+FINDING_MIN_WIDTH = 24
+_FINDING_FIXED = (("", "severity", 7), ("lines", "lines", 14), ("field", "field", 9))
+
+
+def finding_width(screen_width: int) -> int:
+    """The finding column's width: what the other columns (with DataTable's padding, both sides) and a
+    scrollbar leave of the screen."""
+    used = sum(width + 2 for _, _, width in _FINDING_FIXED) + 2 + 2
+    return max(FINDING_MIN_WIDTH, (screen_width or 80) - used)
+
+
+def add_finding_columns(table: DataTable[Any], message_width: int) -> None:
+    for label, key, width in _FINDING_FIXED:
+        table.add_column(label, key=key, width=width)
+    table.add_column("finding", key="message", width=message_width)
+
+
 def finding_lines(finding: Any) -> str:
     lines = list(getattr(finding, "lines", []) or [])
     if not lines:
@@ -109,6 +126,7 @@ class DatasetScreen(ConsoleScreen):
         self.pair_index = 0
         self.loading = False
         self.token_findings: list[Any] = []
+        self._finding_width = FINDING_MIN_WIDTH
         self.counted_for: tuple[str, int, int] | None = None
         """(model, max_length, batch size) the token statistics were computed for."""
 
@@ -121,10 +139,7 @@ class DatasetScreen(ConsoleScreen):
         with TabbedContent(id="dataset-tabs", initial="report"):
             with TabPane("Report", id="report"):
                 table: DataTable[Any] = DataTable(id="dataset-findings", cursor_type="row", zebra_stripes=True)
-                table.add_column("", key="severity", width=7)
-                table.add_column("lines", key="lines", width=14)
-                table.add_column("field", key="field", width=9)
-                table.add_column("finding", key="message")
+                add_finding_columns(table, FINDING_MIN_WIDTH)
                 yield table
             with TabPane("Pairs", id="pairs"), VerticalScroll(id="pair-scroll"):
                 yield Static("", id="pair-view")
@@ -225,14 +240,22 @@ class DatasetScreen(ConsoleScreen):
         report = self.report
         self.query_one("#dataset-summary", TextPanel).show(summary_text(report))
         table = self.query_one("#dataset-findings", DataTable)
-        table.clear()
+        table.clear(columns=True)
+        # The finding column takes the room left and long findings wrap onto more rows: a finding cut at
+        # the screen edge ("no learnin") hides what to fix.
+        self._finding_width = finding_width(self.size.width)
+        add_finding_columns(table, self._finding_width)
         if report is None:
             return
         for i, finding in enumerate(report.findings):
             severity = Text("error", style="bold reverse") if finding.severity == "error" else Text("warning", style="bold")
-            table.add_row(severity, finding_lines(finding), finding.field or "", finding.message, key=f"f{i}")
+            table.add_row(severity, finding_lines(finding), finding.field or "", Text(finding.message), key=f"f{i}", height=None)
         if not report.findings:
             table.add_row(Text("ok"), "–", "", "no problems found", key="ok")
+
+    def on_resize(self) -> None:
+        if self.report is not None and finding_width(self.size.width) != self._finding_width:
+            self._show_report()
 
     @work(thread=True, exclusive=True, group="dataset-tokens", exit_on_error=False, description="count tokens")
     def _tokenize(self, source: str, model: str, max_length: int, batch_size: int) -> None:
