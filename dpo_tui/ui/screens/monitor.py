@@ -466,8 +466,8 @@ class MonitorScreen(ConsoleScreen):
         return True
 
     def action_toggle_smoothing(self) -> None:
+        # No toast: each chart's title says "(smoothed)", and a toast's mount and fade cost a key's budget.
         self.smooth = not self.smooth
-        self.notify("Smoothing on (EMA 0.6)" if self.smooth else "Smoothing off", timeout=2)
         self._dirty = True
         self._redraw()
 
