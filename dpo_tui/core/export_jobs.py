@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .disk_space import check_space
 from .errors import UserError
-from .export_plan import ExportPlan, human_bytes, worker_command
-from .fsutil import atomic_write_json
+from .export_plan import ExportPlan, worker_command
+from .fsutil import atomic_write_json, make_unique_dir
 
 JOBS_DIR = "exports"
 PLAN_FILE = "plan.json"
@@ -41,7 +42,6 @@ LOG_FILE = "worker.log"
 ACTIVE_JOB_STATES = ("starting", "running")
 START_GRACE_S = 120.0
 """How long a job may stay ``starting`` (the worker imports torch first) before it reads as crashed."""
-SPACE_MARGIN = 16 * 1024 * 1024
 
 
 # --- the folder -----------------------------------------------------------------------------------
@@ -57,14 +57,13 @@ def new_job_dir(run_path: Path, now: float | None = None) -> Path:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"Cannot create {root}: {exc.strerror or exc}", hint="the run folder must be writable") from None
-    for n in range(1, 1000):
-        candidate = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise UserError(f"Too many exports named {base} in {root}")
+    try:
+        made = make_unique_dir(root, base)
+    except OSError as exc:
+        raise UserError(f"Cannot create an export folder in {root}: {exc.strerror or exc}", hint="the run folder must be writable") from None
+    if made is None:
+        raise UserError(f"Too many exports named {base} in {root}")
+    return made
 
 
 def write_status(job_dir: Path, **fields: Any) -> None:
@@ -286,43 +285,14 @@ def estimate_bytes(plan: ExportPlan) -> list[tuple[str, Path, int]]:
     return needs
 
 
-def _existing(path: Path) -> Path:
-    probe = path.parent
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    return probe
-
-
 def preflight(plan: ExportPlan, free_bytes: Any = None) -> list[str]:
     """The lines the export dialog shows before launching; raises :class:`UserError` when the disk is too small.
 
     ``free_bytes(path)`` is injectable for tests; by default ``shutil.disk_usage(path).free``.
     """
-    free_of = free_bytes or (lambda p: shutil.disk_usage(p).free)
     lines = plan.describe()
     needs = estimate_bytes(plan)
     if not needs and (plan.merged or plan.gguf):
         lines.append("size: unknown until the model is loaded (checked again then)")
-    by_device: dict[int, tuple[Path, int, list[str]]] = {}
-    for what, dest, size in needs:
-        probe = _existing(dest)
-        try:
-            dev = probe.stat().st_dev
-        except OSError:
-            continue
-        where, total, labels = by_device.get(dev, (probe, 0, []))
-        by_device[dev] = (where, total + size, [*labels, what])
-    for where, total, labels in by_device.values():
-        try:
-            free = free_of(where)
-        except OSError:
-            continue
-        need = total + SPACE_MARGIN
-        if free < need:
-            raise UserError(
-                f"Not enough disk space for the {' and '.join(labels)} at {where}: "
-                f"needs about {human_bytes(need)}, {human_bytes(free)} free",
-                hint="free some space or choose a destination on another disk; nothing was written",
-            )
-        lines.append(f"disk: writes about {human_bytes(total)} to {where} ({human_bytes(free)} free)")
+    lines += check_space(needs, free_bytes)
     return lines

@@ -105,3 +105,16 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 def read_json(path: Path | str) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def make_unique_dir(root: Path, base: str, limit: int = 1000) -> Path | None:
+    """Create ``root/base``, or ``base-2``, ``base-3``… when taken, and return it; None after ``limit``
+    names. ``mkdir`` is the claim, so two processes never get the same folder. Other OSErrors propagate."""
+    for n in range(1, limit):
+        candidate = root / (base if n == 1 else f"{base}-{n}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    return None

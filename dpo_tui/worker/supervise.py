@@ -212,7 +212,7 @@ class Supervisor:
                 return True
             busy_by = next((h for h in (holder(self.run.path.parent, k) for k in keys) if h and h != self.run.id), None)
             phase = f"queued: position {len(ahead) + 1}" + (f", {'/'.join(keys)} busy with {busy_by}" if busy_by else "")
-            if not self._status_readable():
+            if not self.run.status_file_sound():
                 # Deleted or damaged while queued (by hand, or a cleanup script): write it back with this process's
                 # identity, or readers would take the pid-less file for a run nobody launched.
                 resume_from = str(self.resume_from) if self.resume_from is not None else None
@@ -224,13 +224,6 @@ class Supervisor:
                 announced = phase
             time.sleep(POLL_S)
         return False
-
-    def _status_readable(self) -> bool:
-        try:
-            self.run.raw_status()
-        except (UserError, OSError):
-            return False
-        return self.run.status_path.exists()
 
     def trainer_command(self, keys: list[str]) -> list[str]:
         """One process: the trainer itself. Several: ``accelerate launch`` with a config generated into the run."""

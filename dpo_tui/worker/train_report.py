@@ -20,7 +20,6 @@ from typing import Any
 
 from ..core import events as ev
 from ..core.config import RunConfig
-from ..core.errors import UserError
 from ..core.fsutil import atomic_write_json, follow_umask, fsync_dir
 from ..core.runs import EXIT_FAILED, EXIT_STOPPED, Run
 from ..core.runs.folder import CHECKPOINT_MANIFEST
@@ -104,7 +103,7 @@ class Reporter:
         with self._lock:
             if "state" in fields:
                 self.state = fields["state"]
-            elif not self._status_readable():
+            elif not self.run.status_file_sound():
                 fields["state"] = self.state  # rebuilt after a deletion or damage (a readable file keeps e.g. "stopping")
             for key, value in self.identity.items():
                 fields.setdefault(key, value)
@@ -117,13 +116,6 @@ class Reporter:
                 self.run.update_status(rebuild_unreadable=True, **fields)
             except OSError as exc:  # a full disk must not kill training; the next beat retries
                 print(f"dpo-tui: cannot write status.json: {exc}", file=sys.stderr)
-
-    def _status_readable(self) -> bool:
-        try:
-            self.run.raw_status()
-        except (UserError, OSError):
-            return False
-        return self.run.status_path.exists()
 
     def set_phase(self, phase: str) -> None:
         self.phase = phase

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 import tracemalloc
@@ -21,6 +20,7 @@ import pytest
 
 from dpo_tui.core.data import check_data
 from tests.support.cli import SAMPLE_MODEL, run_cli_inprocess
+from tests.support.mounts import tmpfs
 from tests.support.reliability import record_outcome
 
 SUITE = "bad-input"
@@ -333,15 +333,8 @@ def test_train_max_length_2_refused_before_a_run_folder(tmp_path: Path) -> None:
 # --- 10 (part): data convert onto a full filesystem ------------------------------------------------------
 @pytest.fixture
 def tiny_fs(tmp_path: Path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
-    try:
+    with tmpfs(tmp_path / "tiny", "64k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
 
 
 def test_data_convert_onto_a_full_filesystem(tiny_fs: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from tests.support.cli import (
     wait_for_step,
     wait_until,
 )
+from tests.support.mounts import tmpfs
 from tests.support.reliability import record_outcome
 
 SLOW = {"DPO_TUI_FAULT_STEP_DELAY": "0.3"}
@@ -50,15 +51,8 @@ def _terminal_events(path: Path) -> list[dict]:
 
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or 'mount refused'}")
-    try:
+    with tmpfs(tmp_path / "small", "8m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(mount: Path, leave: int) -> None:

@@ -6,10 +6,8 @@ export job folder never touches the shared run.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from dpo_tui.ui.app import DpoTuiApp
 from dpo_tui.ui.export_watch import ExportPanel
 from dpo_tui.ui.screens.export_dialog import ExportDialog
 from dpo_tui.ui.screens.runs import RunsScreen
+from tests.support.mounts import tmpfs
 from tests.support.reliability import record_outcome
 from tests.support.uikit import make_services, screen_text
 
@@ -93,18 +92,6 @@ async def test_export_merged_from_the_runs_screen(trained_run, ui_root: Path, tm
     assert (out / "merged" / "tokenizer_config.json").exists() and (out / "merged" / "README.md").exists()
 
 
-@contextlib.contextmanager
-def tiny_tmpfs(where: Path, size: str):
-    where.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-
-
 async def test_export_is_refused_before_work(trained_run, ui_root: Path, tmp_path: Path) -> None:
     """An existing destination and a disk too small are refused in the dialog; nothing starts."""
     run_dir = copy_run(trained_run, ui_root)
@@ -116,7 +103,7 @@ async def test_export_is_refused_before_work(trained_run, ui_root: Path, tmp_pat
         await set_folder(pilot, dialog, taken)
         assert dialog.error is not None and "already exists" in dialog.error, dialog.error
         assert "✗" in screen_text(app)
-        with tiny_tmpfs(tmp_path / "small", "256k") as small:
+        with tmpfs(tmp_path / "small", "256k") as small:
             started = time.perf_counter()
             await set_folder(pilot, dialog, small / "out")
             seconds = time.perf_counter() - started

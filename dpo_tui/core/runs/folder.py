@@ -121,6 +121,15 @@ class Run:
         except ValidationError as exc:
             raise UserError(f"Run {self.id}: {STATUS_FILE} is unreadable: {validation_reason(exc)}") from None
 
+    def status_file_sound(self) -> bool:
+        """status.json exists and parses: the run's own processes rewrite it whole when it does not
+        (deleted, torn, garbled), so readers never stay on a damaged file."""
+        try:
+            self.raw_status()
+        except (UserError, OSError):
+            return False
+        return self.status_path.exists()
+
     def writer_status(self) -> RunStatus:
         """For the run's own processes (trainer, supervisor): status.json, or when it is unreadable (torn,
         garbled), the status rebuilt from the event log as for a deleted file. A damaged file must not

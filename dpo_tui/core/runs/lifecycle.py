@@ -19,7 +19,7 @@ from pathlib import Path
 from .. import events as ev
 from ..config import RunConfig
 from ..errors import UserError
-from ..fsutil import atomic_write_text
+from ..fsutil import atomic_write_text, make_unique_dir
 from ..run_states import ACTIVE_STATES, TERMINAL_STATES
 from .folder import CONFIG_FILE, SUPERVISOR_LOG, Checkpoint, Run
 from .status import RunStatus, host_name, process_alive, process_start_time
@@ -69,25 +69,22 @@ def create_run(root: Path, config: RunConfig, run_id: str | None = None) -> Run:
         raise UserError(f"Cannot create the runs root {root}: {exc.strerror}") from None
     config = freeze_paths(config)
     base = run_id or make_run_id(root, config)
-    for n in range(1, 1000):
-        candidate = root / (base if n == 1 else f"{base}-{n}")
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        except PermissionError:
-            raise UserError(f"Cannot write to the runs root {root}: permission denied", hint="pass --runs-dir to a writable folder") from None
-        except OSError as exc:
-            raise UserError(f"Cannot create a run folder in {root}: {exc.strerror}") from None
-        run = Run(candidate)
-        try:
-            atomic_write_text(run.config_path, config.to_json())
-            run.write_status(RunStatus(state="queued", created_at=time.time(), host=host_name()))
-        except OSError as exc:
-            shutil.rmtree(candidate, ignore_errors=True)
-            raise UserError(f"Cannot write the run folder {candidate}: {exc.strerror}", hint="free disk space or choose another --runs-dir") from None
-        return run
-    raise UserError(f"Too many runs named {base} in {root}")
+    try:
+        candidate = make_unique_dir(root, base)
+    except PermissionError:
+        raise UserError(f"Cannot write to the runs root {root}: permission denied", hint="pass --runs-dir to a writable folder") from None
+    except OSError as exc:
+        raise UserError(f"Cannot create a run folder in {root}: {exc.strerror}") from None
+    if candidate is None:
+        raise UserError(f"Too many runs named {base} in {root}")
+    run = Run(candidate)
+    try:
+        atomic_write_text(run.config_path, config.to_json())
+        run.write_status(RunStatus(state="queued", created_at=time.time(), host=host_name()))
+    except OSError as exc:
+        shutil.rmtree(candidate, ignore_errors=True)
+        raise UserError(f"Cannot write the run folder {candidate}: {exc.strerror}", hint="free disk space or choose another --runs-dir") from None
+    return run
 
 
 

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ...core.errors import UserError, first_line
-from ...core.export_plan import human_bytes
 from ...core.fsutil import follow_umask, fsync_dir
 
 Reporter = Callable[[dict[str, Any]], None]
@@ -181,26 +180,6 @@ def write_failure(exc: BaseException, what: str, where: Path) -> UserError:
 
 def check_free_space(needs: list[tuple[str, Path, int]]) -> None:
     """Refuse early when a destination's disk cannot hold what will be written there."""
-    by_device: dict[int, tuple[Path, int, list[str]]] = {}
-    for what, dest, size in needs:
-        probe = dest.parent
-        while not probe.exists() and probe.parent != probe:
-            probe = probe.parent
-        try:
-            dev = probe.stat().st_dev
-        except OSError:
-            continue
-        where, total, labels = by_device.get(dev, (probe, 0, []))
-        by_device[dev] = (where, total + size, [*labels, what])
-    for where, total, labels in by_device.values():
-        try:
-            free = shutil.disk_usage(where).free
-        except OSError:
-            continue
-        margin = 16 * 1024 * 1024
-        if free < total + margin:
-            raise UserError(
-                f"Not enough disk space for the {' and '.join(labels)} at {where}: "
-                f"needs about {human_bytes(total + margin)}, {human_bytes(free)} free",
-                hint="free some space or choose a destination on another disk; nothing was written",
-            )
+    from ...core.disk_space import check_space
+
+    check_space(needs)
