@@ -365,6 +365,10 @@ def test_run_files_follow_the_umask(evil: dict[str, Path], tmp_path: Path) -> No
     assert any(p.suffix == ".lock" for p in (runs_root / ".locks").iterdir()), "no lock file was created"
     assert (run / "adapter").is_dir() and any((run / "checkpoints").iterdir())
     assert bad == [], "group-writable or world-accessible with umask 027:\n" + "\n".join(bad)
+    # The weights are for the group too (umask 027 allows group read): safetensors writes 0600 itself.
+    weights = list(run.rglob("*.safetensors"))
+    assert weights and all(stat.S_IMODE(w.stat().st_mode) == 0o640 for w in weights), \
+        {str(w.relative_to(run)): oct(stat.S_IMODE(w.stat().st_mode)) for w in weights}
     record_outcome(SUITE, "umask/027", "passed", files=len(seen))
 
 
