@@ -201,7 +201,8 @@ def estimate(
     """
     wl = workload_for(config, padded_length, trl_version)
     if device == "cpu":
-        wl = replace(wl, metric="allocated")
+        # no Triton on CPU: TRL folds the logits tiles with torch ops, whose fp32 temporaries count
+        wl = replace(wl, metric="allocated", head_kernel="torch")
     try:
         arch = Arch.from_model(model)
     except ValueError as exc:

@@ -63,6 +63,12 @@ QLORA_BYTES_PER_PARAM = 0.516
 """NF4 with double quantisation: 4 bits + 8/64 + 32/(64·256) bits of constants per weight."""
 FUSED_TOKEN_CHUNK = 4096
 FUSED_VOCAB_CHUNK = 32768
+TORCH_TILE_FWD_BYTES = 12
+"""Extra bytes per tile entry when TRL folds a logits tile with torch ops (no Triton, e.g. on CPU): the
+fp32 scaled logits, plus the larger of the masked copy for the top-1 test or ``z − max`` and its exp."""
+TORCH_TILE_BWD_BYTES = 29
+"""The same in the backward: scaled logits twice (y, z), log p, p, the gradient (fp32 each), the
+target mask (1 byte) and two fp32 temporaries of the gradient expression."""
 
 OPTIMIZER_STATE_BYTES = {
     # bytes of optimizer state per trainable parameter, given the parameter's own byte width p
@@ -207,6 +213,10 @@ class Workload:
     strategy: str = "ddp"
     context_bytes: int = CUDA_CONTEXT_BYTES
     qlora_bytes_per_param: float = QLORA_BYTES_PER_PARAM
+    head_kernel: str = "triton"
+    """How TRL's fused LM head folds each logits tile: ``triton`` (a GPU kernel working in registers:
+    only the tile itself is memory) or ``torch`` (the fallback on CPU: fp32 temporaries of the tile,
+    :data:`TORCH_TILE_FWD_BYTES` / :data:`TORCH_TILE_BWD_BYTES` per tile entry)."""
     metric: str = "reserved"
     """What the number should match: ``reserved`` (PyTorch's reserved pool + CUDA context, what
     nvidia-smi shows) or ``allocated`` (``torch.cuda.max_memory_allocated``: no context, no slack)."""
@@ -401,13 +411,18 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     head_trainable = wl.method == "full"
     norm_saved = 4 * h * N + (c * h * N if head_trainable else 0)
     if wl.logits == "fused":
-        tile = c * min(Nc, FUSED_TOKEN_CHUNK) * min(V, FUSED_VOCAB_CHUNK)
+        entries = min(Nc, FUSED_TOKEN_CHUNK) * min(V, FUSED_VOCAB_CHUNK)
+        torch_fold = wl.head_kernel == "torch"
+        tile_fwd = (c + (TORCH_TILE_FWD_BYTES if torch_fold else 0)) * entries
+        tile_bwd = (c + (TORCH_TILE_BWD_BYTES if torch_fold else 0)) * entries
         head_saved: float = norm_saved + c * h * Nc + 24 * N
-        head_fwd: float = tile + 32 * Nc
-        head_bwd: float = tile + 4 * h * Nc + c * h * Nc + c * h * N
+        # the forward's tile buffer is gone by the backward (the kernel allocates its own): only the
+        # per-token statistics carry over
+        head_fwd: float = 32 * Nc
+        head_bwd: float = tile_bwd + 4 * h * Nc + c * h * Nc + c * h * N
         if head_trainable:
             head_bwd += 4 * V * h + w * V * h  # fp32 gradient accumulator, then cast
-        ref_head: float = c * h * Nc + tile + 32 * Nc
+        ref_head: float = c * h * Nc + tile_fwd + 32 * Nc
     else:
         # Materialised logits (older TRL, plain SFT losses): k bytes per token·vocabulary entry. Counted
         # as alive through the whole backward (docs/design/vram.md): trainers keep logit-sized tensors
