@@ -253,8 +253,11 @@ def _model_info(case: Case, model: Any):
     return info
 
 
-def estimate_case(case: Case) -> tuple[Any, dict[str, int]]:
-    """The console's estimate for ``case`` (tensor terms only) and its per-moment totals."""
+def estimate_case(case: Case, device: str = "cpu") -> tuple[Any, dict[str, int]]:
+    """The console's estimate for ``case`` (tensor terms only) and its per-moment totals.
+
+    On ``cuda`` the same tensor terms with TRL's Triton kernel for the LM head (what
+    ``torch.cuda.max_memory_allocated`` sees: no context, no allocator slack)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -266,9 +269,13 @@ def estimate_case(case: Case) -> tuple[Any, dict[str, int]]:
         lora_target_modules=["all-linear"], precision=case.precision, gradient_checkpointing=case.ckpt,
         optimizer="adamw_torch", gradient_accumulation=1, precompute_ref_log_probs=False, nproc=1, strategy="ddp",
     )
-    est = vram.estimate(info, run_cfg, padded_length=case.seq, device="cpu", suggest=False)
-    wl = dataclasses.replace(vram.workload_for(run_cfg, case.seq), metric="allocated", head_kernel="torch")
-    return est, vram.compute(vram.Arch.from_model(info), wl).phases
+    wl = dataclasses.replace(vram.workload_for(run_cfg, case.seq), metric="allocated",
+                             head_kernel="torch" if device == "cpu" else "triton")
+    br = vram.compute(vram.Arch.from_model(info), wl)
+    if device == "cpu":  # the console's own entry point, to check it agrees with the terms
+        est = vram.estimate(info, run_cfg, padded_length=case.seq, device="cpu", suggest=False)
+        assert est.total_bytes == br.total, (est.total_bytes, br.total)
+    return SimpleNamespace(total_bytes=br.total, components=br.components, peak_phase=br.phase), br.phases
 
 
 def run_case(case: Case, device: str = "cpu") -> dict[str, Any]:
@@ -319,10 +326,10 @@ def run_case(case: Case, device: str = "cpu") -> dict[str, Any]:
             trainer.train()
         tracker.phase = "done"
     seconds = time.perf_counter() - t0
-    est, phases = estimate_case(case)
+    est, phases = estimate_case(case, device)
     measured = (torch.cuda.max_memory_allocated() - base_alloc) if on_cuda else tracker.peak
     row = {
-        "case": asdict(case), "label": case.label(), "estimate": est.total_bytes, "components": est.components,
+        "case": asdict(case), "device": device, "label": case.label(), "estimate": est.total_bytes, "components": est.components,
         "estimate_phase": est.peak_phase, "estimate_phases": phases, "measured": measured, "measured_phase": tracker.peak_phase if not on_cuda else "-",
         "phase_peaks": tracker.phase_peaks, "params": params, "seconds": round(seconds, 1),
         "error": est.total_bytes / measured - 1 if measured else None,
@@ -407,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         rows = json.loads(Path(args.from_json).read_text())
         for row in rows:
-            est, phases = estimate_case(Case(**row["case"]))
+            est, phases = estimate_case(Case(**row["case"]), row.get("device", "cpu"))
             row.update(estimate=est.total_bytes, components=est.components, estimate_phase=est.peak_phase,
                        estimate_phases=phases, error=est.total_bytes / row["measured"] - 1)
             _print_row(row)
