@@ -270,7 +270,8 @@ def estimate_case(case: Case, device: str = "cpu") -> tuple[Any, dict[str, int]]
         optimizer="adamw_torch", gradient_accumulation=1, precompute_ref_log_probs=False, nproc=1, strategy="ddp",
     )
     wl = dataclasses.replace(vram.workload_for(run_cfg, case.seq), metric="allocated",
-                             head_kernel="torch" if device == "cpu" else "triton")
+                             head_kernel="torch" if device == "cpu" else "triton",
+                             optimizer_foreach=device != "cpu")
     br = vram.compute(vram.Arch.from_model(info), wl)
     if device == "cpu":  # the console's own entry point, to check it agrees with the terms
         est = vram.estimate(info, run_cfg, padded_length=case.seq, device="cpu", suggest=False)

@@ -205,7 +205,8 @@ def estimate(
     wl = workload_for(config, padded_length, trl_version)
     if device == "cpu":
         # no Triton on CPU: TRL folds the logits tiles with torch ops, whose fp32 temporaries count
-        wl = replace(wl, metric="allocated", head_kernel="torch")
+        # and torch's AdamW steps one parameter at a time on CPU tensors
+        wl = replace(wl, metric="allocated", head_kernel="torch", optimizer_foreach=False)
     try:
         arch = Arch.from_model(model)
     except ValueError as exc:

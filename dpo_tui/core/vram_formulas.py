@@ -213,6 +213,9 @@ class Workload:
     strategy: str = "ddp"
     context_bytes: int = CUDA_CONTEXT_BYTES
     qlora_bytes_per_param: float = QLORA_BYTES_PER_PARAM
+    optimizer_foreach: bool = True
+    """torch's AdamW runs its multi-tensor (foreach) step on CUDA tensors; on CPU it loops over the
+    parameters one at a time, holding two temporaries the size of the largest one."""
     head_kernel: str = "triton"
     """How TRL's fused LM head folds each logits tile: ``triton`` (a GPU kernel working in registers:
     only the tile itself is memory) or ``torch`` (the fallback on CPU: fp32 temporaries of the tile,
@@ -361,6 +364,13 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     opt_fn = OPTIMIZER_STATE_BYTES.get(wl.optimizer, OPTIMIZER_STATE_BYTES["adamw_torch"])
     optimizer = float(n_train * opt_fn(p_bytes))
     opt_temp = float(n_train * p_bytes * OPTIMIZER_TEMP_STATES.get(wl.optimizer, 1.0))
+    if not wl.optimizer_foreach and wl.optimizer in ("adamw_torch", "adamw_torch_fused"):
+        # single-tensor AdamW: sqrt(v) and sqrt(v)/bias_correction for one parameter at a time
+        if wl.method == "full":
+            largest = max([V * h] + [g[3] / g[0] for g in arch.groups.values() if g[0]])
+        else:
+            largest = max([wl.lora_rank * max(g[1], g[2]) / g[0] for g in chosen.values() if g[0]] or [0])
+        opt_temp = 2.0 * largest * p_bytes
     bucket = 0.0
 
     # --- several processes -------------------------------------------------------------------
@@ -421,7 +431,8 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
         head_fwd: float = 32 * Nc
         head_bwd: float = tile_bwd + 4 * h * Nc + c * h * Nc + c * h * N
         if head_trainable:
-            head_bwd += 4 * V * h + w * V * h  # fp32 gradient accumulator, then cast
+            # fp32 gradient accumulator, then its cast to the weight dtype (none for fp32 weights)
+            head_bwd += 4 * V * h + (w * V * h if w != 4 else 0)
         ref_head: float = c * h * Nc + tile_fwd + 32 * Nc
     else:
         # Materialised logits (older TRL, plain SFT losses): k bytes per token·vocabulary entry. Counted
@@ -454,10 +465,15 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
         "activations": store + gathered + dequant + autocast_cache,
         "logits": head_saved + head_fwd + head_bwd,
     }
+    layer_acts = store + layer_work + bwd * N + grad_flow + gathered + dequant + autocast_cache
+    # Tied embeddings trained in full: the input embedding's dense gradient arrives last and is summed
+    # with the LM head's into a new tensor, so two more vocabulary-sized gradients exist for a moment,
+    # when the activations are already released.
+    tied_sum = 2.0 * V * h * w if (arch.tied and wl.method == "full") else 0.0
     phases["layer backward"] = {
         **static,
-        "gradients": grads + bucket,
-        "activations": store + layer_work + bwd * N + grad_flow + gathered + dequant + autocast_cache,
+        "gradients": grads + bucket + max(0.0, tied_sum - layer_acts),
+        "activations": layer_acts,
         "logits": layer_logits,
     }
     phases["optimizer step"] = {

@@ -592,3 +592,23 @@ def test_gpu_check_bad_arguments_exit_2(args: list[str]) -> None:
     proc = _gpu_check(*args)
     assert proc.returncode == 2
     assert proc.stderr.startswith("gpu_check: ")
+
+
+def test_cpu_adamw_steps_one_parameter_at_a_time() -> None:
+    # torch's AdamW loops over CPU parameters: two temporaries the size of the largest (here the
+    # 151936 × 896 embedding), instead of the foreach step's one state-sized temporary for all.
+    info = models.info_from_config({**QWEN25_05B, "num_hidden_layers": 2}, name="Qwen2.5-0.5B x2")
+    arch = vram.Arch.from_model(info)
+    wl = vram.Workload(method="full", batch=1, seq_len=128, precision="fp32", metric="allocated")
+    foreach = vram.compute(arch, wl).phases["optimizer step"]
+    single = vram.compute(arch, replace(wl, optimizer_foreach=False)).phases["optimizer step"]
+    assert single - foreach == 2 * 151936 * 896 * 4 - arch.params * 4
+
+
+def test_tied_embedding_gradients_are_summed_at_the_end_of_the_backward() -> None:
+    info = models.info_from_config({**QWEN25_05B, "num_hidden_layers": 2}, name="Qwen2.5-0.5B x2")
+    arch = vram.Arch.from_model(info)
+    wl = vram.Workload(method="full", batch=1, seq_len=128, precision="fp32", metric="allocated")
+    tied = vram.compute(arch, wl).phases["layer backward"]
+    untied = vram.compute(replace(arch, tied=False), wl).phases["layer backward"]
+    assert tied - untied >= 2 * 151936 * 896 * 4 - 200 * 2**20  # two embedding-sized gradients, less the activations then alive
