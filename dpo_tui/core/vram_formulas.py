@@ -431,8 +431,9 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
         head_fwd: float = 32 * Nc
         head_bwd: float = tile_bwd + 4 * h * Nc + c * h * Nc + c * h * N
         if head_trainable:
-            # fp32 gradient accumulator, then its cast to the weight dtype (none for fp32 weights)
-            head_bwd += 4 * V * h + (w * V * h if w != 4 else 0)
+            # fp32 gradient accumulator; its cast to the weight dtype (none for fp32 weights) comes
+            # after the tile loop, when the tile's temporaries are gone
+            head_bwd += 4 * V * h + max(0.0, (w * V * h if w != 4 else 0) - tile_bwd)
         ref_head: float = c * h * Nc + tile_fwd + 32 * Nc
     else:
         # Materialised logits (older TRL, plain SFT losses): k bytes per token·vocabulary entry. Counted
