@@ -323,6 +323,8 @@ def run_case(case: Case, device: str = "cpu") -> dict[str, Any]:
             _install_phase_markers(tracker, trainer, ref)
             # the peak of building the models (random init temporaries) is not part of training
             tracker.peak, tracker.peak_phase, tracker.phase_peaks = tracker.current, "before training", {}
+            if on_cuda:
+                torch.cuda.reset_peak_memory_stats()
             tracker.phase = "policy forward"
             trainer.train()
         tracker.phase = "done"

@@ -425,6 +425,11 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
         torch_fold = wl.head_kernel == "torch"
         tile_fwd = (c + (TORCH_TILE_FWD_BYTES if torch_fold else 0)) * entries
         tile_bwd = (c + (TORCH_TILE_BWD_BYTES if torch_fold else 0)) * entries
+        if torch_fold and c == 2:
+            # Without an fp32-output matmul, the gradient GEMMs upcast their 16-bit inputs: the tile and
+            # one vocabulary chunk of the head's weight, in fp32 (after the fold's temporaries are gone).
+            upcast = 4 * entries + 4 * min(V, FUSED_VOCAB_CHUNK) * h
+            tile_bwd = c * entries + max(TORCH_TILE_BWD_BYTES * entries, upcast)
         head_saved: float = norm_saved + c * h * Nc + 24 * N
         # the forward's tile buffer is gone by the backward (the kernel allocates its own): only the
         # per-token statistics carry over

@@ -612,3 +612,16 @@ def test_tied_embedding_gradients_are_summed_at_the_end_of_the_backward() -> Non
     tied = vram.compute(arch, wl).phases["layer backward"]
     untied = vram.compute(replace(arch, tied=False), wl).phases["layer backward"]
     assert tied - untied >= 2 * 151936 * 896 * 4 - 200 * 2**20  # two embedding-sized gradients, less the activations then alive
+
+
+def test_cpu_bf16_head_backward_upcasts_a_weight_chunk() -> None:
+    # Mistral's head (4096 wide): the gradient GEMM upcasts a 32768 × 4096 weight chunk to fp32 (512 MiB),
+    # more than the fold's temporaries for a short batch, so that is the head backward's transient.
+    mistral = {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 1,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768}
+    arch = vram.Arch.from_model(models.info_from_config(mistral, name="Mistral x1"))
+    wl = vram.Workload(method="lora", batch=1, seq_len=64, precision="bf16", metric="allocated", head_kernel="torch")
+    bf16 = vram.compute(arch, wl).phases["LM-head backward"]
+    entries = 2 * 64 * 32768
+    triton = vram.compute(arch, replace(wl, head_kernel="triton")).phases["LM-head backward"]
+    assert bf16 - triton == 4 * entries + 4 * 32768 * 4096
