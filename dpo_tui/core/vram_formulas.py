@@ -29,10 +29,14 @@ activations
     batch of 2·B sequences. The reference forward (no grad) adds one layer's transient.
 logits
     TRL 1.16 computes log-probs with a fused, chunked LM head (4096 tokens × 32768 vocabulary tiles)
-    and never materialises ``tokens × vocabulary``; older TRL keeps ≈ k bytes per token·vocab entry
-    (k = 4 for 0.15–0.28, 6 for 0.29–1.15, 8 before).
+    and never materialises ``tokens × vocabulary``; on a GPU a Triton kernel folds each tile, on CPU
+    torch ops do, with fp32 temporaries of the tile (``head_kernel``). Older TRL keeps ≈ k bytes per
+    token·vocab entry (k = 4 for 0.15–0.28, 6 for 0.29–1.15, 8 before).
 overheads
     CUDA context (not visible to PyTorch) and the caching allocator's slack (reserved − allocated).
+
+On CPU (``estimate(..., device="cpu")``) the terms were checked against live tensor bytes of real
+TRL DPO steps (``bench/vram_cpu_check.py``, ``docs/vram-accuracy.md``).
 
 The peak is the largest of four moments (reference forward, backward through the head, backward
 through a layer, optimizer step); the breakdown shows the components at that moment, so it sums to
