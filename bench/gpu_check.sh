@@ -40,7 +40,7 @@ fi
 
 # Each step: name, share of the budget (seconds at the default 720 s), command.
 STEPS=(vram-validate vram-grid-cuda qlora-probe scaling-smoke gguf-export)
-declare -A SHARE=([vram-validate]=200 [vram-grid-cuda]=90 [qlora-probe]=120 [scaling-smoke]=200 [gguf-export]=110)
+declare -A SHARE=([vram-validate]=200 [vram-grid-cuda]=120 [qlora-probe]=120 [scaling-smoke]=170 [gguf-export]=110)
 
 step_cmd() {
     case "$1" in

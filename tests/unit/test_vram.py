@@ -1,4 +1,7 @@
-"""VRAM estimate: calibration points (docs/design/vram.md), properties, verdicts, suggestions, the CLI."""
+"""VRAM estimate: calibration points (docs/design/vram.md), properties, verdicts, suggestions, the CLI,
+the terms measured on CPU (bench/vram_cpu_check.py) and bench/gpu_check.sh.
+
+Over 500 lines on purpose: every test of the one estimate, sharing its fixtures and model configs."""
 
 from __future__ import annotations
 
