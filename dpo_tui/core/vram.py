@@ -24,6 +24,8 @@ from .vram_formulas import (
     OPTIMIZER_STATE_BYTES,
     OPTIMIZER_TEMP_STATES,
     QLORA_BYTES_PER_PARAM,
+    TORCH_TILE_BWD_BYTES,
+    TORCH_TILE_FWD_BYTES,
     Arch,
     Breakdown,
     GiB,
@@ -42,7 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "ALLOCATOR_DYNAMIC_FRACTION", "ALLOCATOR_STATIC_FRACTION", "COMPONENTS", "COMPONENT_LABELS", "CUDA_CONTEXT_BYTES",
     "FUSED_SINCE", "FUSED_TOKEN_CHUNK", "FUSED_VOCAB_CHUNK", "GiB", "MiB", "OPTIMIZER_STATE_BYTES", "OPTIMIZER_TEMP_STATES",
-    "QLORA_BYTES_PER_PARAM", "TIGHT_FRACTION", "Arch", "Breakdown", "Estimate", "Suggestion", "Workload", "compute",
+    "QLORA_BYTES_PER_PARAM", "TIGHT_FRACTION",
+    "TORCH_TILE_BWD_BYTES", "TORCH_TILE_FWD_BYTES", "Arch", "Breakdown", "Estimate", "Suggestion", "Workload", "compute",
     "estimate", "installed_trl_version", "layer_activation_bytes", "logits_model_for", "lora_param_count",
     "resolve_targets", "suggestions", "workload_for",
 ]
@@ -201,7 +204,9 @@ def estimate(
     """
     wl = workload_for(config, padded_length, trl_version)
     if device == "cpu":
-        wl = replace(wl, metric="allocated")
+        # no Triton on CPU: TRL folds the logits tiles with torch ops, whose fp32 temporaries count
+        # and torch's AdamW steps one parameter at a time on CPU tensors
+        wl = replace(wl, metric="allocated", head_kernel="torch", optimizer_foreach=False)
     try:
         arch = Arch.from_model(model)
     except ValueError as exc:

@@ -29,10 +29,14 @@ activations
     batch of 2·B sequences. The reference forward (no grad) adds one layer's transient.
 logits
     TRL 1.16 computes log-probs with a fused, chunked LM head (4096 tokens × 32768 vocabulary tiles)
-    and never materialises ``tokens × vocabulary``; older TRL keeps ≈ k bytes per token·vocab entry
-    (k = 4 for 0.15–0.28, 6 for 0.29–1.15, 8 before).
+    and never materialises ``tokens × vocabulary``; on a GPU a Triton kernel folds each tile, on CPU
+    torch ops do, with fp32 temporaries of the tile (``head_kernel``). Older TRL keeps ≈ k bytes per
+    token·vocab entry (k = 4 for 0.15–0.28, 6 for 0.29–1.15, 8 before).
 overheads
     CUDA context (not visible to PyTorch) and the caching allocator's slack (reserved − allocated).
+
+On CPU (``estimate(..., device="cpu")``) the terms were checked against live tensor bytes of real
+TRL DPO steps (``bench/vram_cpu_check.py``, ``docs/vram-accuracy.md``).
 
 The peak is the largest of four moments (reference forward, backward through the head, backward
 through a layer, optimizer step); the breakdown shows the components at that moment, so it sums to
@@ -63,6 +67,12 @@ QLORA_BYTES_PER_PARAM = 0.516
 """NF4 with double quantisation: 4 bits + 8/64 + 32/(64·256) bits of constants per weight."""
 FUSED_TOKEN_CHUNK = 4096
 FUSED_VOCAB_CHUNK = 32768
+TORCH_TILE_FWD_BYTES = 12
+"""Extra bytes per tile entry when TRL folds a logits tile with torch ops (no Triton, e.g. on CPU): the
+fp32 scaled logits, plus the larger of the masked copy for the top-1 test or ``z − max`` and its exp."""
+TORCH_TILE_BWD_BYTES = 29
+"""The same in the backward: scaled logits twice (y, z), log p, p, the gradient (fp32 each), the
+target mask (1 byte) and two fp32 temporaries of the gradient expression."""
 
 OPTIMIZER_STATE_BYTES = {
     # bytes of optimizer state per trainable parameter, given the parameter's own byte width p
@@ -207,6 +217,13 @@ class Workload:
     strategy: str = "ddp"
     context_bytes: int = CUDA_CONTEXT_BYTES
     qlora_bytes_per_param: float = QLORA_BYTES_PER_PARAM
+    optimizer_foreach: bool = True
+    """torch's AdamW runs its multi-tensor (foreach) step on CUDA tensors; on CPU it loops over the
+    parameters one at a time, holding two temporaries the size of the largest one."""
+    head_kernel: str = "triton"
+    """How TRL's fused LM head folds each logits tile: ``triton`` (a GPU kernel working in registers:
+    only the tile itself is memory) or ``torch`` (the fallback on CPU: fp32 temporaries of the tile,
+    :data:`TORCH_TILE_FWD_BYTES` / :data:`TORCH_TILE_BWD_BYTES` per tile entry)."""
     metric: str = "reserved"
     """What the number should match: ``reserved`` (PyTorch's reserved pool + CUDA context, what
     nvidia-smi shows) or ``allocated`` (``torch.cuda.max_memory_allocated``: no context, no slack)."""
@@ -351,6 +368,13 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     opt_fn = OPTIMIZER_STATE_BYTES.get(wl.optimizer, OPTIMIZER_STATE_BYTES["adamw_torch"])
     optimizer = float(n_train * opt_fn(p_bytes))
     opt_temp = float(n_train * p_bytes * OPTIMIZER_TEMP_STATES.get(wl.optimizer, 1.0))
+    if not wl.optimizer_foreach and wl.optimizer in ("adamw_torch", "adamw_torch_fused"):
+        # single-tensor AdamW: sqrt(v) and sqrt(v)/bias_correction for one parameter at a time
+        if wl.method == "full":
+            largest = max([V * h] + [g[3] / g[0] for g in arch.groups.values() if g[0]])
+        else:
+            largest = max([wl.lora_rank * max(g[1], g[2]) / g[0] for g in chosen.values() if g[0]] or [0])
+        opt_temp = 2.0 * largest * p_bytes
     bucket = 0.0
 
     # --- several processes -------------------------------------------------------------------
@@ -401,13 +425,25 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
     head_trainable = wl.method == "full"
     norm_saved = 4 * h * N + (c * h * N if head_trainable else 0)
     if wl.logits == "fused":
-        tile = c * min(Nc, FUSED_TOKEN_CHUNK) * min(V, FUSED_VOCAB_CHUNK)
+        entries = min(Nc, FUSED_TOKEN_CHUNK) * min(V, FUSED_VOCAB_CHUNK)
+        torch_fold = wl.head_kernel == "torch"
+        tile_fwd = (c + (TORCH_TILE_FWD_BYTES if torch_fold else 0)) * entries
+        tile_bwd = (c + (TORCH_TILE_BWD_BYTES if torch_fold else 0)) * entries
+        if torch_fold and c == 2:
+            # Without an fp32-output matmul, the gradient GEMMs upcast their 16-bit inputs: the tile and
+            # one vocabulary chunk of the head's weight, in fp32 (after the fold's temporaries are gone).
+            upcast = 4 * entries + 4 * min(V, FUSED_VOCAB_CHUNK) * h
+            tile_bwd = c * entries + max(TORCH_TILE_BWD_BYTES * entries, upcast)
         head_saved: float = norm_saved + c * h * Nc + 24 * N
-        head_fwd: float = tile + 32 * Nc
-        head_bwd: float = tile + 4 * h * Nc + c * h * Nc + c * h * N
+        # the forward's tile buffer is gone by the backward (the kernel allocates its own): only the
+        # per-token statistics carry over
+        head_fwd: float = 32 * Nc
+        head_bwd: float = tile_bwd + 4 * h * Nc + c * h * Nc + c * h * N
         if head_trainable:
-            head_bwd += 4 * V * h + w * V * h  # fp32 gradient accumulator, then cast
-        ref_head: float = c * h * Nc + tile + 32 * Nc
+            # fp32 gradient accumulator; its cast to the weight dtype (none for fp32 weights) comes
+            # after the tile loop, when the tile's temporaries are gone
+            head_bwd += 4 * V * h + max(0.0, (w * V * h if w != 4 else 0) - tile_bwd)
+        ref_head: float = c * h * Nc + tile_fwd + 32 * Nc
     else:
         # Materialised logits (older TRL, plain SFT losses): k bytes per token·vocabulary entry. Counted
         # as alive through the whole backward (docs/design/vram.md): trainers keep logit-sized tensors
@@ -439,10 +475,15 @@ def compute(arch: Arch, wl: Workload) -> Breakdown:
         "activations": store + gathered + dequant + autocast_cache,
         "logits": head_saved + head_fwd + head_bwd,
     }
+    layer_acts = store + layer_work + bwd * N + grad_flow + gathered + dequant + autocast_cache
+    # Tied embeddings trained in full: the input embedding's dense gradient arrives last and is summed
+    # with the LM head's into a new tensor, so two more vocabulary-sized gradients exist for a moment,
+    # when the activations are already released.
+    tied_sum = 2.0 * V * h * w if (arch.tied and wl.method == "full") else 0.0
     phases["layer backward"] = {
         **static,
-        "gradients": grads + bucket,
-        "activations": store + layer_work + bwd * N + grad_flow + gathered + dequant + autocast_cache,
+        "gradients": grads + bucket + max(0.0, tied_sum - layer_acts),
+        "activations": layer_acts,
         "logits": layer_logits,
     }
     phases["optimizer step"] = {

@@ -1,4 +1,7 @@
-"""VRAM estimate: calibration points (docs/design/vram.md), properties, verdicts, suggestions, the CLI."""
+"""VRAM estimate: calibration points (docs/design/vram.md), properties, verdicts, suggestions, the CLI,
+the terms measured on CPU (bench/vram_cpu_check.py) and bench/gpu_check.sh.
+
+Over 500 lines on purpose: every test of the one estimate, sharing its fixtures and model configs."""
 
 from __future__ import annotations
 
@@ -502,3 +505,126 @@ def test_suggests_sharding_when_one_gpu_is_not_enough() -> None:
     shard = [s for s in est.suggestions if "strategy" in s.changes]
     assert shard and shard[0].fits and shard[0].changes["nproc"] in (2, 4, 8)
     assert shard[0].total_bytes < est.total_bytes
+
+
+# ---------------------------------------------------------------------------------------------
+# The LM head on CPU (bench/vram_cpu_check.py measured it) and the GPU check script
+
+
+def test_cpu_estimate_counts_the_torch_fold_of_the_logits_tiles() -> None:
+    # Without Triton (CPU) TRL folds each logits tile with torch ops: fp32 temporaries of the tile.
+    info = models.info_from_config({**QWEN25_05B, "num_hidden_layers": 2}, name="Qwen2.5-0.5B x2")
+    c = cfg(method="lora", per_device_batch_size=1, max_length=128, precision="fp32")
+    cpu = vram.estimate(info, c, padded_length=128, device="cpu", suggest=False)
+    wl = replace(vram.workload_for(c, 128), metric="allocated")
+    arch = vram.Arch.from_model(info)
+    torch_fold = vram.compute(arch, replace(wl, head_kernel="torch"))
+    triton = vram.compute(arch, wl)
+    assert cpu.total_bytes == torch_fold.total and cpu.components == torch_fold.components
+    assert cpu.peak_phase == "LM-head backward"  # on a GPU the same run peaks in the reference forward
+    assert triton.phase == "reference forward"
+    entries = min(2 * 128, vram.FUSED_TOKEN_CHUNK) * min(info.vocab_size, vram.FUSED_VOCAB_CHUNK)
+    assert torch_fold.phases["LM-head backward"] - triton.phases["LM-head backward"] == vram.TORCH_TILE_BWD_BYTES * entries
+    assert cpu.components["cuda_context"] == cpu.components["allocator"] == 0
+
+
+def test_head_backward_does_not_keep_the_forward_tile() -> None:
+    # The kernel's forward buffer is released before its backward allocates its own: at the head's
+    # backward the logits term is the backward tile, the fp32 hidden-state gradient and the saved inputs.
+    info = models.info_from_config(QWEN25_05B, name="Qwen2.5-0.5B")
+    arch = vram.Arch.from_model(info)
+    wl = vram.Workload(method="lora", batch=1, seq_len=128, precision="fp32", metric="allocated")
+    one = vram.compute(arch, wl).phases["LM-head backward"]
+    bigger_tile = vram.compute(arch, replace(wl, head_kernel="torch")).phases["LM-head backward"]
+    entries = min(2 * 128, vram.FUSED_TOKEN_CHUNK) * min(arch.vocab, vram.FUSED_VOCAB_CHUNK)
+    # only the backward's temporaries grow: the forward's (TORCH_TILE_FWD_BYTES) are not counted here
+    assert bigger_tile - one == vram.TORCH_TILE_BWD_BYTES * entries
+    ref_one = vram.compute(arch, wl).phases["reference forward"]
+    ref_bigger = vram.compute(arch, replace(wl, head_kernel="torch")).phases["reference forward"]
+    assert ref_bigger - ref_one == vram.TORCH_TILE_FWD_BYTES * entries
+
+
+def test_issue_3168_config_is_activations_not_logits_with_trl_1_16() -> None:
+    # Qwen2.5-0.5B, full DPO, fp32, batch 8, 1024 tokens, no checkpointing (TRL issue #3168): with the
+    # fused head of TRL >= 1.16 the logits never exist in full; the peak is the stored activations.
+    info = models.info_from_config(QWEN25_05B, name="Qwen2.5-0.5B")
+    c = cfg(method="full", per_device_batch_size=8, max_length=1024, precision="fp32", gradient_checkpointing=False)
+    est = vram.estimate(info, c, trl_version="1.16.0", suggest=False)
+    assert est.peak_phase == "layer backward"
+    assert est.components["activations"] > 40 * GiB
+    assert est.components["logits"] < 1 * GiB
+    # TRL releases that materialise fp32 logits over the 152k vocabulary add them on top (the OOM reported there)
+    old = vram.estimate(info, c, trl_version="0.15.2", suggest=False)
+    assert old.components["logits"] >= 4 * (2 * 8 * 1024) * 151936
+    assert old.total_bytes > est.total_bytes + 9 * GiB
+
+
+GPU_CHECK = REPO / "bench" / "gpu_check.sh"
+
+
+def _gpu_check(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(GPU_CHECK), "--python", sys.executable, *args], capture_output=True, text=True,
+                          env=env or _pythonpath(), timeout=120, check=False)
+
+
+def test_gpu_check_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)], capture_output=True, check=False).returncode == 0
+
+
+def test_gpu_check_dry_run_lists_every_step_within_budget(tmp_path: Path) -> None:
+    proc = _gpu_check("--dry-run", "--out", str(tmp_path / "gc"))
+    assert proc.returncode == 0, proc.stderr
+    for step in ("vram-validate", "vram-grid-cuda", "qlora-probe", "scaling-smoke", "gguf-export"):
+        assert f"  {step} (up to " in proc.stdout
+    limits = [int(line.split("(up to ")[1].split("s)")[0]) for line in proc.stdout.splitlines() if "(up to " in line]
+    assert sum(limits) <= 720
+    assert "bench/vram_validate.py" in proc.stdout and "--device cuda" in proc.stdout and "--gguf" in proc.stdout
+    assert not (tmp_path / "gc").exists()  # a dry run writes nothing
+
+
+def test_gpu_check_refuses_without_cuda(tmp_path: Path) -> None:
+    env = {**_pythonpath(), "CUDA_VISIBLE_DEVICES": ""}
+    proc = _gpu_check("--out", str(tmp_path / "gc"), env=env)
+    assert proc.returncode == 3
+    assert "no CUDA device" in proc.stderr and "nothing was run" in proc.stderr
+    assert not (tmp_path / "gc").exists()
+
+
+@pytest.mark.parametrize("args", [["--bogus"], ["--budget-s", "soon"], ["--budget-s", "0"], ["--out"]])
+def test_gpu_check_bad_arguments_exit_2(args: list[str]) -> None:
+    proc = _gpu_check(*args)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("gpu_check: ")
+
+
+def test_cpu_adamw_steps_one_parameter_at_a_time() -> None:
+    # torch's AdamW loops over CPU parameters: two temporaries the size of the largest (here the
+    # 151936 × 896 embedding), instead of the foreach step's one state-sized temporary for all.
+    info = models.info_from_config({**QWEN25_05B, "num_hidden_layers": 2}, name="Qwen2.5-0.5B x2")
+    arch = vram.Arch.from_model(info)
+    wl = vram.Workload(method="full", batch=1, seq_len=128, precision="fp32", metric="allocated")
+    foreach = vram.compute(arch, wl).phases["optimizer step"]
+    single = vram.compute(arch, replace(wl, optimizer_foreach=False)).phases["optimizer step"]
+    assert single - foreach == 2 * 151936 * 896 * 4 - arch.params * 4
+
+
+def test_tied_embedding_gradients_are_summed_at_the_end_of_the_backward() -> None:
+    info = models.info_from_config({**QWEN25_05B, "num_hidden_layers": 2}, name="Qwen2.5-0.5B x2")
+    arch = vram.Arch.from_model(info)
+    wl = vram.Workload(method="full", batch=1, seq_len=128, precision="fp32", metric="allocated")
+    tied = vram.compute(arch, wl).phases["layer backward"]
+    untied = vram.compute(replace(arch, tied=False), wl).phases["layer backward"]
+    assert tied - untied >= 2 * 151936 * 896 * 4 - 200 * 2**20  # two embedding-sized gradients, less the activations then alive
+
+
+def test_cpu_bf16_head_backward_upcasts_a_weight_chunk() -> None:
+    # Mistral's head (4096 wide): the gradient GEMM upcasts a 32768 × 4096 weight chunk to fp32 (512 MiB),
+    # more than the fold's temporaries for a short batch, so that is the head backward's transient.
+    mistral = {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 1,
+               "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 32768}
+    arch = vram.Arch.from_model(models.info_from_config(mistral, name="Mistral x1"))
+    wl = vram.Workload(method="lora", batch=1, seq_len=64, precision="bf16", metric="allocated", head_kernel="torch")
+    bf16 = vram.compute(arch, wl).phases["LM-head backward"]
+    entries = 2 * 64 * 32768
+    triton = vram.compute(arch, replace(wl, head_kernel="triton")).phases["LM-head backward"]
+    assert bf16 - triton == 4 * entries + 4 * 32768 * 4096
