@@ -230,6 +230,13 @@ def rank_warning(config: RunConfig, hidden_size: int | None) -> str | None:
             f"adds no capacity over full fine-tuning and costs memory; ranks 8–64 are usual")
 
 
+def rank_note(config: RunConfig | None, hidden_size: int | None) -> str:
+    """:func:`rank_warning` in a few words, for the console's line under the VRAM bar ("" when fine)."""
+    if config is None or rank_warning(config, hidden_size) is None:
+        return ""
+    return f"lora rank {config.lora_rank} ≥ hidden size {hidden_size}: no capacity gained, more memory"
+
+
 def preflight_warnings(config: RunConfig) -> list[str]:
     """What is allowed but probably a mistake, for the operator to read before the run starts."""
     from .models import inspect_model

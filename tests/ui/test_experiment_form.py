@@ -51,3 +51,18 @@ async def test_invalid_rank_blanks_the_vram_figure(ui_root: Path) -> None:
         assert bar.error == "— (fix lora rank first)"
         await type_into(pilot, exp.query_one("#f-lora_rank"), "8")
         await until(pilot, lambda: exp.estimate is not None and bar.error is None)
+
+
+async def test_a_rank_at_the_hidden_size_is_warned_under_the_vram_bar(ui_root: Path) -> None:
+    """The console says what ``dpo-tui train`` warns: a LoRA rank at or above the hidden size gains nothing."""
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=(80, 24)) as pilot:
+        exp = await to_experiment(pilot, app)
+        await until(pilot, lambda: app.setup.model_info is not None)
+        hidden = app.setup.model_info.hidden_size
+        bar = exp.query_one(VramBar)
+        assert "hidden size" not in bar.note
+        await type_into(pilot, exp.query_one("#f-lora_rank"), str(hidden))
+        await until(pilot, lambda: f"≥ hidden size {hidden}" in bar.note)
+        await type_into(pilot, exp.query_one("#f-lora_rank"), "8")
+        await until(pilot, lambda: "hidden size" not in bar.note)

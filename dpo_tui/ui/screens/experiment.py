@@ -24,6 +24,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from ...core.config import BETA_PRESETS, RunConfig
 from ...core.errors import UserError
+from ...core.preflight import rank_note
 from .. import form
 from ..gpu_choice import chosen_gpus, device_note, usable_gpus
 from ..messages import Notice, RunLaunched
@@ -293,7 +294,8 @@ class ExperimentScreen(ConsoleScreen):
         config = self.config
         free, label = self.chosen_memory(config)
         bar.free_bytes, bar.device_label = free, label
-        bar.note = device_note(self.console.gpu_inventory, config)
+        hidden = getattr(setup.model_info, "hidden_size", None)
+        bar.note = "; ".join(filter(None, [device_note(self.console.gpu_inventory, config), rank_note(config, hidden)]))
         if self.vram_error:
             bar.error = self.vram_error
         elif config is None:
