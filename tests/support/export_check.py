@@ -42,3 +42,47 @@ def logits_of(path: Path, ids: Any, gguf_file: str | None = None) -> Any:
 
 def rel_err(a: Any, b: Any) -> float:
     return float((a - b).abs().max() / b.abs().max())
+
+
+def adapter_run(root: Path, base: Path, seed: int = 1, rank: int = 4) -> Any:
+    """A finished run of ``base`` whose final adapter is a random, non-zero PEFT LoRA (no training needed)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from dpo_tui.core.config import RunConfig
+    from dpo_tui.core.runs import create_run
+
+    root.mkdir(parents=True, exist_ok=True)
+    run = create_run(root, RunConfig(model=str(base), dataset="sample", lora_rank=rank, lora_alpha=2 * rank, max_steps=1))
+    torch.manual_seed(seed)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(str(base)),
+                           LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", init_lora_weights=False))
+    model.save_pretrained(str(run.adapter_dir))
+    (run.adapter_dir / "COMPLETE").write_text("")
+    run.update_status(state="finished", step=1, max_steps=1)
+    return run
+
+
+FAKE_CONVERTER = """\
+import json, pathlib, sys
+args = sys.argv[1:]
+source = pathlib.Path(args[0])
+out = pathlib.Path(args[args.index("--outfile") + 1])
+config = json.loads((source / "config.json").read_text())
+out.write_text(json.dumps({"argv": args, "model_type": config["model_type"],
+                           "files": sorted(p.name for p in source.iterdir())}))
+"""
+FAKE_QUANTIZE = '#!/bin/sh\n{ cat "$1"; echo; echo "quantized $3"; } > "$2"\n'
+
+
+def fake_llama_cpp(folder: Path, quantize: bool = True, quantize_in: str = "build/bin") -> Path:
+    """A stand-in llama.cpp folder: the converter records its call as JSON, llama-quantize appends a line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "convert_hf_to_gguf.py").write_text(FAKE_CONVERTER)
+    if quantize:
+        tool = folder / quantize_in / "llama-quantize"
+        tool.parent.mkdir(parents=True, exist_ok=True)
+        tool.write_text(FAKE_QUANTIZE)
+        tool.chmod(0o755)
+    return folder

@@ -21,28 +21,7 @@ from dpo_tui.core.export_plan import plan_export
 from dpo_tui.core.llama_cpp import CONVERTER, ENV_DIR, QUANTIZE, find_llama_cpp
 from dpo_tui.core.runs import Run, create_run
 from tests.support.cli import run_cli_inprocess
-
-FAKE_CONVERTER = """\
-import json, pathlib, sys
-args = sys.argv[1:]
-source = pathlib.Path(args[0])
-out = pathlib.Path(args[args.index("--outfile") + 1])
-config = json.loads((source / "config.json").read_text())
-out.write_text(json.dumps({"argv": args, "model_type": config["model_type"],
-                           "files": sorted(p.name for p in source.iterdir())}))
-"""
-FAKE_QUANTIZE = '#!/bin/sh\n{ cat "$1"; echo; echo "quantized $3"; } > "$2"\n'
-
-
-def fake_llama_cpp(folder: Path, quantize: bool = True, quantize_in: str = "build/bin") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONVERTER).write_text(FAKE_CONVERTER)
-    if quantize:
-        tool = folder / quantize_in / QUANTIZE
-        tool.parent.mkdir(parents=True, exist_ok=True)
-        tool.write_text(FAKE_QUANTIZE)
-        tool.chmod(0o755)
-    return folder
+from tests.support.export_check import fake_llama_cpp
 
 
 @pytest.fixture(autouse=True)

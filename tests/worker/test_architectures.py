@@ -21,7 +21,15 @@ from dpo_tui.core.models import inspect_model
 from dpo_tui.core.runs import Run
 from tests.support.archs import FAMILIES, Family, build_model, numel
 from tests.support.cli import REPO, run_cli_inprocess, start_run, wait_for_state
-from tests.support.export_check import TOLERANCE, logits_of, peft_logits, prompt_ids, rel_err
+from tests.support.export_check import (
+    TOLERANCE,
+    adapter_run,
+    fake_llama_cpp,
+    logits_of,
+    peft_logits,
+    prompt_ids,
+    rel_err,
+)
 
 torch = pytest.importorskip("torch")
 
@@ -168,3 +176,39 @@ class Clock:
         now = time.monotonic()
         print(f"{what}: {now - self.last:.1f}s")
         self.last = now
+
+
+@pytest.mark.parametrize("with_merged", [False, True])
+def test_gguf_through_llama_cpp_tools(with_merged: bool, arch_root: Path, tmp_path: Path) -> None:
+    """The converter reads a complete merged folder and llama-quantize makes the k-quant, with no temporaries
+    left; Phi-3, which the built-in writer refuses, goes through. Stand-in tools: no llama.cpp here."""
+    family = FAMILIES["phi3"]
+    run = adapter_run(tmp_path / "runs", model_of(arch_root, family))
+    tools = fake_llama_cpp(tmp_path / "llama.cpp")
+    out = tmp_path / "out"
+    merged = ["--merged", str(out / "merged")] if with_merged else []
+    proc = run_cli_inprocess("export", run.id, "--runs-dir", str(run.path.parent), *merged, "--gguf", str(out / "m.gguf"),
+                             "--gguf-type", "q4_k_m", "--llama-cpp", str(tools), env=OFFLINE)
+    assert proc.returncode == 0, proc.stderr
+    assert "GGUF (q4_k_m, llama.cpp)" in proc.stderr and "quantizing to Q4_K_M with llama-quantize" in proc.stderr
+    written, quantized = (out / "m.gguf").read_text().splitlines()
+    assert quantized == "quantized Q4_K_M"
+    call = json.loads(written)
+    assert call["model_type"] == "phi3"
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= set(call["files"])
+    assert call["argv"][call["argv"].index("--outtype") + 1] == "f16"
+    assert sorted(p.name for p in out.iterdir()) == sorted(["m.gguf", *(["merged"] if with_merged else [])])
+
+
+def test_llama_cpp_failure_is_an_operator_error(arch_root: Path, tmp_path: Path) -> None:
+    run = adapter_run(tmp_path / "runs", model_of(arch_root, FAMILIES["gemma2"]))
+    tools = fake_llama_cpp(tmp_path / "llama.cpp")
+    (tools / "convert_hf_to_gguf.py").write_text(
+        "import sys\nprint('NotImplementedError: Architecture Gemma2ForCausalLM not supported!', file=sys.stderr)\nsys.exit(1)\n")
+    out = tmp_path / "out"
+    proc = run_cli_inprocess("export", run.id, "--runs-dir", str(run.path.parent), "--gguf", str(out / "m.gguf"),
+                             "--llama-cpp", str(tools), env=OFFLINE)
+    assert proc.returncode == 2, proc.stderr
+    assert "llama.cpp's convert_hf_to_gguf.py failed: NotImplementedError: Architecture Gemma2ForCausalLM not supported!" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() or not list(out.iterdir()), "nothing left behind"
