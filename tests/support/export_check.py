@@ -40,6 +40,40 @@ def logits_of(path: Path, ids: Any, gguf_file: str | None = None) -> Any:
         return model(ids).logits.float()
 
 
+def default_rope_logits(path: Path, ids: Any) -> Any:
+    """Logits of ``path`` with its rope scaling switched off.
+
+    transformers' GGUF loader reads Llama-3's rope scaling as plain rope (llama.cpp applies the
+    ``rope_freqs`` tensor instead), so a GGUF of a Llama-3 model loaded back by transformers matches
+    this, and :func:`rope_factors_error` checks the factors the file carries.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(str(path))
+    config.rope_parameters = {"rope_theta": config.rope_parameters["rope_theta"], "rope_type": "default"}
+    model = AutoModelForCausalLM.from_pretrained(str(path), config=config, dtype=torch.float32).eval()
+    with torch.no_grad():
+        return model(ids).logits.float()
+
+
+def rope_factors_error(gguf_path: Path, model_dir: Path) -> float:
+    """Largest relative difference between the GGUF's ``rope_freqs`` and plain/scaled inverse frequencies."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+    scaled = model.model.rotary_emb.inv_freq.float()
+    theta = model.config.rope_parameters["rope_theta"]
+    dim = scaled.numel() * 2
+    plain = 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    (tensor,) = [t for t in gguf.GGUFReader(str(gguf_path)).tensors if t.name == "rope_freqs.weight"]
+    stored = torch.tensor(tensor.data.astype("float64")).flatten()
+    expected = plain / scaled.double()
+    return float(((stored - expected).abs() / expected).max())
+
+
 def rel_err(a: Any, b: Any) -> float:
     return float((a - b).abs().max() / b.abs().max())
 

@@ -24,11 +24,13 @@ from tests.support.cli import REPO, run_cli_inprocess, start_run, wait_for_state
 from tests.support.export_check import (
     TOLERANCE,
     adapter_run,
+    default_rope_logits,
     fake_llama_cpp,
     logits_of,
     peft_logits,
     prompt_ids,
     rel_err,
+    rope_factors_error,
 )
 
 torch = pytest.importorskip("torch")
@@ -135,6 +137,9 @@ def check_export(family: Family, base: Path, run: Run, out: Path) -> None:
     assert rel_err(logits_of(base, ids), reference) > 1e-3, "the trained adapter must change the model"
     if family.gguf:
         from_gguf = logits_of(out, ids, gguf_file="model.gguf")
+        if "rope_scaling" in family.real:
+            assert rope_factors_error(out / "model.gguf", out / "merged") < 1e-6
+            merged = default_rope_logits(out / "merged", ids)
         assert rel_err(from_gguf, merged) < TOLERANCE["f16"]
 
 
