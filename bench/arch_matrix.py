@@ -66,8 +66,8 @@ def train_and_watch(runs: Path, model: Path, data: Path, steps: int, max_length:
     status = run.status()
     adapter = run.adapter_dir / "adapter_config.json"
     targets = json.loads(adapter.read_text())["target_modules"] if adapter.exists() else []
-    return {"state": status.state, "message": status.message, "seconds": round(time.monotonic() - started, 1),
-            "train_seconds": round((status.ended_at or 0) - (status.started_at or 0), 1) if status.ended_at else None,
+    return {"state": status.state, "message": status.message, "wall_s": round(time.monotonic() - started, 1),
+            "trainer_s": round((status.ended_at or 0) - (status.started_at or 0), 1) if status.ended_at else None,
             "peak_rss_gib": round(peak_kib / 2**20, 2), "run": run,
             "targets": sorted({t.rsplit(".", 1)[-1] for t in targets})}
 
@@ -99,7 +99,7 @@ def one_family(family: Family, work: Path, steps: int, max_length: int, export: 
     data.write_text("".join(CONVERSATIONAL.read_text().splitlines(keepends=True)[: max(4, steps * 2)]))
     trained = train_and_watch(work / "runs", folder, data, steps, max_length)
     run = trained.pop("run")
-    row.update({f"train_{k}" if not k.startswith("train") else k: v for k, v in trained.items()})
+    row.update({f"train_{k}": v for k, v in trained.items()})
     row["lora_targets_ok"] = set(trained["targets"]) == set(family.lora_targets)
     if export and trained["state"] == "finished":
         out = work / "export"
