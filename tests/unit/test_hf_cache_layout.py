@@ -9,7 +9,6 @@ The layout is what ``huggingface_hub`` writes: ``models--org--name/blobs/<sha256
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -80,9 +79,8 @@ def test_estimate_and_data_check_by_hub_id(offline_cache: dict[str, str]) -> Non
 def test_train_by_hub_id_offline(offline_cache: dict[str, str], tmp_path: Path) -> None:
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(SAMPLE_PREFS.read_text().splitlines(keepends=True)[:8]))
-    env = {**offline_cache, "PATH": os.environ.get("PATH", "")}
     path = start_run(tmp_path / "runs", "--model", REPO_ID, "--dataset", str(data), "--max-steps", "1", "--max-length", "64",
-                     "--batch-size", "1", "--probe-prompts", "0", env=env)
+                     "--batch-size", "1", "--probe-prompts", "0", env=offline_cache)
     status = wait_for_state(path, {"finished", "failed", "crashed"}, timeout=240)
     assert status["state"] == "finished", (path / "trainer.log").read_text()[-2000:]
     assert (path / "adapter" / "adapter_model.safetensors").exists()
