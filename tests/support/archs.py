@@ -11,7 +11,7 @@ checkpoints pad theirs. Nothing is downloaded.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,14 +77,13 @@ class Family:
     """What ``all-linear`` must pick: every linear layer in the blocks, the LM head excluded."""
     gguf: bool
     """Whether ``dpo_tui/worker/export/gguf_writer.py`` writes this architecture."""
-    common: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tied(self) -> bool:
         return bool(self.real.get("tie_word_embeddings"))
 
     def config_kwargs(self, scale: str) -> dict[str, Any]:
-        return {**self.common, **(self.real if scale == "real" else {**self.real, **self.narrow})}
+        return dict(self.real) if scale == "real" else {**self.real, **self.narrow}
 
 
 _ATTN_MLP = frozenset({"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"})
