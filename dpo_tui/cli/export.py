@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         help="export a run: merged weights, GGUF, Ollama Modelfile, push to the hub",
         description=(
             "Export a finished run's weights. --merged writes the adapter merged into the base (safetensors, "
-            "tokenizer, chat template, model card); --gguf writes a GGUF for llama.cpp (Llama, Mistral, Qwen2); "
+            "tokenizer, chat template, model card); --gguf writes a GGUF for llama.cpp (by llama.cpp's own converter "
+            "when it is found, else the built-in writer: Llama, Mistral, Qwen2); "
             "--ollama writes a Modelfile (and the GGUF beside it unless --gguf says elsewhere); --push-to-hub "
             "uploads the merged folder, or the adapter when no --merged is given. Outputs appear all together "
             "or not at all."
@@ -34,7 +35,11 @@ def register(subparsers: Any) -> None:
                    help="export checkpoint-N instead of the final weights; best: the lowest eval loss (train loss without an eval split)")
     p.add_argument("--merged", metavar="DIR", help="write the merged model (safetensors + tokenizer + card) here")
     p.add_argument("--gguf", metavar="FILE", help="write a GGUF file here (.gguf)")
-    p.add_argument("--gguf-type", default="f16", choices=("f16", "bf16", "q8_0"), help="GGUF weight type (default f16)")
+    p.add_argument("--gguf-type", default="f16", type=str.lower, metavar="TYPE",
+                   help="GGUF weight type: f16 (default), bf16, q8_0; with llama.cpp also q4_k_m, q5_k_m, q6_k …")
+    p.add_argument("--llama-cpp", metavar="DIR|off",
+                   help="llama.cpp folder whose convert_hf_to_gguf.py and llama-quantize write the GGUF "
+                        "(default: DPO_TUI_LLAMA_CPP, then PATH; 'off' or none found: the built-in writer)")
     p.add_argument("--ollama", metavar="DIR", help="write an Ollama Modelfile here (with model.gguf unless --gguf is given)")
     p.add_argument("--ollama-name", metavar="NAME", help="model name for the printed `ollama create` command")
     p.add_argument("--push-to-hub", metavar="REPO", help="upload to this hub repo (needs a token: `hf auth login`)")
@@ -116,6 +121,7 @@ def _plan(args: argparse.Namespace) -> Any:
         push_to_hub=args.push_to_hub,
         private=args.private,
         force=args.force,
+        llama_cpp=args.llama_cpp,
     )
 
 

@@ -9,7 +9,8 @@ what and how to fix it, so ``dpo-tui export`` fails in milliseconds instead of a
 - the checkpoint does not exist or is incomplete;
 - a destination exists (``force`` replaces it), sits under a file, is not writable, or would swallow
   the run or the base model if replaced;
-- the GGUF type or the model's architecture is not supported;
+- the GGUF type or the model's architecture is not supported (by the built-in writer, when llama.cpp's own
+  converter is not there: :mod:`.llama_cpp` finds it, and the plan says which converter will run);
 - ``push_to_hub`` without a token, or with the hub turned off (``DPO_TUI_OFFLINE``, ``HF_HUB_OFFLINE``,
   ``TRANSFORMERS_OFFLINE``).
 
@@ -31,6 +32,7 @@ from typing import Any
 from .config import looks_like_hub_id, resolve_model
 from .errors import Problem, UserError
 from .hub import offline, offline_reason
+from .llama_cpp import INSTALL_HINT, QUANTIZE_TYPES, check_quantize_type, find_llama_cpp
 from .runs import ACTIVE_STATES, Run
 from .safetensors_header import SafetensorsError, read_header
 
@@ -80,6 +82,10 @@ class ExportPlan:
     force: bool = False
     model_type: str | None = None
     notes: list[str] = field(default_factory=list)
+    converter: str = "builtin"
+    """Who writes the GGUF: ``builtin`` (:mod:`dpo_tui.worker.export.gguf_writer`) or ``llama.cpp``."""
+    llama_cpp_converter: str | None = None
+    llama_cpp_quantize: str | None = None
 
     # --- derived --------------------------------------------------------------------------
     @property
@@ -109,7 +115,8 @@ class ExportPlan:
         if self.merged:
             lines.append(f"merged weights → {self.merged}")
         if self.gguf:
-            lines.append(f"GGUF ({self.gguf_type}) → {self.gguf}")
+            via = ", llama.cpp" if self.converter == "llama.cpp" else ""
+            lines.append(f"GGUF ({self.gguf_type}{via}) → {self.gguf}")
         if self.ollama:
             lines.append(f"Ollama Modelfile → {Path(self.ollama) / 'Modelfile'}")
         if self.push_to_hub:
@@ -146,18 +153,26 @@ def plan_export(
     private: bool = False,
     force: bool = False,
     check_hub_token: bool = True,
+    llama_cpp: str | os.PathLike[str] | None = None,
 ) -> ExportPlan:
-    """Validate an export request against the run folder and the file system. Raises :class:`UserError`."""
+    """Validate an export request against the run folder and the file system. Raises :class:`UserError`.
+
+    ``llama_cpp`` is a llama.cpp folder (``--llama-cpp DIR``); without it llama.cpp is looked for in
+    ``DPO_TUI_LLAMA_CPP`` and on ``PATH``, and preferred for the GGUF when found.
+    """
     if not (merged or gguf or ollama or push_to_hub):
         raise UserError(
             "Nothing to export: say where the weights should go",
             hint="give --merged DIR, --gguf FILE, --ollama DIR and/or --push-to-hub REPO",
         )
     gguf_type = (gguf_type or "f16").lower()
-    if gguf_type not in GGUF_TYPES:
-        raise UserError(f"Unknown GGUF type '{gguf_type}'", hint=f"one of: {', '.join(GGUF_TYPES)}")
+    if gguf_type not in GGUF_TYPES + QUANTIZE_TYPES:
+        raise UserError(f"Unknown GGUF type '{gguf_type}'",
+                        hint=f"one of: {', '.join(GGUF_TYPES)}; with llama.cpp also {', '.join(QUANTIZE_TYPES)}")
     if gguf_type != "f16" and not (gguf or ollama):
         raise UserError("--gguf-type applies to a GGUF export", hint="add --gguf FILE or --ollama DIR")
+    tools = find_llama_cpp(llama_cpp) if (gguf or ollama) else None
+    check_quantize_type(gguf_type, tools, GGUF_TYPES)
     if private and not push_to_hub:
         raise UserError("--private applies to --push-to-hub", hint="add --push-to-hub REPO")
 
@@ -197,7 +212,9 @@ def plan_export(
 
     # Architecture (early, when the model's config.json is on disk).
     model_type = _model_type(Path(source) if method == "full" else None, base_model, config.model_revision)
-    if gguf_p is not None:
+    if gguf_p is not None and tools is not None:
+        notes.append(f"GGUF written by {tools.describe()}")
+    elif gguf_p is not None:
         if model_type is not None and model_type not in GGUF_ARCHITECTURES:
             raise unsupported_architecture(model_type)
         if model_type is None:
@@ -238,13 +255,16 @@ def plan_export(
         force=force,
         model_type=model_type,
         notes=notes,
+        converter="llama.cpp" if tools is not None and gguf_p is not None else "builtin",
+        llama_cpp_converter=tools.converter if tools and gguf_p is not None else None,
+        llama_cpp_quantize=tools.quantize if tools and gguf_p is not None else None,
     )
 
 
 def unsupported_architecture(model_type: str) -> UserError:
     return UserError(
         f"Cannot write a GGUF for architecture '{model_type}': not supported (supported: {SUPPORTED_GGUF_TEXT})",
-        hint="export --merged DIR and convert that folder with llama.cpp's convert_hf_to_gguf.py",
+        hint=f"llama.cpp's own converter knows it: {INSTALL_HINT}; or export --merged DIR only",
     )
 
 

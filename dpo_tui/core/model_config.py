@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .model_info import NON_GATED_TYPES, QKV_BIAS_TYPES, UNTIED_BY_DEFAULT, LinearGroup, ModelInfo
+from .model_info import (
+    FOUR_NORM_TYPES,
+    FUSED_PROJECTION_TYPES,
+    NON_GATED_TYPES,
+    QK_NORM_TYPES,
+    QKV_BIAS_TYPES,
+    UNTIED_BY_DEFAULT,
+    LinearGroup,
+    ModelInfo,
+)
 
 
 def _first(cfg: dict[str, Any], *keys: str) -> Any:
@@ -93,7 +102,11 @@ def config_linear_groups(info: ModelInfo, cfg: dict[str, Any] | None = None) -> 
         n = L * per_layer
         return LinearGroup(n, n * d_in, n * d_out, n * d_in * d_out)
 
-    groups = {"q_proj": group(h, q), "k_proj": group(h, k), "v_proj": group(h, k), "o_proj": group(q, h)}
+    fused = info.model_type in FUSED_PROJECTION_TYPES
+    if fused:
+        groups = {"qkv_proj": group(h, q + 2 * k), "o_proj": group(q, h)}
+    else:
+        groups = {"q_proj": group(h, q), "k_proj": group(h, k), "v_proj": group(h, k), "o_proj": group(q, h)}
     experts = info.num_experts or 0
     text = _text_config(cfg or {})
     moe_i = as_int(_first(text, "moe_intermediate_size", "expert_intermediate_size")) or i
@@ -107,6 +120,9 @@ def config_linear_groups(info: ModelInfo, cfg: dict[str, Any] | None = None) -> 
             groups["shared_expert.gate_proj"] = group(h, shared_i)
             groups["shared_expert.up_proj"] = group(h, shared_i)
             groups["shared_expert.down_proj"] = group(shared_i, h)
+    elif info.mlp_gated and fused:
+        groups["gate_up_proj"] = group(h, 2 * i)
+        groups["down_proj"] = group(i, h)
     elif info.mlp_gated:
         groups["gate_proj"] = group(h, i)
         groups["up_proj"] = group(h, i)
@@ -118,7 +134,7 @@ def config_linear_groups(info: ModelInfo, cfg: dict[str, Any] | None = None) -> 
 
 
 def config_param_count(info: ModelInfo, cfg: dict[str, Any] | None = None) -> int | None:
-    """Parameter count from config arithmetic (Llama/Qwen/Mistral exact; other families approximate)."""
+    """Parameter count from config arithmetic (Llama, Qwen2, Mistral, Gemma-2, Phi-3 exact; other families approximate)."""
     L, h, V = info.num_layers, info.hidden_size, info.vocab_size
     if not (L and h and V):
         return None
@@ -136,7 +152,9 @@ def config_param_count(info: ModelInfo, cfg: dict[str, Any] | None = None) -> in
         bias += L * h
     if text.get("mlp_bias"):
         bias += L * ((2 if info.mlp_gated else 1) * (info.intermediate_size or 0) + h)
-    norms = L * 2 * h + h
+    norms = L * (4 if info.model_type in FOUR_NORM_TYPES else 2) * h + h
+    if info.model_type in QK_NORM_TYPES:
+        norms += L * 2 * (info.head_dim or 0)
     if info.model_type in NON_GATED_TYPES:
         norms *= 2  # LayerNorm has a bias
     embeddings = V * h * (1 if info.tied_embeddings else 2)

@@ -18,6 +18,12 @@ CONV1D_TYPES = {"gpt2", "imagegpt", "decision_transformer"}
 # Model types whose q/k/v projections carry a bias although config.json does not say so.
 QKV_BIAS_TYPES = {"qwen", "qwen2", "qwen2_moe", "qwen2_vl", "qwen2_5_vl"}
 # Model types whose config omits tie_word_embeddings but whose class default is "untied".
+# Model types whose blocks fuse q/k/v into one ``qkv_proj`` and gate/up into one ``gate_up_proj``.
+FUSED_PROJECTION_TYPES = {"phi3"}
+# Model types with four RMSNorms per block (before and after attention and MLP) instead of two.
+FOUR_NORM_TYPES = {"gemma2", "gemma3", "gemma3_text"}
+# Model types with a per-head RMSNorm on queries and keys (``q_norm``/``k_norm``, head_dim weights each).
+QK_NORM_TYPES = {"gemma3", "gemma3_text", "qwen3", "qwen3_moe"}
 UNTIED_BY_DEFAULT = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "phi3", "olmo2", "granite"}
 
 

@@ -29,6 +29,18 @@ def pick_precision(config: RunConfig) -> str:
     return "fp32"
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether torch can train in bf16 on this CPU: a bf16 matmul and its backward run."""
+    import torch
+
+    try:
+        a = torch.ones(2, 2, dtype=torch.bfloat16, requires_grad=True)
+        (a @ a).sum().backward()
+    except RuntimeError:
+        return False
+    return True
+
+
 def torch_dtype(precision: str) -> Any:
     import torch
 
@@ -77,8 +89,12 @@ def build_trainer(config: RunConfig, reporter: Reporter, stop: StopRequested, tr
     from trl import DPOConfig, DPOTrainer
 
     precision = pick_precision(config)
-    if precision in ("bf16", "fp16") and not torch.cuda.is_available():
-        reporter.emit(ev.WARNING, source="config", message=f"{precision} requested but no GPU: training in fp32 on CPU")
+    if precision == "fp16" and not torch.cuda.is_available():
+        # CPU kernels and the grad scaler are not made for fp16; bf16 needs no scaler and torch runs it on any CPU.
+        reporter.emit(ev.WARNING, source="config", message="fp16 requested but no GPU: training in fp32 on CPU")
+        precision = "fp32"
+    elif precision == "bf16" and not torch.cuda.is_available() and not cpu_bf16_supported():
+        reporter.emit(ev.WARNING, source="config", message="bf16 requested but this CPU build of torch cannot run it: training in fp32")
         precision = "fp32"
     if precision == "bf16" and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         raise RunFailed("config", "this GPU does not support bf16", "set precision = 'fp16' (or 'auto')")

@@ -13,7 +13,8 @@ operator can get wrong; this package does the heavy work:
 2. **Merged folder** (:mod:`.merge`): safetensors + config + generation config + tokenizer (with its chat
    template) + a model card (:mod:`dpo_tui.core.model_card`) naming the base, dataset, β, loss type,
    rank, steps and final metrics.
-3. **GGUF** (:mod:`.gguf_writer`): Llama, Mistral (written as ``llama``) and Qwen2; f16, bf16 or q8_0.
+3. **GGUF**: llama.cpp's own tools when found (:mod:`.llama_cpp_convert`, any architecture, k-quants), else
+   :mod:`.gguf_writer` (Llama, Mistral written as ``llama``, Qwen2; f16, bf16 or q8_0).
 4. **Ollama** (:mod:`.ollama`, :mod:`dpo_tui.core.ollama_template`): a Modelfile whose TEMPLATE is the
    chat template translated to a Go template (derived by rendering the Jinja template with marker
    messages and checked against it), with stop tokens.
@@ -51,14 +52,15 @@ from ...core.export_plan import GGUF_ARCHITECTURES, ExportPlan, unsupported_arch
 from ...core.model_card import one_line_card, run_facts
 from .gguf_writer import write_gguf
 from .hub_push import push_to_hub
+from .llama_cpp_convert import gguf_via_llama_cpp
 from .merge import Loaded, load_merged, save_merged
 from .ollama import chat_shape, modelfile_text, stop_tokens
 from .staging import Progress, Reporter, Staging, check_free_space, errno_of, write_failure
 
 # The public surface. run_export looks its stages up in this module at call time, so a test can replace
 # one of them (write_gguf, modelfile_text, check_free_space) here.
-__all__ = ["Progress", "Reporter", "chat_shape", "check_free_space", "main", "modelfile_text", "run_export",
-           "stop_tokens", "write_gguf"]
+__all__ = ["Progress", "Reporter", "chat_shape", "check_free_space", "gguf_via_llama_cpp", "main", "modelfile_text",
+           "run_export", "stop_tokens", "write_gguf"]
 
 
 def run_export(plan: ExportPlan, sink: Reporter | None = None) -> dict[str, Any]:
@@ -70,6 +72,7 @@ def run_export(plan: ExportPlan, sink: Reporter | None = None) -> dict[str, Any]
     facts = run_facts(plan)
     loaded: Loaded | None = None
     current = ("export", Path(plan.merged or plan.gguf or plan.ollama or plan.run_path))
+    merged_dir: Path | None = None
     try:
         if plan.needs_merged_model:
             loaded = load_merged(plan, progress)
@@ -81,6 +84,7 @@ def run_export(plan: ExportPlan, sink: Reporter | None = None) -> dict[str, Any]
             temp = staging.add_dir(Path(plan.merged))
             assert loaded is not None
             save_merged(plan, loaded, temp, facts)
+            merged_dir = temp
             outputs["merged"] = plan.merged
         if plan.ollama:
             staging.add_dir(Path(plan.ollama))
@@ -89,8 +93,11 @@ def run_export(plan: ExportPlan, sink: Reporter | None = None) -> dict[str, Any]
             assert loaded is not None
             target = staging.path_for(Path(plan.gguf))
             target.parent.mkdir(parents=True, exist_ok=True)
-            outputs["gguf_bytes"] = write_gguf(loaded.model, loaded.tokenizer, target, plan.gguf_type, progress,
-                                               name=plan.run_id, description=one_line_card(facts))
+            if plan.converter == "llama.cpp":
+                outputs["gguf_bytes"] = gguf_via_llama_cpp(plan, loaded, merged_dir, target, facts, progress)
+            else:
+                outputs["gguf_bytes"] = write_gguf(loaded.model, loaded.tokenizer, target, plan.gguf_type, progress,
+                                                   name=plan.run_id, description=one_line_card(facts))
             outputs["gguf"] = plan.gguf
             outputs["gguf_type"] = plan.gguf_type
         if plan.ollama:
@@ -134,14 +141,15 @@ def _space_needs(plan: ExportPlan, loaded: Loaded) -> list[tuple[str, Path, int]
         needs.append(("merged folder", Path(plan.merged), merged_bytes))
     if plan.gguf:
         numel = sum(t.numel() for t in params)
-        per = {"f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32}[plan.gguf_type]
+        # llama.cpp's k-quants go through an f16 file first: the f16 size bounds the peak.
+        per = {"f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32}.get(plan.gguf_type, 2.0)
         needs.append(("GGUF file", Path(plan.gguf), int(numel * per)))
     return needs
 
 
 def _check_gguf_arch(plan: ExportPlan, model: Any) -> None:
     """The planner could not always see config.json; once loaded, the architecture is certain."""
-    if plan.gguf and model.config.model_type not in GGUF_ARCHITECTURES:
+    if plan.gguf and plan.converter != "llama.cpp" and model.config.model_type not in GGUF_ARCHITECTURES:
         raise unsupported_architecture(model.config.model_type)
 
 
