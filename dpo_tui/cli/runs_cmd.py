@@ -193,7 +193,8 @@ def outcome_line(run: runs_mod.Run, status: runs_mod.RunStatus, history: ev.RunH
     term = history.terminal or {}
     if status.state == "finished":
         weights = run.final_weights_dir()
-        where = f"adapter in {weights}" if weights else f"no complete final weights in {run.path}"
+        kind = "model" if weights is not None and weights == run.model_dir else "adapter"
+        where = f"{kind} in {weights}" if weights else f"no complete final weights in {run.path}"
         return f"Finished {run.id} at step {history.step or status.step}: {where}"
     if status.state == "stopped":
         return f"Stopped {run.id} at step {status.step}. {status.hint or term.get('hint') or ''}".strip()

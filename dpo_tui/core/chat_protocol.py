@@ -94,6 +94,8 @@ TERMINAL_FOR_REQUEST = frozenset({MODEL_LOADED, ADAPTER_LOADED, ADAPTER_UNLOADED
 ERROR_KINDS: dict[str, str] = {
     "bad_request": "a bug in the caller: the request did not match the protocol",
     "no_model": "load a base model first",
+    "template": "this model's chat template does not take this conversation (Gemma, for one, has no system role): "
+                "drop the system prompt, or start fresh",
     "model_load": "check the model folder (config.json, weights, tokenizer) or pick another model",
     "not_found": "the path does not exist on this machine",
     "adapter_load": "the adapter folder needs adapter_config.json and adapter weights",

@@ -269,7 +269,7 @@ class Engine:
             try:
                 text = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
             except Exception as exc:
-                raise RequestError("bad_request", f"the model's chat template refused this conversation: {first_line(exc)}") from exc
+                raise RequestError("template", f"the model's chat template refused this conversation: {first_line(exc)}") from exc
         else:
             text = (tok.bos_token or "") + "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in msgs) + "Assistant:"
         return list(tok(text, add_special_tokens=False)["input_ids"])

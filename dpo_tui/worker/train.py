@@ -176,7 +176,7 @@ def train(run: Run, resume_from: Path | None) -> int:
         reporter.max_steps = max_steps
         reporter.emit(
             ev.STARTED, max_steps=max_steps, examples=kept, eval_examples=len(eval_ds) if eval_ds is not None else 0,
-            world_size=world, device=device, precision=pick_precision(config) if device == "cuda" else "fp32",
+            world_size=world, device=device, precision="bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",  # what build_trainer chose
             versions=library_versions(), resume_step=reporter.step if resume_from else None, **reporter.identity,
         )
         reporter.set_phase("training")
