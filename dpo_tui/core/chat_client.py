@@ -124,7 +124,21 @@ def run_adapter(run: Any, checkpoint: str | None = None, fallback_to_checkpoint:
     ckpt = run.newest_complete_checkpoint() if fallback_to_checkpoint else None
     if ckpt is not None and (ckpt.path / "adapter_config.json").is_file():
         return AdapterChoice(label=f"{run.id}@{ckpt.path.name}", path=ckpt.path, **base)
-    raise UserError(f"Run {run.id} has no adapter yet", hint="wait for its first checkpoint, or pick a finished run")
+    raise UserError(f"Run {run.id} has no adapter yet", hint=_no_adapter_hint(run))
+
+
+def _no_adapter_hint(run: Any) -> str:
+    """What to do about a run with no adapter: waiting only helps a run that is still going."""
+    from .run_states import ACTIVE_STATES, state_label
+
+    try:
+        status = run.status()
+    except (UserError, OSError):
+        return "pick a run that saved a checkpoint"
+    if status.state in ACTIVE_STATES:
+        return "wait for its first checkpoint, or pick a finished run"
+    label = state_label(status.state, status.kind)
+    return f"it ended {label} before its first checkpoint, so there is nothing to chat with: pick another run"
 
 
 def _best_adapter(run: Any, base: dict[str, Any]) -> AdapterChoice | None:

@@ -347,3 +347,18 @@ def test_compare_cli_lists_eval_rows_only_when_a_run_has_them(tmp_path: Path) ->
     assert out.returncode == 0, out.stderr
     assert "eval_loss" in out.stdout and "0.65 / 0.65" in out.stdout, out.stdout
     assert "eval_rewards/accuracies" not in out.stdout  # no run logged it: no row of dashes
+
+
+def test_chat_with_a_cancelled_run_does_not_say_wait(tmp_path: Path) -> None:
+    """A queued run cancelled before it started has no adapter and never will: chat says so, and does not
+    tell the operator to wait for a first checkpoint."""
+    from dpo_tui.core.chat_client import run_adapter
+    from dpo_tui.core.config import build_config
+    from dpo_tui.core.errors import UserError
+
+    run = runs.create_run(tmp_path, build_config({"model": "sample", "dataset": "sample"}))
+    run.update_status(state="stopped", kind="cancelled")
+    with pytest.raises(UserError) as info:
+        run_adapter(run)
+    assert "ended cancelled before its first checkpoint" in (info.value.hint or ""), info.value.hint
+    assert "wait" not in (info.value.hint or "")
