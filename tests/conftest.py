@@ -23,6 +23,12 @@ from typing import Any
 
 import pytest
 
+# Two xdist workers on a 2-core box each start torch processes (trainers, chat workers, exports); with
+# torch's default of one thread per core they oversubscribe the cores and spin. Two 30-step sample runs
+# side by side took 37 s with 2 threads each and 14 s with 1 (this box). Set before anything imports
+# torch; an explicit OMP_NUM_THREADS wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from tests.support.cli import REPO, SAMPLE_MODEL, start_run, wait_for_state
 from tests.support.reliability import ENV as RELIABILITY_ENV
 
