@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/data_lint.py
 	$(BIN)/python bench/trainer_overhead.py
+	$(BIN)/python bench/key_latency.py --rounds 1
 
 # Rebuild sample_data/ from scratch (seeded; a few minutes on 2 CPU cores).
 sample: $(STAMP)
