@@ -170,7 +170,7 @@ class GenerationSettings:
     top_p: float = 0.95
     """Nucleus sampling: keep the smallest set of tokens whose probability reaches top_p, in (0, 1]."""
     seed: int = 0
-    """Sampling seed. Each side draws from its own generator seeded with it, so sides share randomness."""
+    """Sampling seed. Each side draws from its own generator seeded with it (or with the side's own ``seed``)."""
     greedy: bool = False
     """Always take the most likely token (deterministic; temperature and top_p are ignored)."""
     system_prompt: str = ""

@@ -335,6 +335,7 @@ class Engine:
         mode = req.get("mode", "auto")
         names = []
         prompts = []
+        seeds = []
         for i, s in enumerate(sides_in):
             if not isinstance(s, dict):
                 raise RequestError("bad_request", f"side {i} is not an object")
@@ -344,14 +345,18 @@ class Engine:
             problem = P.validate_messages(s.get("messages"))
             if problem:
                 raise RequestError("bad_request", f"side {i}: {problem}")
+            seed = s.get("seed", settings.seed)
+            if not isinstance(seed, int) or isinstance(seed, bool):
+                raise RequestError("bad_request", f"side {i}: seed must be an integer")
             names.append(adapter)
+            seeds.append(seed)
             prompts.append(self.prompt_ids(s["messages"], settings.system_prompt))
         stops = list(settings.stop) + (PLAIN_TEMPLATE_STOPS if self.chat_template == "plain" else [])
         t0 = time.perf_counter()
         self._reset_peak()
         self._kv_peak = 0
         sides = []
-        for i, (name, ids) in enumerate(zip(names, prompts, strict=True)):
+        for i, (name, ids, seed) in enumerate(zip(names, prompts, seeds, strict=True)):
             max_new = settings.max_new_tokens
             if self.max_positions:
                 room = self.max_positions - len(ids)
@@ -367,7 +372,7 @@ class Engine:
                         f"side {i}: only {room} tokens left in the model's {self.max_positions}-token context")))
             gen = None
             if not settings.greedy:
-                gen = torch.Generator(device=self.device).manual_seed(int(settings.seed))
+                gen = torch.Generator(device=self.device).manual_seed(int(seed))
             sides.append(Side(i, name, ids, max_new, generator=gen))
         batched = mode != "sequential" and len(sides) > 1 and self._row_mixing_ok(names)
         if mode == "batched" and len(sides) > 1 and not batched:

@@ -1,0 +1,1 @@
+"""Evaluation of tuned adapters against their base: report format, statistics, facts and the job folder."""

@@ -1,0 +1,127 @@
+"""A file of prompts: what evaluation answers and pair making samples from.
+
+Two forms, told apart by the file's suffix:
+
+* ``.txt`` (or any other suffix): one prompt per line; blank lines and lines starting with ``#`` are skipped.
+* ``.jsonl``: one JSON object per line with ``prompt`` (text, or a list of ``{role, content}`` messages
+  ending with a user turn) or ``messages``; other fields (``chosen``, ``rejected``…) are ignored, so a
+  preference file's prompts can be reused.
+
+Every problem names the file and line; all of them are reported at once (up to :data:`MAX_PROBLEMS`), and a
+file with any problem is refused as a whole, so a job never starts on half a file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import Problem, UserError
+
+MAX_LINE_CHARS = 32_000
+"""Longer prompt lines are refused: they are almost always a file that is not a prompt list."""
+MAX_PROBLEMS = 20
+MAX_FILE_BYTES = 256 << 20
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    line: int
+    """1-based line in the file."""
+    messages: tuple[tuple[str, str], ...]
+    """(role, content) turns ending with a user turn."""
+
+    @property
+    def text(self) -> str:
+        """The last user turn: what a table shows and what standard-form pairs store as ``prompt``."""
+        return self.messages[-1][1]
+
+    @property
+    def conversational(self) -> bool:
+        return len(self.messages) > 1
+
+    def as_messages(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+def _messages(value: object) -> tuple[tuple[tuple[str, str], ...] | None, str]:
+    if isinstance(value, str):
+        return ((("user", value),) if value.strip() else None), "is empty"
+    if not isinstance(value, list) or not value:
+        return None, "must be text or a non-empty list of {role, content} messages"
+    out = []
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
+            return None, f"message {i} must be {{\"role\": system|user|assistant, \"content\": text}}"
+        out.append((str(m["role"]), str(m["content"])))
+    if out[-1][0] != "user":
+        return None, "the last message must be the user's"
+    if not out[-1][1].strip():
+        return None, "the last user message is empty"
+    return tuple(out), ""
+
+
+def read_prompts(path: Path | str) -> list[PromptItem]:
+    """Every prompt of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
+    path = Path(path).expanduser()
+    name = str(path)
+    try:
+        if not path.is_file():
+            raise UserError(f"No prompts file at {name}", hint="give a .txt file (one prompt a line) or a .jsonl file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint="split it into smaller prompt files")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"Cannot read {name}: {exc.strerror or exc}") from None
+    jsonl = path.suffix.lower() in (".jsonl", ".json")
+    items: list[PromptItem] = []
+    problems: list[Problem] = []
+    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
+        if len(problems) >= MAX_PROBLEMS:
+            break
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problems.append(Problem(f"not UTF-8 text (byte {exc.start + 1})", file=name, line=number,
+                                    hint="re-save the file as UTF-8"))
+            continue
+        line = line.rstrip("\r")
+        if not line.strip() or (not jsonl and line.lstrip().startswith("#")):
+            continue
+        if "\x00" in line:
+            problems.append(Problem("contains a NUL byte; this is not a text file", file=name, line=number))
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            problems.append(Problem(f"{len(line):,} characters; a prompt line may have at most {MAX_LINE_CHARS:,}",
+                                    file=name, line=number, hint="is this really a prompt file?"))
+            continue
+        if not jsonl:
+            items.append(PromptItem(number, (("user", line.strip()),)))
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
+            continue
+        if not isinstance(obj, dict):
+            problems.append(Problem("must be a JSON object with a prompt field", file=name, line=number))
+            continue
+        key = "prompt" if "prompt" in obj else "messages" if "messages" in obj else None
+        if key is None:
+            problems.append(Problem("has no prompt field", file=name, line=number,
+                                    hint='write {"prompt": "..."} or {"messages": [...]}'))
+            continue
+        messages, why = _messages(obj[key])
+        if messages is None:
+            problems.append(Problem(why, file=name, line=number, field=key))
+            continue
+        items.append(PromptItem(number, messages))
+    if problems:
+        more = " (first problems shown)" if len(problems) >= MAX_PROBLEMS else ""
+        raise UserError(f"{name} has {len(problems)} bad line{'s' if len(problems) != 1 else ''}{more}", problems,
+                        hint="fix or delete those lines; nothing was started")
+    if not items:
+        raise UserError(f"{name} has no prompts", hint="one prompt per line (.txt) or {\"prompt\": ...} per line (.jsonl)")
+    return items
