@@ -18,12 +18,7 @@ Only the worker writes ``status.json`` once it runs (atomically); the launcher w
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import shutil
-import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,16 +27,24 @@ from typing import Any
 from .disk_space import check_space
 from .errors import UserError
 from .export_plan import ExportPlan, worker_command
-from .fsutil import atomic_write_json, make_unique_dir
+from .fsutil import make_unique_dir
+from .job_folder import (
+    ACTIVE_STATES as ACTIVE_JOB_STATES,
+)
+from .job_folder import (
+    LOG_FILE,
+    PLAN_FILE,
+    PROGRESS_FILE,
+    STATUS_FILE,
+    ProgressTail,
+    is_dead,
+    launch_detached,
+    read_status,
+    write_status,
+)
 
 JOBS_DIR = "exports"
-PLAN_FILE = "plan.json"
-STATUS_FILE = "status.json"
-PROGRESS_FILE = "progress.jsonl"
-LOG_FILE = "worker.log"
-ACTIVE_JOB_STATES = ("starting", "running")
-START_GRACE_S = 120.0
-"""How long a job may stay ``starting`` (the worker imports torch first) before it reads as crashed."""
+__all__ = ["LOG_FILE", "PLAN_FILE", "PROGRESS_FILE", "STATUS_FILE", "read_status", "write_status"]
 
 
 # --- the folder -----------------------------------------------------------------------------------
@@ -66,21 +69,6 @@ def new_job_dir(run_path: Path, now: float | None = None) -> Path:
     return made
 
 
-def write_status(job_dir: Path, **fields: Any) -> None:
-    """Merge ``fields`` into the job's status.json (atomically: a reader sees the old or the new one)."""
-    current = read_status(job_dir) or {}
-    current.update(fields)
-    atomic_write_json(Path(job_dir) / STATUS_FILE, current)
-
-
-def read_status(job_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(job_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 # --- launching ------------------------------------------------------------------------------------
 def start_export(plan: ExportPlan, now: float | None = None) -> Path:
     """Write the plan into a new job folder of its run and start the worker detached. Returns the folder."""
@@ -92,19 +80,7 @@ def start_export(plan: ExportPlan, now: float | None = None) -> Path:
         shutil.rmtree(job_dir, ignore_errors=True)
         raise UserError(f"Cannot write the export job {job_dir}: {exc.strerror or exc}", hint="free disk space") from None
     cmd = [*worker_command(job_dir / PLAN_FILE), "--job", str(job_dir)]
-    env = dict(os.environ)
-    pkg_root = str(Path(__file__).resolve().parents[2])  # importable from a source checkout too
-    env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    try:
-        with open(job_dir / LOG_FILE, "ab") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True, env=env, cwd=str(job_dir))
-    except OSError as exc:
-        write_status(job_dir, state="failed", ended_at=time.time(), error=f"the export worker did not start: {exc}")
-        raise UserError(f"Could not start the export worker: {exc.strerror or exc}") from None
-    # Reap it when it ends while this process lives (no <defunct> child); if this process quits first,
-    # the worker (its own session) keeps going and init reaps it.
-    threading.Thread(target=proc.wait, name=f"export-reaper-{proc.pid}", daemon=True).start()
+    launch_detached(job_dir, cmd[2], cmd[3:], "export")
     return job_dir
 
 
@@ -153,8 +129,7 @@ class JobReader:
 
     def __init__(self, job_dir: Path, alive: Any = None) -> None:
         self.job = ExportJob(Path(job_dir))
-        self._offset = 0
-        self._partial = b""
+        self._tail = ProgressTail(job_dir)
         self._alive = alive  # (pid, start) -> bool; injected by tests, else core.runs.status.process_alive
 
     def read(self) -> ExportJob:
@@ -163,7 +138,7 @@ class JobReader:
         status = read_status(job.path) or {}
         job.run_id = str(status.get("run_id") or job.run_id)
         state = str(status.get("state") or "starting")
-        if state in ACTIVE_JOB_STATES and self._dead(status):
+        if state in ACTIVE_JOB_STATES and is_dead(status, self._alive):
             self._read_progress()  # the last events a dying worker wrote
             status = read_status(job.path) or status
             state = str(status.get("state") or state)
@@ -177,34 +152,9 @@ class JobReader:
             job.error = str(status["error"])
         return job
 
-    def _dead(self, status: dict[str, Any]) -> bool:
-        pid = status.get("pid")
-        if status.get("state") == "starting" or not pid:
-            created = status.get("created_at")
-            return isinstance(created, (int, float)) and time.time() - created > START_GRACE_S
-        if self._alive is None:
-            from .runs.status import process_alive
-
-            return not process_alive(pid, status.get("pid_start"))
-        return not self._alive(pid, status.get("pid_start"))
-
     def _read_progress(self) -> None:
-        path = self.job.path / PROGRESS_FILE
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(self._offset)
-                chunk = fh.read()
-        except OSError:
-            return
-        self._offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # a line still being written
-        for raw in lines:
-            with contextlib.suppress(ValueError):
-                event = json.loads(raw)
-                if isinstance(event, dict):
-                    self._fold(event)
+        for event in self._tail.new_events():
+            self._fold(event)
 
     def _fold(self, event: dict[str, Any]) -> None:
         job = self.job
