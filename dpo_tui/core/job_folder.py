@@ -100,7 +100,7 @@ def is_dead(status: dict[str, Any], alive: AliveCheck | None = None, now: float 
     pid = status.get("pid")
     if status.get("state") == "starting" or not pid:
         created = status.get("created_at")
-        return isinstance(created, (int, float)) and (now or time.time()) - created > START_GRACE_S
+        return isinstance(created, (int, float)) and (time.time() if now is None else now) - created > START_GRACE_S
     if alive is None:
         from .runs.status import process_alive
 
@@ -191,10 +191,10 @@ class ProgressWriter:
 def eta_seconds(done: int, total: int, started_at: float | None, done_at_start: int = 0,
                 now: float | None = None) -> float | None:
     """Seconds left at the pace since this attempt started (work done by an earlier attempt excluded)."""
-    if not started_at or total <= 0 or done >= total:
+    if started_at is None or total <= 0 or done >= total:
         return None
     made = done - done_at_start
-    elapsed = (now or time.time()) - started_at
+    elapsed = (time.time() if now is None else now) - started_at
     if made <= 0 or elapsed <= 0:
         return None
     return (total - done) * elapsed / made
