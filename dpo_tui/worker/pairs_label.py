@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..core.judge import Judge, Verdict, judge_both_orders
-from ..core.pairs.labelling import Candidate, Decision, LabelResult, Labeller, PromptRow, Rule, check_folder, label_folder
+from ..core.pairs.labelling import (
+    Candidate,
+    Decision,
+    Labeller,
+    LabelResult,
+    PromptRow,
+    Rule,
+    check_folder,
+    label_folder,
+)
 from .judges import build_judge
 
 

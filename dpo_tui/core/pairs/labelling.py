@@ -366,7 +366,7 @@ def check_folder(folder: Path, by: str) -> None:
 
 def read_rows(folder: Path) -> list[PromptRow]:
     """The folder's candidates (read by :func:`dpo_tui.core.pairs.candidates.read_candidates`)."""
-    from .candidates import read_candidates
+    from .candidates import read_candidates  # type: ignore[import-not-found]
 
     check_folder(folder, "rule")
     rows = [row_from(r) for r in read_candidates(folder)]
@@ -378,7 +378,7 @@ def read_rows(folder: Path) -> list[PromptRow]:
 
 def read_hand(folder: Path) -> dict[int, HandLabel]:
     """The folder's hand decisions (replayed by :func:`dpo_tui.core.pairs.queue.read_hand_labels`)."""
-    from .queue import read_hand_labels
+    from .queue import read_hand_labels  # type: ignore[import-not-found]
 
     check_folder(folder, "hand")
     return {int(i): hand_from(d) for i, d in read_hand_labels(folder).items()}
