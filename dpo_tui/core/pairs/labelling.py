@@ -345,9 +345,8 @@ def label_rows(rows: Iterable[PromptRow], by: str, decider: Labeller | None, *, 
         summary["agreement"] = {"with": compared.name, "agree": agree, "disagree": disagree,
                                 "undecided": undecided, "compared": judged,
                                 "share": round(agree / judged, 4) if judged else None}
-    for labeller in (decider, compared):
-        if labeller is not None and labeller.counts:
-            summary.setdefault("judge_calls", {}).update(labeller.counts)
+    calls = [lab.counts for lab in (decider, compared) if lab is not None and lab.counts]
+    summary["judge_calls"] = calls[0] if calls else None  # only a judge counts its calls, and one judge runs
     return LabelResult(records, summary)
 
 
