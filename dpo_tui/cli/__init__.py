@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from ..core.errors import EXIT_USAGE, UserError
 
 # Subcommand modules, in help order. Each has register(subparsers).
-SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare", "ladder")
+SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare", "ladder", "pairs")
 
 
 def plain_help(text: str) -> str:
