@@ -203,8 +203,9 @@ def report_table(r: Any) -> list[str]:
         rows.append(["facts correct", f"{f.base_correct}/{f.n}", f"{f.tuned_correct}/{f.n}", _change(f.change)])
     if r.judge is not None:
         j = r.judge
+        ci = f"CI {_ci(j.win_rate_ci)}; " if j.win_rate_ci else ""
         rows.append([f"judge {j.name} win rate", "", num(j.win_rate),
-                     f"CI {_ci(j.win_rate_ci)}; {j.wins}W {j.losses}L {j.ties}T, no verdict {j.no_verdict}"])
+                     f"{ci}{j.wins}W {j.losses}L {j.ties}T, no verdict {j.no_verdict}"])
         rows.append(["length-controlled win rate", "", num(j.length_controlled_win_rate), ""])
     header = ["measure", "base", "tuned", "change"]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
