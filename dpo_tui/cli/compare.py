@@ -38,9 +38,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError("compare needs at least two runs", hint="give two or more run ids, or --group NAME")
     runs = list({run.path: run for run in (resolve_run(root, i) for i in dict.fromkeys(ids))}.values())
     doc = compare(runs)
-    evals = eval_summaries(runs)
-    if evals:
-        doc["eval"] = evals
+    eval_reports = eval_summaries(runs)
+    if eval_reports:
+        doc["eval"] = eval_reports
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False))
         return 0
@@ -63,9 +63,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rows.append([metric, *cells])
     for line in _table(["metric (final / best)", *labels], rows):
         print(line)
-    if evals:
+    if eval_reports:
         print()
-        for line in _table(["evaluation (newest)", *labels], eval_rows([evals[r["id"]] for r in doc["runs"]])):
+        for line in _table(["evaluation (newest)", *labels], eval_rows([eval_reports[r["id"]] for r in doc["runs"]])):
             print(line)
     return 0
 

@@ -160,3 +160,36 @@ def test_job_view_reads_status_and_progress(tmp_path: Path) -> None:
     assert jobs.find_eval_job(tmp_path / "runs", "2026") == job
     with pytest.raises(UserError, match="No evaluation job"):
         jobs.find_eval_job(tmp_path / "runs", "1999")
+
+
+def _report(run: Run, words_tuned: float) -> None:
+    from dpo_tui.core.eval.report import Behaviour, Change, EvalReport, EvalSettings, Lengths, write_report
+
+    change = Change(base=40.0, tuned=words_tuned, diff=words_tuned - 40.0, rel=(words_tuned - 40.0) / 40.0, ci=(-30.0, -10.0))
+    write_report(run.path, EvalReport(
+        id="20260101-000000", run_id=run.id, base_model="base", adapter_path=str(run.adapter_dir), created_at=1.0,
+        settings=EvalSettings(prompts_file="p.txt", prompts=6),
+        behaviour=Behaviour(base=Lengths(n=6, mean_words=40.0), tuned=Lengths(n=6, mean_words=words_tuned), words=change, tokens=change)))
+
+
+def test_runs_json_compare_and_table_show_the_newest_report(tmp_path: Path) -> None:
+    from dpo_tui.cli.eval_cmd import report_table
+    from dpo_tui.core.eval.report import latest_report
+    from tests.support.cli import run_cli_inprocess
+
+    evaluated, plain = make_run(tmp_path), make_run(tmp_path, beta=0.5)
+    root = str(tmp_path / "runs")
+    out = run_cli_inprocess("compare", evaluated.id, plain.id, "--runs-dir", root)
+    assert out.returncode == 0 and "evaluation (newest)" not in out.stdout, out.stderr
+    _report(evaluated, 20.0)
+    listed = {r["id"]: r for r in json.loads(run_cli_inprocess("runs", "--json", "--runs-dir", root).stdout)}
+    assert listed[evaluated.id]["eval"]["words_tuned"] == 20.0 and listed[plain.id]["eval"] is None
+    out = run_cli_inprocess("compare", evaluated.id, plain.id, "--runs-dir", root)
+    assert out.returncode == 0, out.stderr
+    assert "evaluation (newest)" in out.stdout and "40 → 20" in out.stdout and "-50 %" in out.stdout, out.stdout
+    doc = json.loads(run_cli_inprocess("compare", evaluated.id, plain.id, "--runs-dir", root, "--json").stdout)
+    assert doc["eval"][plain.id] is None and doc["eval"][evaluated.id]["words_change"] == -0.5
+    report = latest_report(evaluated.path)
+    assert report is not None
+    table = "\n".join(report_table(report))
+    assert "words mean" in table and "-20 (-50 %) CI [-30, -10]" in table, table

@@ -159,7 +159,7 @@ def _check_facts(path: str) -> None:
     if not Path(path).expanduser().is_file():
         raise UserError(f"No facts file at {path}", hint='one {"prompt", "expected"} object per line (.jsonl)')
     try:
-        from .facts import read_facts
+        from .facts import read_facts  # type: ignore[import-not-found, unused-ignore]  # lands with the report builder
     except ImportError:  # pragma: no cover - the facts reader ships with the report builder
         return
     read_facts(Path(path).expanduser())
@@ -182,7 +182,9 @@ def plan_eval(runs_root: Path | str, run_ids: list[str], prompts: str | None = N
     if not run_ids:
         raise UserError("Name at least one run to evaluate", hint="dpo-tui eval RUN_ID [RUN_ID …] (`dpo-tui runs` lists them)")
     root = Path(runs_root)
-    targets, configs, seen = [], [], set()
+    targets: list[EvalTarget] = []
+    configs: list[Any] = []
+    seen: set[str] = set()
     for handle in run_ids:
         run = resolve_run(root, handle)
         if run.id in seen:
