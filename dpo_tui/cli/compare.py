@@ -38,6 +38,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise UserError("compare needs at least two runs", hint="give two or more run ids, or --group NAME")
     runs = list({run.path: run for run in (resolve_run(root, i) for i in dict.fromkeys(ids))}.values())
     doc = compare(runs)
+    eval_reports = eval_summaries(runs)
+    if eval_reports:
+        doc["eval"] = eval_reports
     if args.json:
         print(json.dumps(doc, indent=2, allow_nan=False))
         return 0
@@ -60,7 +63,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
         rows.append([metric, *cells])
     for line in _table(["metric (final / best)", *labels], rows):
         print(line)
+    if eval_reports:
+        print()
+        for line in _table(["evaluation (newest)", *labels], eval_rows([eval_reports[r["id"]] for r in doc["runs"]])):
+            print(line)
     return 0
+
+
+EVAL_ROWS = (
+    ("words base → tuned", "words_base", "words_tuned"),
+    ("words change", "words_change", None),
+    ("words change CI excludes 0", "words_ci_excludes_zero", None),
+    ("pair accuracy", "pair_accuracy", None),
+    ("pair margin", "pair_margin", None),
+    ("facts base → tuned", "facts_base", "facts_tuned"),
+    ("judge win rate", "win_rate", None),
+    ("length-controlled win rate", "lc_win_rate", None),
+)
+
+
+def eval_summaries(runs: list) -> dict[str, dict | None]:
+    """Each run's newest evaluation summary, or {} when none of the runs has been evaluated."""
+    from ..core.eval.report import latest_report
+
+    reports = {run.id: latest_report(run.path) for run in runs}
+    if not any(reports.values()):
+        return {}
+    return {rid: (r.summary() if r is not None else None) for rid, r in reports.items()}
+
+
+def eval_rows(summaries: list[dict | None]) -> list[list[str]]:
+    """Table rows of the evaluation summaries, one column per run (— where a run has no report or value)."""
+    def cell(summary: dict | None, key: str, second: str | None) -> str:
+        if summary is None or summary.get(key) is None:
+            return "—"
+        value = summary[key]
+        if key == "words_change":
+            return f"{value * 100:+.0f} %"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        text = _cell(float(value))
+        if second is not None:
+            text += f" → {_cell(float(summary[second])) if summary.get(second) is not None else '—'}"
+        return text
+
+    return [[label, *(cell(s, key, second) for s in summaries)] for label, key, second in EVAL_ROWS]
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -239,12 +239,20 @@ def _when(t: float | None) -> str:
         return "—"
 
 
+def eval_summary(run_path: Path) -> dict[str, Any] | None:
+    """The newest evaluation report's summary numbers (None when the run has no readable report)."""
+    from ..core.eval.report import latest_report
+
+    report = latest_report(run_path)
+    return report.summary() if report is not None else None
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     root = paths.runs_root(args.runs_dir)
     summaries = runs_mod.list_runs(root)
     changed = changed_since_last_look(root, summaries) if root.is_dir() else set()
     if args.json:
-        listed = [{**s.as_json(), "changed": s.id in changed} for s in summaries]
+        listed = [{**s.as_json(), "changed": s.id in changed, "eval": eval_summary(s.path)} for s in summaries]
         print(json.dumps(listed, indent=2, allow_nan=False, default=str))
         return 0
     if not summaries:
