@@ -1,7 +1,7 @@
 """The ``dpo-tui`` command. With no subcommand it opens the console.
 
 Every console action is also a plain subcommand, so what works in the TUI works in a script:
-``train runs attach stop resume data estimate chat export compare ladder``. Each subcommand
+``train runs attach stop resume data estimate chat export compare ladder pairs``. Each subcommand
 lives in its own module with a ``register(subparsers)`` function; modules import only the
 light core at import time so ``dpo-tui --help`` stays instant.
 
@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 from ..core.errors import EXIT_USAGE, UserError
 
 # Subcommand modules, in help order. Each has register(subparsers).
-SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare", "ladder")
+SUBCOMMAND_MODULES = ("runs_cmd", "data", "estimate", "chat", "export", "compare", "ladder", "pairs")
 
 
 def plain_help(text: str) -> str:
