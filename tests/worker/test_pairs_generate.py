@@ -57,7 +57,7 @@ def test_instruction_pair_runs_to_done_with_provenance(tmp_path: Path) -> None:
 
 
 def test_stop_then_sigkill_then_resume_makes_every_prompt_exactly_once(tmp_path: Path) -> None:
-    total = 150
+    total = 90
     prompts, out = _prompts(tmp_path / "p.txt", total), tmp_path / "job"
     args = ["pairs", "generate", "--model", "sample", "--prompts", str(prompts), "--n", "2", "--max-new-tokens", "24",
             "--batch-size", "2", "--device", "cpu", "--out", str(out)]
