@@ -7,7 +7,15 @@ described in :mod:`.candidates` and :mod:`.plan`. Core world: no torch, no textu
 from __future__ import annotations
 
 from .candidates import Candidate, CandidateRow, CandidatesScan, read_candidates, scan_candidates
-from .plan import PairsJobView, PairsPlan, pairs_job_dirs, plan_pairs, read_pairs_job, resume_pairs, start_pairs
+from .plan import (
+           PairsJobView,
+           PairsPlan,
+           pairs_job_dirs,
+           plan_pairs,
+           read_pairs_job,
+           resume_pairs,
+           start_pairs,
+)
 
 __all__ = ["Candidate", "CandidateRow", "CandidatesScan", "PairsJobView", "PairsPlan", "pairs_job_dirs", "plan_pairs",
            "read_candidates", "read_pairs_job", "resume_pairs", "scan_candidates", "start_pairs"]

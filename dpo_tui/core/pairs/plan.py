@@ -190,11 +190,13 @@ def plan_pairs(*, model: str | None, prompts: str | Path, out: str | Path, n: in
     if problems:
         raise UserError("Bad pair-generation settings", problems)
 
+    run_id: str | None = None
+    adapter_path: str | None = None
+    adapter_label: str | None = None
     if adapter:
         run_id, adapter_path, adapter_label, model_spec, model_path = _adapter(
             Path(runs_root) if runs_root else default_runs_root(), adapter, model)
     elif model:
-        run_id = adapter_path = adapter_label = None
         model_spec, model_path = model, _model_path(model)
     else:
         raise UserError("No model given", hint="pass --model (a folder, a cached hub id, or 'sample') or --adapter RUN_ID")

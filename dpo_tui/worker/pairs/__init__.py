@@ -28,7 +28,13 @@ from typing import Any
 from ... import __version__
 from ...core.errors import UserError, first_line
 from ...core.job_folder import PLAN_FILE, ProgressWriter, mark_running, write_status
-from ...core.pairs.candidates import CANDIDATES_FILE, Candidate, CandidateRow, scan_candidates, truncate_torn_tail
+from ...core.pairs.candidates import (
+    CANDIDATES_FILE,
+    Candidate,
+    CandidateRow,
+    scan_candidates,
+    truncate_torn_tail,
+)
 from ...core.pairs.plan import PairsPlan
 from ...core.prompts_file import PromptItem, read_prompts
 
