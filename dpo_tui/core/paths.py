@@ -58,3 +58,8 @@ def sample_conversational_dataset_path() -> Path:
 
 def sample_heldout_prompts_path() -> Path:
     return sample_data_dir() / "prefs" / "heldout_prompts.txt"
+
+
+def pairs_root() -> Path:
+    """Where the console puts pair-making jobs by default (``dpo-tui pairs list`` looks here)."""
+    return data_home() / "pairs"

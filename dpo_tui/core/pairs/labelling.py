@@ -365,7 +365,7 @@ def check_folder(folder: Path, by: str) -> None:
 
 def read_rows(folder: Path) -> list[PromptRow]:
     """The folder's candidates (read by :func:`dpo_tui.core.pairs.candidates.read_candidates`)."""
-    from .candidates import read_candidates  # type: ignore[import-not-found]
+    from .candidates import read_candidates
 
     check_folder(folder, "rule")
     rows = [row_from(r) for r in read_candidates(folder)]
