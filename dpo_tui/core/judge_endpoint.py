@@ -115,6 +115,7 @@ def parse_reply(text: str) -> tuple[Winner | None, str]:
     lines = [line for line in body.splitlines() if line.strip()]
     winner: Winner | None = None
     drop: int | None = None
+    bare = False
     for index in range(len(lines) - 1, -1, -1):
         match = _WINNER_LINE.search(lines[index].replace("*", ""))
         if match:
@@ -131,11 +132,13 @@ def parse_reply(text: str) -> tuple[Winner | None, str]:
         match = _BARE.match(re.sub(r"\s+", " ", last))
         if match:
             winner, drop = _WINNER_OF[match.group(1).lower()], len(lines) - 1
+            bare = True
     rest = [line for i, line in enumerate(lines) if i != drop]
-    if winner is not None and drop is not None:
-        # Text on the verdict line besides the verdict itself ("[[A]] because ...") is part of the reason.
-        leftover = _BRACKETS.sub(" ", _WINNER_LINE.sub(" ", lines[drop].replace("*", ""))).strip(" .:-")
-        if leftover and not _BARE.match(leftover):
+    if drop is not None and not bare:
+        # Text on the verdict line besides the verdict itself ("[[A]] because ...") is part of the reason;
+        # a lone word left over ("The winner is A") is not.
+        leftover = _BRACKETS.sub(" ", _WINNER_LINE.sub(" ", lines[drop].replace("*", ""))).strip(" :-()[]")
+        if len(leftover.split()) >= 2:
             rest.append(leftover)
     reason = re.sub(r"\s+", " ", " ".join(rest)).strip()[:REASON_CHARS]
     return winner, reason
