@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from dpo_tui.core.errors import UserError
-from dpo_tui.core.judge import DEFAULT_KEY_ENV, RuleJudge, Verdict, Winner, judge_both_orders, parse_judge_spec, words
+from dpo_tui.core.judge import (
+    DEFAULT_KEY_ENV,
+    RuleJudge,
+    Verdict,
+    Winner,
+    judge_both_orders,
+    parse_judge_spec,
+    words,
+)
 from dpo_tui.core.judge_endpoint import DEFAULT_PROMPT, MAX_TEMPLATE_BYTES, load_template, parse_reply, render
 
 
@@ -204,3 +212,8 @@ def test_load_template_refusals(tmp_path: Path) -> None:
         with pytest.raises(UserError) as err:
             load_template(str(path))
         assert what in str(err.value) and str(path) in str(err.value) and "prompt=" in str(err.value)
+
+
+def test_docs_show_the_default_prompt_verbatim() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "judges.md").read_text()
+    assert "```text\n" + DEFAULT_PROMPT + "```" in doc
