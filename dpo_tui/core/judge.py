@@ -81,7 +81,9 @@ class JudgeSpec:
             return f"regex:{self.pattern}"
         if self.kind == "reward_model":
             return f"rm:{Path(self.path).name}"
-        return f"{self.model}@{self.url}"
+        # user:password@ in a URL is a credential: keep it out of tables and reports.
+        url = re.sub(r"^(https?://)[^/@]*@", r"\1", self.url)
+        return f"{self.model}@{url}"
 
 
 def _bad(text: str, what: str, hint: str) -> UserError:
@@ -190,8 +192,11 @@ def judge_both_orders(judge: Judge, prompt: str, a: str, b: str) -> tuple[Verdic
     second = Verdict(_FLIP[swapped.winner] if swapped.winner else None, swapped.reason)
     if first.winner is None or second.winner is None:
         why = first.reason if first.winner is None else second.reason
+        why = why[len("no verdict: "):] if why.startswith("no verdict: ") else why
         return Verdict(None, f"no verdict: {why}"), first, second
     if first.winner == second.winner:
         return Verdict(first.winner, first.reason), first, second
+    if "tie" in (first.winner, second.winner):
+        return Verdict("tie", "the two orders disagree (a tie one way, a winner the other)"), first, second
     return Verdict("tie", "the judge preferred whichever answer came first" if first.winner == "a"
                    else "the judge preferred whichever answer came second"), first, second
