@@ -1,0 +1,1 @@
+"""Pair making: prompts → sampled candidates → labelled preference pairs (a DPO dataset)."""
