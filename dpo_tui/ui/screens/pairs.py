@@ -205,7 +205,8 @@ class PairsScreen(ConsoleScreen):
         if self.error:
             head = Text(self.error)
         elif self.rows:
-            head = Text(f"Pair folders in {self.root} · {len(self.rows)} folder{'' if len(self.rows) == 1 else 's'}, {active} generating")
+            head = Text(f"{len(self.rows)} pair folder{'' if len(self.rows) == 1 else 's'}, {active} generating · "
+                        "n new · l label by hand · b by rule · t train")
         else:
             head = Text(f"No pair folders yet in {self.root}. Press n to generate candidates for a prompts file.")
         head.no_wrap, head.overflow = True, "ellipsis"
@@ -230,8 +231,9 @@ class PairsScreen(ConsoleScreen):
 
     @property
     def highlighted_path(self) -> Path | None:
-        table = self.query_one("#pairs-table", DataTable)
-        if not table.row_count:
+        tables = self.query("#pairs-table").results(DataTable)
+        table = next(tables, None)  # None before compose (a key that opens the form as the mode first shows)
+        if table is None or not table.row_count:
             return None
         try:
             key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
