@@ -10,7 +10,13 @@ import pytest
 
 from dpo_tui.core import paths
 from dpo_tui.ui.app import DpoTuiApp
-from dpo_tui.ui.screens.pairs_form import SAMPLE_INSTRUCTIONS, GenerateRequest, default_request, label_command, summary_lines
+from dpo_tui.ui.screens.pairs_form import (
+    SAMPLE_INSTRUCTIONS,
+    GenerateRequest,
+    default_request,
+    label_command,
+    summary_lines,
+)
 from tests.support.snap import settle
 from tests.support.uikit import NOW, make_services, screen_text, until
 from tests.unit.test_pairs_queue import write_candidates
