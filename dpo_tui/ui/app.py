@@ -7,6 +7,7 @@ setup      Model → Dataset → Experiment (pushed in that order; escape goes b
 runs       every run in the runs root, live
 monitor    one run's charts, progress, health and log tail
 chat       base vs tuned side by side
+pairs      pair folders: generate candidates, label them (A/B queue or a rule), train on them
 =========  =========================================================================
 
 Screens are imported when their mode is first shown, so start-up pays only for the first one
@@ -49,8 +50,10 @@ MODE_SCREENS: dict[str, tuple[str, str]] = {
     "runs": ("runs", "RunsScreen"),
     "monitor": ("monitor", "MonitorScreen"),
     "chat": ("chat", "ChatScreen"),
+    "pairs": ("pairs", "PairsScreen"),
 }
-MODE_TITLES = {"setup": "Setup: model, dataset, experiment", "runs": "Runs overview", "monitor": "Monitor", "chat": "Chat"}
+MODE_TITLES = {"setup": "Setup: model, dataset, experiment", "runs": "Runs overview", "monitor": "Monitor", "chat": "Chat",
+               "pairs": "Pairs"}
 
 
 def _screen_factory(module: str, name: str) -> Callable[[], Screen[Any]]:
@@ -150,6 +153,8 @@ class DpoTuiApp(App[int]):
         Binding("2,f3", "mode('runs')", "Runs", id="app.mode.runs", show=False, tooltip="Every run, live"),
         Binding("3,f4", "mode('monitor')", "Monitor", id="app.mode.monitor", show=False, tooltip="The open run's monitor"),
         Binding("4,f5", "mode('chat')", "Chat", id="app.mode.chat", show=False, tooltip="Chat with base and tuned models"),
+        Binding("5,f6", "mode('pairs')", "Pairs", id="app.mode.pairs", show=False,
+                tooltip="Make preference pairs: generate candidates, label them, train on them"),
         Binding("ctrl+p", "command_palette", "Palette", id="app.palette", show=False, tooltip="Search every action"),
         # Priority, so it comes before a screen's own escape (Back, Clear); it applies only while a
         # text box has focus (check_action), and a box with its own escape (the chat prompt) keeps it.
@@ -401,6 +406,12 @@ class DpoTuiApp(App[int]):
         base = self._mode_base("chat")
         if hasattr(base, "set_run"):
             base.set_run(run_id)
+
+    def open_pairs(self, run_id: str, model: str | None = None) -> None:
+        """Switch to the pairs mode with the generate form sampling from ``run_id``'s adapter (round two)."""
+        from .screens.pairs import open_pairs_form
+
+        open_pairs_form(self, run_id, model)
 
     def first_screen_ready(self) -> None:
         """Called once by the first screen when its content is on screen (``bench/startup.py`` hooks it)."""

@@ -377,7 +377,7 @@ def read_rows(folder: Path) -> list[PromptRow]:
 
 def read_hand(folder: Path) -> dict[int, HandLabel]:
     """The folder's hand decisions (replayed by :func:`dpo_tui.core.pairs.queue.read_hand_labels`)."""
-    from .queue import read_hand_labels  # type: ignore[import-not-found]
+    from .queue import read_hand_labels
 
     check_folder(folder, "hand")
     return {int(i): hand_from(d) for i, d in read_hand_labels(folder).items()}

@@ -122,6 +122,8 @@ class MonitorScreen(ConsoleScreen):
         Binding("s", "stop_run", "Stop", id="monitor.stop", tooltip="Stop the run (checkpoint at the next step)"),
         Binding("r", "resume_run", "Resume", id="monitor.resume", tooltip="Resume from the newest complete checkpoint"),
         Binding("c", "chat_run", "Chat", id="monitor.chat", tooltip="Chat with this run's adapter beside the base model"),
+        Binding("P", "pairs_from_run", "Pairs from this run", id="monitor.pairs", show=False,
+                tooltip="Round two: generate candidate pairs from this run's tuned model"),
         Binding("e", "export_run", "Export", id="monitor.export", show=False,
                 tooltip="Export the run: merged weights, GGUF, Ollama, hub"),
         Binding("m", "toggle_smoothing", "Smooth", id="monitor.smooth", tooltip="Toggle curve smoothing (EMA)"),
@@ -456,7 +458,7 @@ class MonitorScreen(ConsoleScreen):
 
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop_run", "resume_run", "chat_run", "export_run", "health_details", "toggle_smoothing") and self.run_id is None:
+        if action in ("stop_run", "resume_run", "chat_run", "export_run", "pairs_from_run", "health_details", "toggle_smoothing") and self.run_id is None:
             return False  # no run open: hidden, the empty state says how to open one
         # Stop and resume never apply together: hide the one that does not (footer room at 80 columns).
         if action == "stop_run":
@@ -484,6 +486,12 @@ class MonitorScreen(ConsoleScreen):
     def action_chat_run(self) -> None:
         if self.run_id:
             self.console.open_chat(self.run_id)
+
+    def action_pairs_from_run(self) -> None:
+        from .pairs import pairs_from_run
+
+        if self.run_id:
+            pairs_from_run(self, self.run_id)
 
     def action_export_run(self) -> None:
         if self.run_id:

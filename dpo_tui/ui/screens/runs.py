@@ -71,6 +71,8 @@ class RunsScreen(ConsoleScreen):
         Binding("s", "stop_run", "Stop", id="runs.stop", tooltip="Stop the highlighted run"),
         Binding("r", "resume_run", "Resume", id="runs.resume", tooltip="Resume the highlighted run"),
         Binding("c", "chat_run", "Chat", id="runs.chat", show=False, tooltip="Chat with the highlighted run"),
+        Binding("P", "pairs_from_run", "Pairs from this run", id="runs.pairs", show=False,
+                tooltip="Round two: generate candidate pairs from this run's tuned model"),
         Binding("e", "export_run", "Export", id="runs.export", show=False,
                 tooltip="Export the run: merged weights, GGUF, Ollama, hub"),
         Binding("space", "toggle_select", "Select", id="runs.select", key_display="␣", tooltip="Select or unselect the run (to compare)"),
@@ -334,7 +336,7 @@ class RunsScreen(ConsoleScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         summary = self.highlighted
-        if action in ("open_monitor", "chat_run", "export_run"):
+        if action in ("open_monitor", "chat_run", "export_run", "pairs_from_run"):
             return True if summary is not None and summary.error is None else None
         if action == "stop_run":
             return True if summary is not None and summary.state in ACTIVE_STATES else None
@@ -359,6 +361,12 @@ class RunsScreen(ConsoleScreen):
     def action_chat_run(self) -> None:
         if self.highlighted_id:
             self.console.open_chat(self.highlighted_id)
+
+    def action_pairs_from_run(self) -> None:
+        from .pairs import pairs_from_run
+
+        if self.highlighted_id:
+            pairs_from_run(self, self.highlighted_id)
 
     def action_export_run(self) -> None:
         if self.highlighted_id:

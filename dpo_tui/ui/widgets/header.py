@@ -17,8 +17,11 @@ from textual.widget import Widget
 
 from ..format import GIB
 
-MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"), ("chat", "4 Chat"))
-MODE_NAMES = {"setup": "Setup", "runs": "Runs", "monitor": "Monitor", "chat": "Chat"}
+MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"), ("chat", "4 Chat"), ("pairs", "5 Pairs"))
+MODE_NAMES = {"setup": "Setup", "runs": "Runs", "monitor": "Monitor", "chat": "Chat", "pairs": "Pairs"}
+SHOWN_WHEN_CURRENT = {"pairs"}
+"""Modes listed only while they are the current one: at 80 columns every label costs the host and
+memory figure words, and the keys list (``?``) and the palette name them everywhere."""
 
 
 def key_label(display: str) -> str:
@@ -111,6 +114,8 @@ class StatusHeader(Widget):
         keys = self.keys
         digits = all(keys.get(mode, digit) == digit for mode, digit in (("setup", "1"), ("runs", "2"), ("monitor", "3"), ("chat", "4")))
         for mode, label in MODE_LABELS:
+            if mode in SHOWN_WHEN_CURRENT and mode != self.mode:
+                continue
             style = "reverse bold" if mode == self.mode else "dim"
             if digits:
                 left.append(f" {label} ", style=style)
