@@ -70,10 +70,14 @@ async def test_train_on_pairs_opens_the_experiment_with_that_dataset(ui_root: Pa
 def pairs_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("DPO_TUI_HOME", str(tmp_path / "home"))
     root = tmp_path / "home" / "pairs"
-    folder = write_candidates(root / "20251126-210000-tiny-chat", [["short", "a longer answer"]] * 3)
     from dpo_tui.core.job_folder import write_status
+    from dpo_tui.core.pairs.plan import plan_pairs
 
-    (folder / "plan.json").write_text(json.dumps({"model": "sample"}))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Q0?\nQ1?\nQ2?\n")
+    plan = plan_pairs(model="sample", prompts=prompts, out=root / "20251126-210000-tiny-chat", n=2)
+    folder = write_candidates(root / "20251126-210000-tiny-chat", [["short", "a longer answer"]] * 3)
+    (folder / "plan.json").write_text(plan.to_json())
     write_status(folder, state="done", created_at=NOW - 60, started_at=NOW - 50, ended_at=NOW - 5, done=3, total=3)
     (folder / "labels.jsonl").write_text(json.dumps({"index": 0, "decision": "a", "chosen": "c0", "rejected": "c1",
                                                      "edited": {}, "t": NOW}) + "\n")

@@ -5,10 +5,7 @@ The folders are written by hand in the formats of the pairs folder (candidates.j
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -56,32 +53,6 @@ class CountingJudge:
 def prompt_row(index: int, *texts: str) -> PromptRow:
     return PromptRow(index, f"Q{index}?", [{"role": "user", "content": f"Q{index}?"}], False,
                      [Candidate(f"c{k}", t, len(t.split()), "eos") for k, t in enumerate(texts)])
-
-
-# -- the stand-ins for the readers of the pairs folder ------------------------------------------------------
-
-@pytest.fixture(autouse=True)
-def pairs_readers(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where ``core/pairs/candidates.py`` / ``queue.py`` are not in this tree yet, minimal readers of the
-    documented formats stand in for them (the real modules are used as soon as they exist)."""
-    if importlib.util.find_spec("dpo_tui.core.pairs.candidates") is None:
-        mod = types.ModuleType("dpo_tui.core.pairs.candidates")
-        mod.read_candidates = lambda d: [json.loads(x) for x in (Path(d) / "candidates.jsonl").read_text().splitlines()
-                                         if x.strip()]  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, mod.__name__, mod)
-    if importlib.util.find_spec("dpo_tui.core.pairs.queue") is None:
-        mod = types.ModuleType("dpo_tui.core.pairs.queue")
-
-        def read_hand_labels(d: Path) -> dict[int, dict]:
-            out: dict[int, dict] = {}
-            for x in (Path(d) / "labels.jsonl").read_text().splitlines():
-                if x.strip():
-                    line = json.loads(x)
-                    out[line["index"]] = line
-            return out
-
-        mod.read_hand_labels = read_hand_labels  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, mod.__name__, mod)
 
 
 def write_folder(d: Path, rows: list[list[str]], conversational: bool = False) -> Path:
