@@ -323,6 +323,8 @@ class RunConfig(BaseModel):
         # `method` is declared before these fields, so it is validated already (absent when it was bad).
         if value and info.field_name == "init_adapter" and info.data.get("method", "lora") == "full":
             raise ValueError("needs method 'lora' or 'qlora': a full fine-tune has no adapter to start from")
+        if value and info.field_name == "init_adapter_run" and not info.data.get("init_adapter"):
+            raise ValueError("is filled in from init_adapter when the run is planned; set init_adapter instead")
         return value
 
     @field_validator("learning_rate", "max_grad_norm")

@@ -118,6 +118,9 @@ def test_full_fine_tuning_cannot_start_from_an_adapter(runs_root: Path) -> None:
     # A config that skipped validation is refused at planning too.
     unchecked = RunConfig().model_copy(update={"method": "full", "init_adapter": run.id})
     assert "needs method 'lora' or 'qlora'" in refusal(unchecked, runs_root)
+    with pytest.raises(UserError) as caught:
+        build_config({"init_adapter_run": run.id})
+    assert caught.value.problems[0].field.startswith("init_adapter_run")
 
 
 def test_other_unusable_adapters_are_refused(runs_root: Path, tmp_path: Path) -> None:
