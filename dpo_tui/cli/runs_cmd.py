@@ -21,6 +21,7 @@ from ..core import runs as runs_mod
 from ..core.config import FREE_TEXT_LISTS, RunConfig, load_config
 from ..core.config_fields import field_kind
 from ..core.errors import UserError
+from ..core.init_adapter import resolve_init_adapter
 from ..core.mapping import parse_map
 from ..core.numfmt import column_widths, num, steps
 from ..core.preflight import check_inputs, preflight_warnings
@@ -86,12 +87,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    root = paths.runs_root(args.runs_dir)
+    config, adapter_notes = resolve_init_adapter(config, root)  # --init-adapter RUN or FOLDER → its absolute folder
     check_inputs(config)
-    for warning in preflight_warnings(config):
+    for warning in [*adapter_notes, *preflight_warnings(config)]:
         print(f"Warning: {warning}", file=sys.stderr)
     if config.trust_remote_code:
         print(f"Warning: {trust_remote_code_warning(config.model)}", file=sys.stderr)
-    root = paths.runs_root(args.runs_dir)
     run = runs_mod.create_run(root, config)
     try:
         runs_mod.launch(run)

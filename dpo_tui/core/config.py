@@ -167,6 +167,10 @@ class RunConfig(BaseModel):
     """Dropout on the LoRA path, in [0, 1)."""
     lora_target_modules: list[str] = Field(default_factory=lambda: ["all-linear"])
     """Modules that get adapters: ``all-linear`` or names such as ``q_proj, v_proj``. Never ``lm_head``."""
+    init_adapter: str = ""
+    """Start from a previous run's LoRA adapter: a run id or name, or an adapter folder. Its rank, alpha and targets replace the ones above; the reference stays the base model (docs/training.md)."""
+    init_adapter_run: str = ""
+    """The run ``init_adapter`` came from, filled in when the run is planned (empty for an adapter folder of no run)."""
 
     # --- optimisation -------------------------------------------------------------------
     learning_rate: float = 5e-6
@@ -310,6 +314,17 @@ class RunConfig(BaseModel):
             raise ValueError("name at least one module, or 'all-linear'")
         if any(v == "lm_head" or v.endswith(".lm_head") for v in value):
             raise ValueError("lm_head cannot carry a LoRA adapter in DPO (TRL raises); remove it")
+        return value
+
+    @field_validator("init_adapter", "init_adapter_run")
+    @classmethod
+    def _init_adapter(cls, value: str, info: ValidationInfo) -> str:
+        value = value.strip()
+        # `method` is declared before these fields, so it is validated already (absent when it was bad).
+        if value and info.field_name == "init_adapter" and info.data.get("method", "lora") == "full":
+            raise ValueError("needs method 'lora' or 'qlora': a full fine-tune has no adapter to start from")
+        if value and info.field_name == "init_adapter_run" and not info.data.get("init_adapter"):
+            raise ValueError("is filled in from init_adapter when the run is planned; set init_adapter instead")
         return value
 
     @field_validator("learning_rate", "max_grad_norm")

@@ -17,7 +17,7 @@ from ..core.mapping import parse_map
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What to train", ("model", "model_revision", "trust_remote_code", "dataset", "dataset_split", "column_map", "name", "group")),
     ("DPO objective", ("beta", "loss_type", "label_smoothing")),
-    ("Adapter", ("method", "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules")),
+    ("Adapter", ("method", "lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules", "init_adapter", "init_adapter_run")),
     (
         "Optimisation",
         (

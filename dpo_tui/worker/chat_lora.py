@@ -15,26 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core import chat_protocol as P
+from ..core.model_fingerprint import fingerprint, fingerprint_diffs
 from .chat_io import RequestError
-
-FINGERPRINT_KEYS = (
-    "model_type",
-    "hidden_size",
-    "num_hidden_layers",
-    "vocab_size",
-    "intermediate_size",
-    "num_attention_heads",
-    "num_key_value_heads",
-)
-
-
-def fingerprint(config: dict[str, Any]) -> dict[str, Any]:
-    text_config = config.get("text_config")
-    cfg: dict[str, Any] = text_config if isinstance(text_config, dict) else config
-    out = {k: cfg.get(k) for k in FINGERPRINT_KEYS if cfg.get(k) is not None}
-    if config.get("architectures"):
-        out["architectures"] = config["architectures"]
-    return out
 
 
 def check_adapter_base(model: Any, model_path: str, path: Path, acfg: dict[str, Any]) -> None:
@@ -51,7 +33,7 @@ def check_adapter_base(model: Any, model_path: str, path: Path, acfg: dict[str, 
             theirs = fingerprint(json.loads(rec_cfg.read_text()))
         except (OSError, ValueError):
             theirs = {}
-        diffs = [f"{k} {theirs[k]} ≠ {mine[k]}" for k in FINGERPRINT_KEYS if k in theirs and k in mine and theirs[k] != mine[k]]
+        diffs = fingerprint_diffs(theirs, mine)
         if diffs:
             raise RequestError(
                 "adapter_mismatch",

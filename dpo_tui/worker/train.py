@@ -7,7 +7,9 @@ supervisor (``worker/supervise.py``) in a detached session.
 
 Behaviour the console relies on (``docs/design/trl-facts.md``, ``docs/design/processes.md``):
 
-- LoRA through ``peft_config``: the reference is the adapter-disabled base, no second copy.
+- LoRA through ``peft_config``: the reference is the adapter-disabled base, no second copy. A run
+  with ``init_adapter`` hands TRL the base with that adapter loaded trainable; the reference is
+  still the adapter-disabled base (``docs/training.md``).
 - Weights load in the configured dtype (TRL would load a string model in fp32).
 - Metrics are logged every step with ``logging_nan_inf_filter`` off; a non-finite loss, reward,
   log-prob or gradient norm stops the run as ``failed``/``nan`` without saving over good checkpoints.
@@ -178,6 +180,7 @@ def train(run: Run, resume_from: Path | None) -> int:
             ev.STARTED, max_steps=max_steps, examples=kept, eval_examples=len(eval_ds) if eval_ds is not None else 0,
             world_size=world, device=device, precision="bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",  # what build_trainer chose
             versions=library_versions(), resume_step=reporter.step if resume_from else None, **reporter.identity,
+            **({"init_adapter": config.init_adapter, "init_adapter_run": config.init_adapter_run} if config.init_adapter else {}),
         )
         reporter.set_phase("training")
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

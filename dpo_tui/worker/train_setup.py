@@ -134,7 +134,9 @@ def build_trainer(config: RunConfig, reporter: Reporter, stop: StopRequested, tr
         return None
 
     peft_config = None
-    if config.method in ("lora", "qlora"):
+    if config.init_adapter:
+        model = load_init_adapter(model, model_path, config)
+    elif config.method in ("lora", "qlora"):
         from peft import LoraConfig
 
         targets: Any = "all-linear" if config.lora_target_modules == ["all-linear"] else list(config.lora_target_modules)
@@ -201,8 +203,61 @@ def build_trainer(config: RunConfig, reporter: Reporter, stop: StopRequested, tr
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)
+    if config.init_adapter:
+        reference_is_base(trainer.model)
     install_save_fault(trainer)
     return trainer
+
+
+def load_init_adapter(model: Any, model_path: str, config: RunConfig) -> Any:
+    """The base with the previous run's adapter on it, trainable, for ``DPOTrainer`` without a ``peft_config``.
+
+    The reference is the original base model, not the adapter this run starts from (:func:`reference_is_base`).
+    The adapter's shape (rank, alpha, targets) is its own; only the dropout follows this run's config.
+    """
+    import json
+    from pathlib import Path
+
+    from peft import PeftConfig, PeftModel
+
+    from .chat_io import RequestError
+    from .chat_lora import check_adapter_base
+
+    folder = Path(config.init_adapter)
+    moved = "the adapter folder changed since the run was planned; plan the run again (`dpo-tui train --init-adapter ...`)"
+    try:
+        acfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+        check_adapter_base(model, model_path, folder, acfg)
+        peft_config = PeftConfig.from_pretrained(str(folder))
+    except RequestError as exc:
+        raise RunFailed("config", f"init_adapter: {exc.message}", f"start from an adapter trained on {config.model}") from None
+    except (OSError, ValueError) as exc:
+        raise RunFailed("config", f"init_adapter {folder}: {first_line(exc)}", moved) from None
+    peft_config.lora_dropout = config.lora_dropout
+    if config.method == "qlora":
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    try:
+        model = PeftModel.from_pretrained(model, str(folder), config=peft_config, is_trainable=True)
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise RunFailed("config", f"init_adapter {folder}: cannot load the adapter: {first_line(exc)}", moved) from None
+    if config.gradient_checkpointing:
+        # Checkpointed blocks need an input that requires grad, or the frozen base gives the adapter no gradient.
+        model.enable_input_require_grads()
+    return model
+
+
+def reference_is_base(model: Any) -> None:
+    """Make the base model (adapter disabled) the reference of a run that started from an adapter.
+
+    Given a PeftModel, TRL 1.16 copies its starting adapter into a frozen adapter named ``ref`` and uses
+    that as the reference, which anchors round two on the round-one policy. dpo-tui anchors every round
+    on the base instead (``docs/training.md`` says why); without a ``ref`` adapter TRL computes the
+    reference with the adapters disabled. The optimizer does not exist yet, so nothing else holds the copy.
+    """
+    if "ref" in getattr(model, "peft_config", {}):
+        model.delete_adapter("ref")
 
 
 def install_save_fault(trainer: Any) -> None:

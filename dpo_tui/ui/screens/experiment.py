@@ -431,9 +431,11 @@ class ExperimentScreen(ConsoleScreen):
     @work(thread=True, exclusive=True, group="experiment-launch", exit_on_error=False, description="launch the run")
     def _launch(self, config: RunConfig) -> None:
         from ...core import runs
+        from ...core.init_adapter import resolve_init_adapter
 
         services = self.services
         try:
+            config, adapter_notes = resolve_init_adapter(config, services.runs_root)  # a run id → its adapter folder
             services.preflight(config)  # the same checks as `dpo-tui train`: nothing is created on bad input
             run = runs.create_run(services.runs_root, config)
         except UserError as exc:
@@ -448,6 +450,8 @@ class ExperimentScreen(ConsoleScreen):
             self.post_message(Notice("Launch", f"Could not start {run.id}: {text}", "error"))
             self.post_message(RunLaunched(""))
             return
+        if adapter_notes:
+            self.post_message(Notice("Launch", "\n".join(adapter_notes), "warning"))
         self.post_message(RunLaunched(run.id))
 
     @on(RunLaunched)
