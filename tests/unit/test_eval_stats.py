@@ -106,18 +106,22 @@ def test_length_controlled_equals_raw_when_lengths_are_equal():
 
 
 def test_length_controlled_is_lower_when_tuned_wins_only_by_being_longer():
-    # Tuned answers are mostly longer and the judge picks the longer answer with some noise: tuned wins 9 of
-    # 10 when longer, 1 of 3 when shorter, and at equal length one win, one loss, one tie. Raw rate 11.5/16.
-    diffs = [20, 25, 30, 15, 22, 28, 18, 26, 24, 21, -20, -25, -15, 0, 0, 0]
-    outcomes = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 0, 1, 0, 0.5]
+    # Tuned answers are mostly longer and the judge prefers the longer answer, with noise: tuned wins 15 of 18
+    # when 20 words longer, 1 of 6 when 20 words shorter (the mirror image), and half at equal length. The
+    # logistic model fits these exactly, so at equal length the rate is 1/2 while the raw rate is 18/28.
+    diffs = [20] * 18 + [-20] * 6 + [0] * 4
+    outcomes = [1] * 15 + [0] * 3 + [1] + [0] * 5 + [1, 0, 0.5, 0.5]
     raw = win_rate([Verdict("a") if o == 1 else Verdict("b") if o == 0 else Verdict("tie") for o in outcomes])
-    assert raw["win_rate"] == pytest.approx(11.5 / 16)
+    assert raw["win_rate"] == pytest.approx(18 / 28)
     lc = length_controlled_win_rate(outcomes, diffs)
-    assert lc is not None and lc < raw["win_rate"] - 0.1 and abs(lc - 0.5) < 0.15
+    assert lc == pytest.approx(0.5, abs=0.01) and lc < raw["win_rate"] - 0.1
     # Perfectly separable (wins exactly when longer, mostly longer): the ridge keeps the fit finite and the
     # rate at equal length far below the raw 0.8.
     sep = length_controlled_win_rate([1.0] * 8 + [0.0] * 2, [10, 12, 14, 16, 18, 20, 22, 24, -10, -12])
     assert sep is not None and sep < 0.7
+    # Every answer the same amount longer: length and intercept cannot be told apart; the fit stays finite.
+    same = length_controlled_win_rate([1.0] * 9 + [0.0], [5.0] * 10)
+    assert same is not None and 0.5 < same < 0.9
 
 
 def test_length_controlled_needs_five_decided_verdicts():

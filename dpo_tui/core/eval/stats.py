@@ -195,7 +195,7 @@ def length_controlled_win_rate(outcomes: Sequence[float], length_diffs: Sequence
     for _ in range(100):
         g0 = ridge * a
         g1 = ridge * b
-        h00 = h01 = h11 = ridge
+        h00, h01, h11 = ridge, 0.0, ridge
         for y, z in zip(ys, zs, strict=True):
             p = _sigmoid(a + b * z)
             w = p * (1.0 - p)
