@@ -3,7 +3,7 @@
 ``dpo-tui eval`` on a run of the bundled sample measures three things beyond answer length, and each needs
 material the sample model was never *preferred* on (the held-out subjects of ``scripts/build_sample_prefs.py``):
 
-    heldout_facts.jsonl   one fact per held-out subject that has a one-word answer the base model knows
+    heldout_facts.jsonl   one fact (its key word) per held-out subject the base model answers right
                           (``{"prompt", "expected", "match"}``; see ``dpo_tui.core.eval.facts``), so "facts
                           kept" shows whether shortening the answers also dropped what they say
     heldout_pairs.jsonl   standard-form pairs on the held-out prompts (concise chosen, verbose rejected, built
@@ -54,22 +54,29 @@ KEY_WORDS = {
     "a bike vs a car": "pedals",
 }
 
-# Held-out subjects whose fact the base sample model never states (see --check); left out of the facts file.
-UNKNOWN_TO_BASE: frozenset[str] = frozenset()
+# Held-out subjects whose fact the base sample model does not state when asked the fact's prompt (see --check;
+# 26 of 27 right with sample_data/tiny-chat): left out of the facts file. "What is the difference between a
+# river and a lake?" gets the definition of a river instead.
+UNKNOWN_TO_BASE: frozenset[str] = frozenset({"a river vs a lake"})
+
+
+def _whole_word(word: str) -> tuple[str, str]:
+    # A short key word would "contain"-match inside another word ("ice" in the verbose style's "twice",
+    # "K" in "kind"), so those facts match the whole word only.
+    return rf"\b{re.escape(word)}\b", "regex"
 
 
 def _expected(kind: str, subject: str) -> tuple[str, str]:
-    """(expected, match) for one held-out subject."""
+    """(expected, match) for one held-out subject: city names and years as text, other key words whole."""
     if kind == "capital":
         return dict(prefs.CAPITALS)[subject], "contains"
-    if kind == "symbol":
-        # A one- or two-letter symbol would "contain"-match inside any word ("K" in "kind"): whole word only.
-        return rf"\b{re.escape(dict(prefs.ELEMENTS)[subject])}\b", "regex"
-    if kind == "legs":
-        return dict(prefs.LEGS)[subject], "contains"
     if kind == "date":
         return {f"{e} {v}": year for e, v, _vp, year in prefs.EVENTS}[subject], "contains"
-    return KEY_WORDS[subject], "contains"
+    if kind == "symbol":
+        return _whole_word(dict(prefs.ELEMENTS)[subject])
+    if kind == "legs":
+        return _whole_word(dict(prefs.LEGS)[subject])
+    return _whole_word(KEY_WORDS[subject])
 
 
 def build_facts() -> list[dict]:

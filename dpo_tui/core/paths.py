@@ -58,3 +58,11 @@ def sample_conversational_dataset_path() -> Path:
 
 def sample_heldout_prompts_path() -> Path:
     return sample_data_dir() / "prefs" / "heldout_prompts.txt"
+
+
+def sample_heldout_facts_path() -> Path:
+    return sample_data_dir() / "prefs" / "heldout_facts.jsonl"
+
+
+def sample_heldout_pairs_path() -> Path:
+    return sample_data_dir() / "prefs" / "heldout_pairs.jsonl"
