@@ -65,6 +65,7 @@ def _behaviour(prompts: list[PromptResult], seed: int) -> Behaviour:
 
 
 def _pairs(pairs: list[PairScore], source: str, beta: float | None) -> PairAccuracy:
+    # The rewards already carry β; a run without a known β still gets its accuracy, with β shown as 0.
     right = sum(1 for s in pairs if s.margin > 0)
     return PairAccuracy(source=source, n=len(pairs), accuracy=right / len(pairs),
                         accuracy_ci=proportion_ci(right, len(pairs), CI_LEVEL),
