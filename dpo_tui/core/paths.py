@@ -63,3 +63,11 @@ def sample_heldout_prompts_path() -> Path:
 def pairs_root() -> Path:
     """Where the console puts pair-making jobs by default (``dpo-tui pairs list`` looks here)."""
     return data_home() / "pairs"
+
+
+def sample_heldout_facts_path() -> Path:
+    return sample_data_dir() / "prefs" / "heldout_facts.jsonl"
+
+
+def sample_heldout_pairs_path() -> Path:
+    return sample_data_dir() / "prefs" / "heldout_pairs.jsonl"

@@ -97,7 +97,6 @@ def test_job_answers_base_and_tuned_with_verdicts(judged_job: Path) -> None:
     assert done[-1]["done"] == done[-1]["total"] == len(PROMPTS)
 
 
-@pytest.mark.xfail(strict=True, reason="build_report lands from branch EC")
 def test_job_writes_the_report(judged_job: Path, trained_run: Run) -> None:
     from dpo_tui.core.eval.report import read_report
 

@@ -159,7 +159,7 @@ def _check_facts(path: str) -> None:
     if not Path(path).expanduser().is_file():
         raise UserError(f"No facts file at {path}", hint='one {"prompt", "expected"} object per line (.jsonl)')
     try:
-        from .facts import read_facts  # type: ignore[import-not-found, unused-ignore]  # lands with the report builder
+        from .facts import read_facts
     except ImportError:  # pragma: no cover - the facts reader ships with the report builder
         return
     read_facts(Path(path).expanduser())

@@ -178,7 +178,7 @@ class EvalJob:
         return self.write_reports(bool(facts), bool(pairs))
 
     def write_reports(self, has_facts: bool, has_pairs: bool) -> dict[str, str]:
-        from ...core.eval.build import build_report  # type: ignore[import-not-found, unused-ignore]  # lands with the report builder
+        from ...core.eval.build import build_report
         from ...core.eval.report import EvalSettings, write_report
         from ...core.judge import parse_judge_spec
 

@@ -88,7 +88,7 @@ def load_prompts(plan: EvalPlan) -> list[Prompt]:
 def load_facts(plan: EvalPlan) -> list[Prompt]:
     if not plan.facts_file:
         return []
-    from ...core.eval.facts import read_facts  # type: ignore[import-not-found, unused-ignore]  # lands with the report builder
+    from ...core.eval.facts import read_facts
 
     return [Prompt([{"role": "user", "content": f.prompt}], f.prompt, f.expected, f.match)
             for f in read_facts(Path(plan.facts_file))]
