@@ -203,9 +203,8 @@ def plan_eval(runs_root: Path | str, run_ids: list[str], prompts: str | None = N
     if prompts is None:
         if first.dataset == "sample":
             prompts = str(paths.sample_heldout_prompts_path())
-            prefs = paths.sample_data_dir() / "prefs"
-            facts = facts or (str(prefs / "heldout_facts.jsonl") if (prefs / "heldout_facts.jsonl").is_file() else None)
-            pairs = pairs or (str(prefs / "heldout_pairs.jsonl") if (prefs / "heldout_pairs.jsonl").is_file() else None)
+            facts = facts or str(paths.sample_heldout_facts_path())
+            pairs = pairs or str(paths.sample_heldout_pairs_path())
         elif first.eval_fraction > 0:
             prompts = EVAL_SPLIT
         else:
