@@ -155,8 +155,8 @@ def header_lines(report: EvalReport) -> list[str]:
     beta = f" · β={report.beta:g}" if report.beta is not None else ""
     return [
         f"{report.run_id} · {report.checkpoint}{beta} · base {report.base_model}",
-        " · ".join(material) + f" · judge {judge} · samples {s.samples} · max {s.max_new_tokens} tokens",
-        f"eval {report.id} · {when}" + (f" · {report.device}" if report.device else ""),
+        " · ".join(material),
+        f"judge {judge} · samples {s.samples} · eval {report.id}, {when}",
     ]
 
 

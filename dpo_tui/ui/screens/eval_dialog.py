@@ -58,7 +58,8 @@ def judge_problem(text: str) -> str:
     try:
         parse_judge_spec(text)
     except UserError as exc:
-        return exc.summary + (f" ({exc.hint})" if getattr(exc, "hint", None) else "")
+        what = "; ".join(p.message for p in exc.problems) or exc.summary  # the field is the judge's own: no "--judge"
+        return what + (f" ({exc.hint})" if exc.hint else "")
     return ""
 
 

@@ -61,6 +61,8 @@ def load_ladder(root: Path, run_ids: list[str]) -> Ladder:
             config = {"beta": good[-1].beta}
         config.pop("group", None)
         found.append((run_id, config, good[-1]))
+    if all(report.beta is not None for _, _, report in found):
+        found.sort(key=lambda item: item[2].beta or 0.0)  # a ladder reads in β order, like its chart
     ids = [run_id for run_id, _, _ in found]
     labels = legend_labels([c for _, c, _ in found], ids) if found else []
     return Ladder([(run_id, label, report) for (run_id, _, report), label in zip(found, labels, strict=True)], missing)
@@ -168,7 +170,7 @@ class TradeoffScreen(ConsoleScreen):
         ladder = self.ladder or Ladder()
         reports = [report for _, _, report in ladder.items]
         title = Text(f"Trade-off of {len(ladder.items)} evaluated run{'s' if len(ladder.items) != 1 else ''}", style="bold")
-        title.append(f" · x: mean words change vs base · y: {self.y_kind} (y switches) · ◆ base")
+        title.append(f" · x: words change · y: {self.y_kind} · ◆ base")
         self.query_one("#tradeoff-title", TextPanel).show(title)
         points = view.tradeoff_points(ladder.items, self.y_kind)
         self.query_one(TradeoffChart).set_points(points, view.base_y(reports, self.y_kind))
