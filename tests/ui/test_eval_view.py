@@ -255,3 +255,27 @@ async def test_a_started_evaluation_is_followed_on_the_runs_screen(ui_root: Path
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
         panel = app.screen.query_one(EvalPanel)
         await until(pilot, lambda: panel.display and "R shows the results" in screen_text(app))
+
+
+async def test_compare_shows_eval_rows_and_the_monitor_opens_the_eval_view(ui_root: Path, ladder: list[Path]) -> None:
+    from dpo_tui.ui.screens.compare import CompareScreen, metric_rows
+    from dpo_tui.ui.screens.monitor import MonitorScreen
+
+    app = DpoTuiApp(make_services(ui_root))
+    async with app.run_test(size=SIZE) as pilot:
+        await on_runs(pilot)
+        app.push_screen(CompareScreen([RUNS[0], PLAIN]))
+        await until(pilot, lambda: isinstance(app.screen, CompareScreen) and app.screen.comparison is not None)
+        rows = {str(row[0]): [str(c) for c in row[1:]] for row in metric_rows(app.screen.comparison)}
+        assert rows["eval: words change"] == ["−52% ✓ sig", "–"] and rows["eval: facts (tuned)"] == ["67%", "–"]
+        app.pop_screen()
+        app.open_monitor(RUNS[1])
+        await until(pilot, lambda: isinstance(app.screen, MonitorScreen) and app.screen.run_id == RUNS[1])
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, EvalViewScreen) and app.screen.loaded)
+        assert app.screen.run_id == RUNS[1] and app.screen.report is not None
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, MonitorScreen))
+        await pilot.press("E")
+        await until(pilot, lambda: isinstance(app.screen, EvalDialog))
+        assert app.screen.run_ids == [RUNS[1]]

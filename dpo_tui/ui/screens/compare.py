@@ -205,7 +205,9 @@ def metric_rows(comparison: Comparison) -> list[list[Text | str]]:
         rows.append(cells)
     from ...core.eval.view import compare_rows
 
-    rows.extend(compare_rows([r.eval_report for r in runs]))  # none when no run has been evaluated
+    for extra in compare_rows([r.eval_report for r in runs]):  # none when no run has been evaluated
+        eval_cells: list[Text | str] = [*extra]
+        rows.append(eval_cells)
     return rows
 
 

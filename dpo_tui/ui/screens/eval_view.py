@@ -77,7 +77,7 @@ class EvalViewScreen(ConsoleScreen):
         yield StatusHeader()
         yield TextPanel(id="eval-header")
         yield TextPanel(id="eval-bad")
-        metrics = DataTable(id="eval-metrics", cursor_type="none", zebra_stripes=True)
+        metrics: DataTable[Any] = DataTable(id="eval-metrics", cursor_type="none", zebra_stripes=True)
         metrics.can_focus = False
         yield metrics
         yield TextPanel(id="eval-prompts-title")
