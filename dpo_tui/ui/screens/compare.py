@@ -66,6 +66,8 @@ class ComparedRun:
     final: dict[str, float]
     best: dict[str, float]
     step: int = 0
+    eval_report: Any = None
+    """The run's newest evaluation report (``core.eval.report.EvalReport``), if it has one."""
 
 
 @dataclass
@@ -114,6 +116,7 @@ def short_ids(ids: list[str], width: int) -> list[str]:
 def load_comparison(root: Path, ids: list[str]) -> Comparison:
     """Fold each run's events; an unreadable run is reported in ``errors`` and left out."""
     from ...core.compare import config_diff, legend_labels, load_metrics
+    from ...core.eval.report import latest_report
     from ...core.runs import Run
 
     loaded = []
@@ -130,6 +133,7 @@ def load_comparison(root: Path, ids: list[str]) -> Comparison:
             errors.append(f"{run_id}: {exc.strerror or exc}")
             continue
         loaded.append((run_id, state, metrics))
+    reports = {run_id: latest_report(root / run_id) for run_id, _, _ in loaded}
     configs = [m.config for _, _, m in loaded]
     # The group names runs, it does not change them: "group=" in a legend would only add noise.
     plain = [{k: v for k, v in c.items() if k not in LEGEND_IGNORES} for c in configs]
@@ -147,6 +151,7 @@ def load_comparison(root: Path, ids: list[str]) -> Comparison:
             final=m.final(),
             best=m.best(),
             step=m.history.step,
+            eval_report=reports.get(run_id),
         )
         for (run_id, state, m), label in zip(loaded, labels, strict=True)
     ]
@@ -176,7 +181,8 @@ def diff_rows(comparison: Comparison, id_width: int = 40) -> list[list[str]]:
 
 
 def metric_rows(comparison: Comparison) -> list[list[Text | str]]:
-    """``[metric, "final (best)" per run…]``; the run with the best final value of a metric is bold."""
+    """``[metric, "final (best)" per run…]``; the run with the best final value of a metric is bold. Then
+    the newest evaluation's words change, facts, pair accuracy and win rate when any run has one."""
     from ...core.compare import BETTER
 
     runs = comparison.runs
@@ -197,6 +203,11 @@ def metric_rows(comparison: Comparison) -> list[list[Text | str]]:
             text = metric(final) + (f" ({metric(best)})" if best is not None and best != final else "")
             cells.append(Text(text, style="bold") if winner is not None and final == winner else text)
         rows.append(cells)
+    from ...core.eval.view import compare_rows
+
+    for extra in compare_rows([r.eval_report for r in runs]):  # none when no run has been evaluated
+        eval_cells: list[Text | str] = [*extra]
+        rows.append(eval_cells)
     return rows
 
 

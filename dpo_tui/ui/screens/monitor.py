@@ -56,6 +56,7 @@ from ..widgets.run_panels import (
     tail_lines,
 )
 from .base import ConsoleScreen
+from .eval_dialog import open_eval, open_results
 from .export_dialog import open_export
 
 LOG_TAIL_BYTES = 16384
@@ -126,6 +127,8 @@ class MonitorScreen(ConsoleScreen):
                 tooltip="Round two: generate candidate pairs from this run's tuned model"),
         Binding("e", "export_run", "Export", id="monitor.export", show=False,
                 tooltip="Export the run: merged weights, GGUF, Ollama, hub"),
+        Binding("E", "evaluate", "Evaluate", id="monitor.evaluate", show=False, tooltip="Evaluate this run against its base"),
+        Binding("R", "eval_results", "Eval results", id="monitor.eval-results", show=False, tooltip="This run's evaluation"),
         Binding("m", "toggle_smoothing", "Smooth", id="monitor.smooth", tooltip="Toggle curve smoothing (EMA)"),
         Binding("h", "health_details", "Health", id="monitor.health", tooltip="Every health finding, not just the headline"),
         Binding("escape", "back", "Runs", id="monitor.back", tooltip="Back to the runs overview"),
@@ -458,7 +461,8 @@ class MonitorScreen(ConsoleScreen):
 
     # --- actions --------------------------------------------------------------------------------
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("stop_run", "resume_run", "chat_run", "export_run", "pairs_from_run", "health_details", "toggle_smoothing") and self.run_id is None:
+        if action in ("stop_run", "resume_run", "chat_run", "export_run", "pairs_from_run", "evaluate", "eval_results",
+                      "health_details", "toggle_smoothing") and self.run_id is None:
             return False  # no run open: hidden, the empty state says how to open one
         # Stop and resume never apply together: hide the one that does not (footer room at 80 columns).
         if action == "stop_run":
@@ -496,6 +500,12 @@ class MonitorScreen(ConsoleScreen):
     def action_export_run(self) -> None:
         if self.run_id:
             open_export(self, self.run_id)
+
+    def action_evaluate(self) -> None:
+        open_eval(self, [self.run_id] if self.run_id else [])
+
+    def action_eval_results(self) -> None:
+        open_results(self, [self.run_id] if self.run_id else [])
 
     def action_stop_run(self) -> None:
         if self.run_id is not None:

@@ -19,7 +19,7 @@ delete and cancel-a-ladder questions are in ``runs_dialogs.py``.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +31,7 @@ from textual.widgets import DataTable, Input
 
 from ...core.errors import UserError
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
+from ..eval_watch import EvalPanel
 from ..export_watch import ExportPanel
 from ..messages import Latest, Notice, Snapshot
 from ..run_actions import ask_stop, start_resume
@@ -75,6 +76,10 @@ class RunsScreen(ConsoleScreen):
                 tooltip="Round two: generate candidate pairs from this run's tuned model"),
         Binding("e", "export_run", "Export", id="runs.export", show=False,
                 tooltip="Export the run: merged weights, GGUF, Ollama, hub"),
+        Binding("E", "evaluate", "Evaluate", id="runs.evaluate", show=False,
+                tooltip="Evaluate the highlighted run (or the selected runs) against the base"),
+        Binding("R", "eval_results", "Eval results", id="runs.eval-results", show=False,
+                tooltip="The highlighted run's evaluation; with several selected, the trade-off chart"),
         Binding("space", "toggle_select", "Select", id="runs.select", key_display="␣", tooltip="Select or unselect the run (to compare)"),
         Binding("v", "compare", "Compare", id="runs.compare", tooltip="Overlay the selected runs' curves, diff configs"),
         Binding("slash", "focus_filter", "Filter", id="runs.filter", tooltip="Filter by id, model, dataset, group or state"),
@@ -105,6 +110,8 @@ class RunsScreen(ConsoleScreen):
         summaries: list[RunSummary]
         error: str | None = None
         ticket: int = 0
+        evals: dict[str, str] = field(default_factory=dict)
+        """Run id → its newest evaluation in a few words (runs without one are left out)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -120,6 +127,9 @@ class RunsScreen(ConsoleScreen):
         self._id_width = 0
         self._pending_group: str | None = None
         self._lister: RunLister | None = None
+        self._eval_lines: Any = None
+        """``core.eval.view.SummaryCache``, made in the listing worker (it imports pydantic)."""
+        self.evals: dict[str, str] = {}
         """Made in the worker (core.runs is not imported before the first paint)."""
         self._lister_lock = threading.Lock()
         self._listings = Latest()
@@ -135,6 +145,7 @@ class RunsScreen(ConsoleScreen):
         yield table
         yield TextPanel(id="runs-detail")
         yield ExportPanel(self.services.runs_root, id="runs-exports")
+        yield EvalPanel(self.services.runs_root, id="runs-evals")
         yield ConsoleFooter(compact=True)  # this screen has many keys: compact keeps Quit and Keys on screen at 80 columns
 
     def _add_columns(self, table: DataTable[Any], id_width: int) -> None:
@@ -179,11 +190,13 @@ class RunsScreen(ConsoleScreen):
         # ``exclusive`` cannot interrupt a thread: a slow listing may still be running when a newer
         # one (after a delete, say) starts, so each listing carries its ticket and the lister
         # is used by one thread at a time.
+        from ...core.eval.view import SummaryCache
         from ...core.runs import RunLister
 
         with self._lister_lock:
             if self._lister is None:
                 self._lister = RunLister()
+                self._eval_lines = SummaryCache()
             try:
                 summaries = self._lister.list(root, reconcile=False)
             except UserError as exc:
@@ -192,7 +205,8 @@ class RunsScreen(ConsoleScreen):
             except OSError as exc:
                 self.post_message(self.RunsListed([], f"cannot read {root}: {exc.strerror or exc}", ticket=ticket))
                 return
-        self.post_message(self.RunsListed(summaries, ticket=ticket))
+            evals = self._eval_lines.lines({s.id: s.path for s in summaries if s.error is None})
+        self.post_message(self.RunsListed(summaries, ticket=ticket, evals=evals))
 
     @on(RunsListed)
     def _runs_listed(self, message: RunsListed) -> None:
@@ -200,6 +214,7 @@ class RunsScreen(ConsoleScreen):
             return  # an older listing that finished late
         self.summaries = {s.id: s for s in message.summaries}
         self.error = message.error
+        self.evals = message.evals
         self.listed = True
         self.selected &= set(self.summaries)
         if self._pending_group is not None:
@@ -294,7 +309,8 @@ class RunsScreen(ConsoleScreen):
 
     def _show_detail(self) -> None:
         summary = self.highlighted
-        self.query_one("#runs-detail", TextPanel).show(detail_text(summary, self.services.clock()))
+        evals = self.evals.get(summary.id) if summary is not None else None
+        self.query_one("#runs-detail", TextPanel).show(detail_text(summary, self.services.clock(), evals))
 
     @property
     def highlighted_id(self) -> str | None:
@@ -336,7 +352,7 @@ class RunsScreen(ConsoleScreen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         summary = self.highlighted
-        if action in ("open_monitor", "chat_run", "export_run", "pairs_from_run"):
+        if action in ("open_monitor", "chat_run", "export_run", "pairs_from_run", "evaluate", "eval_results"):
             return True if summary is not None and summary.error is None else None
         if action == "stop_run":
             return True if summary is not None and summary.state in ACTIVE_STATES else None
@@ -371,6 +387,22 @@ class RunsScreen(ConsoleScreen):
     def action_export_run(self) -> None:
         if self.highlighted_id:
             open_export(self, self.highlighted_id)
+
+    def _eval_ids(self) -> list[str]:
+        """The selected runs when two or more are (a ladder's group), else the highlighted one."""
+        ids = self._compare_ids()
+        summary = self.highlighted
+        return ids if len(ids) >= 2 else ([summary.id] if summary is not None and summary.error is None else [])
+
+    def action_evaluate(self) -> None:
+        from .eval_dialog import open_eval
+
+        open_eval(self, self._eval_ids())
+
+    def action_eval_results(self) -> None:
+        from .eval_dialog import open_results
+
+        open_results(self, self._eval_ids())
 
     def action_new_run(self) -> None:
         self.app.switch_mode("setup")

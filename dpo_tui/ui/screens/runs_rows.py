@@ -177,7 +177,8 @@ def row_cells(summary: RunSummary, now: float, selected: bool = False, id_width:
     ]
 
 
-def detail_text(summary: RunSummary | None, now: float) -> Text:
+def detail_text(summary: RunSummary | None, now: float, evals: str | None = None) -> Text:
+    """The line under the table; ``evals`` is the run's newest evaluation in a few words (``R`` opens it)."""
     if summary is None:
         return Text("")
     if summary.error:
@@ -204,6 +205,8 @@ def detail_text(summary: RunSummary | None, now: float) -> Text:
         parts.append(f"data {dataset_label(summary.dataset)}")
     if summary.group:
         parts.append(f"group {summary.group}")
+    if evals:
+        parts.append(f"eval: {evals} (R)")
     return Text(" · ".join(parts))
 
 
