@@ -253,7 +253,8 @@ async def test_a_started_evaluation_is_followed_on_the_runs_screen(ui_root: Path
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
         panel = app.screen.query_one(EvalPanel)
-        await until(pilot, lambda: panel.display and "R shows the results" in screen_text(app))
+        # The line wraps at 80 columns; read it without the line breaks.
+        await until(pilot, lambda: panel.display and "R shows the results" in " ".join(screen_text(app).split()))
 
 
 async def test_compare_shows_eval_rows_and_the_monitor_opens_the_eval_view(ui_root: Path, ladder: list[Path]) -> None:
