@@ -62,6 +62,7 @@ bench: $(STAMP)
 sample: $(STAMP)
 	$(BIN)/python scripts/build_sample_prefs.py
 	$(BIN)/python scripts/build_sample_model.py
+	$(BIN)/python scripts/build_sample_eval.py
 
 clean-venv:
 	rm -rf $(VENV)
