@@ -113,8 +113,8 @@ class RowMix:
 
     For a layer ``y = W x + s · B A x`` the row-wise update is ``y += (x Aᵀ) Bᵀ`` with A, B and s
     chosen per row: one adapter over all rows is a broadcast matmul; one adapter plus base rows
-    multiplies the rank-r intermediate by a 0/s row mask; several adapters stack their (zero-padded)
-    A and s·B per row and use batched matmuls.
+    multiplies the rank-r intermediate by a 0/s row mask; several adapters put their A side by side and
+    their s·B one above the other, and a 0/1 row mask keeps each row to its own adapter's rank slice.
     """
 
     def __init__(self, torch: Any, model: Any, names: list[str]) -> None:
@@ -142,17 +142,20 @@ class RowMix:
                 return {"kind": "one", "a": a_t, "b": b_t, "scale": scale}
             mask = torch.tensor([scale if n == name else 0.0 for n in self.names], dtype=a_t.dtype, device=a_t.device)
             return {"kind": "masked", "a": a_t, "b": b_t, "mask": mask.view(-1, 1, 1)}
-        rank = max(layer.lora_A[n].weight.shape[0] for n in present)
-        device = layer.base_layer.weight.device
-        in_f, out_f = layer.in_features, layer.out_features
-        a_rows = torch.zeros((len(self.names), in_f, rank), dtype=dtype, device=device)
-        b_rows = torch.zeros((len(self.names), rank, out_f), dtype=dtype, device=device)
+        # Two dense matmuls per layer whatever the rows' mix, and no per-row copy of any adapter matrix
+        # (per-row copies would cost rows × in × rank memory and a batched matmul per layer).
+        a_parts, b_parts, spans, start = [], [], {}, 0
+        for name in present:
+            a = layer.lora_A[name].weight
+            a_parts.append(a.t().to(dtype))
+            b_parts.append((layer.lora_B[name].weight.t() * float(layer.scaling[name])).to(dtype))
+            spans[name] = (start, start + a.shape[0])
+            start += a.shape[0]
+        mask = torch.zeros((len(self.names), 1, start), dtype=dtype, device=layer.base_layer.weight.device)
         for r, n in enumerate(self.names):
-            if n in present:
-                a = layer.lora_A[n].weight
-                a_rows[r, :, : a.shape[0]] = a.t()
-                b_rows[r, : a.shape[0], :] = layer.lora_B[n].weight.t() * float(layer.scaling[n])
-        return {"kind": "stacked", "a": a_rows, "b": b_rows}
+            if n in spans:
+                mask[r, :, spans[n][0] : spans[n][1]] = 1
+        return {"kind": "masked", "a": torch.cat(a_parts, dim=1), "b": torch.cat(b_parts, dim=0), "mask": mask}
 
     def install(self) -> None:
         for layer in self.layers:
@@ -170,8 +173,6 @@ class RowMix:
                 continue
             if plan["kind"] == "masked":
                 plan["mask"] = plan["mask"][keep]
-            elif plan["kind"] == "stacked":
-                plan["a"], plan["b"] = plan["a"][keep], plan["b"][keep]
 
     def _make_forward(self, base: Any, plan: dict[str, Any] | None) -> Any:
         torch = self.torch
@@ -185,10 +186,8 @@ class RowMix:
             kind = plan["kind"]
             if kind == "one":
                 return y.add_(torch.matmul(torch.matmul(x, plan["a"]), plan["b"]), alpha=plan["scale"])
-            if kind == "masked":
-                t = torch.matmul(x, plan["a"]) * plan["mask"]
-                return y.add_(torch.matmul(t, plan["b"]))
-            return torch.baddbmm(y, torch.bmm(x, plan["a"]), plan["b"])
+            t = torch.matmul(x, plan["a"]) * plan["mask"]
+            return y.add_(torch.matmul(t, plan["b"]))
 
         return forward
 
