@@ -54,6 +54,17 @@ def no_temp_files(*folders: Path) -> None:
         assert not left, left
 
 
+def fill(path: Path) -> None:
+    """Write zeros to ``path`` until its filesystem is full."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        with pytest.raises(OSError):
+            while True:
+                os.write(fd, b"\0" * 4096)
+    finally:
+        os.close(fd)
+
+
 # --- pairs label: hostile candidates and labels -----------------------------------------------------------
 HOSTILE_CANDIDATES = {
     "wrong-types": json.dumps({"index": "x", "candidates": "nope", "messages": 3}).encode() + b"\n",
@@ -79,3 +90,91 @@ def test_pairs_label_skips_and_counts_a_hostile_candidates_line(tmp_path: Path, 
     print(summary)
     no_temp_files(d)
     record_outcome("pairs", f"label-candidates/{case}", "survived")
+
+
+def test_pairs_label_by_hand_survives_garbage_out_of_range_and_unknown_ids(tmp_path: Path) -> None:
+    d = pairs_folder(tmp_path / "p")
+    good = {"index": 0, "decision": "a", "chosen": "c0", "rejected": "c1", "edited": {}, "t": 0.0}
+    lines = [
+        b"not json at all\n", b"\xff\xfe\x00\n", b"[" * 100_000 + b"]" * 100_000 + b"\n",
+        json.dumps({"index": "zero", "decision": "a"}).encode() + b"\n",
+        json.dumps({"index": 99, "decision": "a", "chosen": "c0", "rejected": "c1"}).encode() + b"\n",  # no prompt 99
+        json.dumps({"index": -1, "decision": "b", "chosen": "c1", "rejected": "c0"}).encode() + b"\n",
+        json.dumps(good).encode() + b"\n",
+        json.dumps({**good, "index": 1, "chosen": "c7", "rejected": "c0"}).encode() + b"\n",  # unknown candidate
+        json.dumps({**good, "index": 2, "edited": {"c0": 5, "c9": "x"}}).encode() + b"\n",
+        b'{"index": 2, "decision": "a", "chos',  # torn tail
+    ]
+    (d / "labels.jsonl").write_bytes(b"".join(lines))
+    proc = run_cli_inprocess("pairs", "label", str(d), "--by", "hand", "--json")
+    assert_clean(proc)
+    assert proc.returncode in (0, 2)  # 2 only when the data check finds the (tiny) output unusable
+    summary = json.loads(proc.stdout)
+    assert summary["pairs"] == 2 and summary["dropped"]["bad_label"] == 1, summary
+    no_temp_files(d)
+    record_outcome("pairs", "label-hand/garbage-range-unknown-ids", "survived")
+
+
+def test_pairs_label_refuses_when_pairs_jsonl_is_a_folder(tmp_path: Path) -> None:
+    d = pairs_folder(tmp_path / "p")
+    (d / "pairs.jsonl").mkdir()
+    (d / "pairs.jsonl" / "keep").write_text("mine")
+    proc = run_cli_inprocess("pairs", "label", str(d), "--rule", "shorter")
+    out = assert_clean(proc, 2)
+    assert "pairs.jsonl" in out
+    assert (d / "pairs.jsonl" / "keep").read_text() == "mine"
+    no_temp_files(d)
+    record_outcome("pairs", "label/pairs-jsonl-is-a-folder", "rejected")
+
+
+def test_pairs_label_on_a_read_only_folder_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    where = tmp_path / "ro"
+    with tmpfs(where, "4m"):
+        pairs_folder(where / "p")
+        subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
+        proc = run_cli_inprocess("pairs", "label", str(where / "p"), "--rule", "shorter")
+        out = assert_clean(proc, 2)
+        assert "read-only" in out.lower() or "write" in out.lower(), out
+        assert sorted(p.name for p in (where / "p").iterdir()) == ["candidates.jsonl"]
+    record_outcome("pairs", "label/read-only-folder", "rejected")
+
+
+def test_pairs_label_on_a_full_disk_keeps_the_previous_output(tmp_path: Path) -> None:
+    where = tmp_path / "full"
+    with tmpfs(where, "256k"):
+        d = pairs_folder(where / "p")
+        assert run_cli_inprocess("pairs", "label", str(d), "--rule", "shorter").returncode == 0
+        before = (d / "pairs.jsonl").read_bytes()
+        big = ["word " * 20_000, "w"]  # the new output cannot fit
+        with open(d / "candidates.jsonl", "a") as fh:
+            fh.write(candidate_line(3, big))
+        fill(where / "filler")
+        proc = run_cli_inprocess("pairs", "label", str(d), "--rule", "longer")
+        out = assert_clean(proc, 2)
+        assert "space" in out.lower() or "full" in out.lower(), out
+        assert (d / "pairs.jsonl").read_bytes() == before
+        no_temp_files(d)
+    record_outcome("pairs", "label/full-disk", "rejected")
+
+
+async def test_ab_queue_skips_hostile_candidates_and_labels(tmp_path: Path) -> None:
+    from dpo_tui.ui.app import DpoTuiApp
+    from dpo_tui.ui.screens.pairs_queue import PairsQueueScreen
+    from tests.support.uikit import make_services, screen_text, until
+
+    extra = b"".join(HOSTILE_CANDIDATES.values())
+    d = pairs_folder(tmp_path / "pairs" / "job", extra=extra)
+    (d / "labels.jsonl").write_bytes(b"garbage\n" + b"[" * 100_000 + b"]" * 100_000 + b"\n"
+                                     + json.dumps({"index": 99, "decision": "a", "chosen": "c0"}).encode() + b"\n")
+    app = DpoTuiApp(make_services(tmp_path / "runs"), initial_mode="runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(PairsQueueScreen(d))
+        await until(pilot, lambda: isinstance(app.screen, PairsQueueScreen))
+        screen = app.screen
+        await pilot.pause()
+        assert "Question 0" in screen_text(app)
+        await pilot.press("a")
+        assert screen.queue.current().index == 1
+    record_outcome("pairs", "ab-queue/hostile-candidates-and-labels", "survived")
