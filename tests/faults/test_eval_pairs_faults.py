@@ -178,3 +178,60 @@ async def test_ab_queue_skips_hostile_candidates_and_labels(tmp_path: Path) -> N
         await pilot.press("a")
         assert screen.queue.current().index == 1
     record_outcome("pairs", "ab-queue/hostile-candidates-and-labels", "survived")
+
+
+# --- eval: damaged job folders ------------------------------------------------------------------------------
+def eval_job(root: Path, plan: bytes | None, status: bytes | None, job_id: str = "20251126-213000") -> Path:
+    job = root / ".eval" / job_id
+    job.mkdir(parents=True)
+    if plan is not None:
+        (job / "plan.json").write_bytes(plan)
+    if status is not None:
+        (job / "status.json").write_bytes(status)
+    return job
+
+
+PLAN = {"id": "20251126-213000", "runs_root": "", "base_model": "sample", "prompts_file": "p.txt",
+        "targets": [{"run_id": "r1", "run_path": "/nonexistent/r1", "adapter_path": "/nonexistent/r1/adapter",
+                     "checkpoint": "final", "beta": 0.1, "name": "r1"}]}
+DONE = json.dumps({"state": "done", "created_at": 0.0, "ended_at": 1.0, "reports": {}}).encode()
+
+
+@pytest.mark.parametrize("status", [b'{"state": "runn', b"\xff\xfe", b"[" * 100_000 + b"]" * 100_000, b"[]"])
+def test_eval_commands_on_a_torn_status_are_clean(tmp_path: Path, status: bytes) -> None:
+    root = tmp_path / "runs"
+    job = eval_job(root, json.dumps(PLAN).encode(), status)
+    for args in (["--list"], ["--list", "--json"], ["--stop", job.name], ["--resume", job.name]):
+        proc = run_cli_inprocess("eval", "--runs-dir", str(root), *args)
+        assert_clean(proc)
+        assert proc.returncode in (0, 2), proc.stdout + proc.stderr
+    record_outcome("eval", f"job/torn-status-{len(status)}", "survived")
+
+
+def test_eval_stop_on_a_finished_job_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    job = eval_job(root, json.dumps(PLAN).encode(), DONE)
+    proc = run_cli_inprocess("eval", "--runs-dir", str(root), "--stop", job.name)
+    out = assert_clean(proc, 0)
+    assert "done" in out
+    assert json.loads((job / "status.json").read_text())["state"] == "done"
+    proc = run_cli_inprocess("eval", "--runs-dir", str(root), "--resume", job.name)
+    assert "already done" in assert_clean(proc, 2)
+    record_outcome("eval", "job/stop-finished", "survived")
+
+
+@pytest.mark.parametrize("case", ["garbage", "deep", "negative-samples", "huge-tokens", "huge-batch", "no-targets"])
+def test_eval_resume_refuses_a_hostile_plan(tmp_path: Path, case: str) -> None:
+    root = tmp_path / "runs"
+    plan = {"garbage": b"\x00garbage", "deep": b"[" * 100_000 + b"]" * 100_000,
+            "negative-samples": json.dumps({**PLAN, "samples": -5}).encode(),
+            "huge-tokens": json.dumps({**PLAN, "max_new_tokens": 10 ** 30}).encode(),
+            "huge-batch": json.dumps({**PLAN, "batch_size": 10 ** 12}).encode(),
+            "no-targets": json.dumps({**PLAN, "targets": []}).encode()}[case]
+    failed = json.dumps({"state": "failed", "created_at": 0.0}).encode()
+    job = eval_job(root, plan, failed)
+    proc = run_cli_inprocess("eval", "--runs-dir", str(root), "--resume", job.name, "--detach")
+    out = assert_clean(proc, 2)
+    assert "plan" in out.lower() or "prompts" in out.lower(), out
+    assert json.loads((job / "status.json").read_text())["state"] == "failed"  # nothing launched
+    record_outcome("eval", f"job/hostile-plan-{case}", "rejected")
