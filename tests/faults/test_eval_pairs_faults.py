@@ -235,3 +235,38 @@ def test_eval_resume_refuses_a_hostile_plan(tmp_path: Path, case: str) -> None:
     assert "plan" in out.lower() or "prompts" in out.lower(), out
     assert json.loads((job / "status.json").read_text())["state"] == "failed"  # nothing launched
     record_outcome("eval", f"job/hostile-plan-{case}", "rejected")
+
+
+# --- eval: hostile report files in RUN/eval/ ------------------------------------------------------------------
+def hostile_reports(run_path: Path) -> None:
+    from dpo_tui.core.eval.report import write_report
+    from tests.support.eval_reports import make_report
+
+    path = write_report(run_path, make_report(run_path.name, eval_id="20251126-213000"))
+    good = json.loads(path.read_text())
+    folder = path.parent
+    nan = json.dumps(good).replace('"accuracy": 0.66', '"accuracy": NaN').replace('"win_rate": 0.64', '"win_rate": Infinity')
+    (folder / "20251126-213001.json").write_text(nan)
+    (folder / "20251126-213002.json").write_text(json.dumps({**good, "id": "x" * 1_000_000, "base_model": "y" * 1_000_000}))
+    (folder / "20251126-213003.json").write_text(json.dumps({**good, "judge": "shorter", "prompts": 7, "beta": "high"}))
+    (folder / "20251126-213004.json").write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    (folder / "20251126-213005.json").write_bytes(b"\xff\xfe")
+    (folder / "20251126-213006.json").mkdir()
+
+
+def test_runs_json_and_compare_survive_hostile_reports(tmp_path: Path) -> None:
+    from dpo_tui.core.config import SAMPLE_PRESET, build_config
+    from dpo_tui.core.runs import RunStatus, create_run
+
+    root = tmp_path / "runs"
+    run = create_run(root, build_config(dict(SAMPLE_PRESET)), run_id="20251126-212000-tiny-chat-b0.1")
+    run.write_status(RunStatus(state="finished", attempt=1, step=30, created_at=0.0))
+    hostile_reports(run.path)
+    proc = run_cli_inprocess("runs", "--runs-dir", str(root), "--json")
+    assert_clean(proc, 0)
+    json.loads(proc.stdout, parse_constant=lambda c: pytest.fail(f"runs --json printed {c}, which is not JSON"))
+    for args in (["--json"], []):
+        proc = run_cli_inprocess("compare", "--runs-dir", str(root), run.path.name, *args)
+        assert_clean(proc)
+        assert proc.returncode in (0, 2), proc.stdout + proc.stderr
+    record_outcome("eval", "report/hostile-reports-runs-compare", "survived")
