@@ -52,7 +52,7 @@ def write_status(job_dir: Path, **fields: Any) -> None:
 def read_status(job_dir: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((Path(job_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
         return None
     return data if isinstance(data, dict) else None
 

@@ -262,10 +262,22 @@ def start_eval(plan: EvalPlan) -> Path:
 def read_plan(job_dir: Path) -> EvalPlan:
     path = Path(job_dir) / PLAN_FILE
     try:
-        return EvalPlan.model_validate_json(path.read_text(encoding="utf-8"))
+        plan = EvalPlan.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable evaluation plan: {str(exc).splitlines()[0] if str(exc) else exc}",
                         hint="start a new evaluation with `dpo-tui eval RUN_ID`") from None
+    # The plan is a file anyone may edit between the start and a resume: the worker gets only what
+    # plan_eval would have accepted.
+    try:
+        _check_range("samples", plan.samples, 0, MAX_SAMPLES)
+        _check_range("max_new_tokens", plan.max_new_tokens, 1, MAX_NEW_TOKENS)
+        _check_range("batch_size", plan.batch_size, 1, MAX_BATCH)
+        if not plan.targets:
+            raise UserError("it names no run to evaluate")
+    except UserError as exc:
+        raise UserError(f"{path} is not a usable evaluation plan: {exc.summary}",
+                        hint="start a new evaluation with `dpo-tui eval RUN_ID`") from None
+    return plan
 
 
 def resume_eval(job_dir: Path) -> Path:

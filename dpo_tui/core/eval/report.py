@@ -234,6 +234,8 @@ def read_report(path: Path) -> EvalReport:
         raise UnreadableReport(path, "not UTF-8 text") from None
     except ValueError as exc:
         raise UnreadableReport(path, f"not valid JSON ({exc})") from None
+    except RecursionError:
+        raise UnreadableReport(path, "nested too deeply; not an evaluation report") from None
     except OSError as exc:
         raise UnreadableReport(path, exc.strerror or str(exc)) from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA:

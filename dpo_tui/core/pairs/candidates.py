@@ -126,7 +126,9 @@ def scan_candidates(job_dir: Path | str) -> CandidatesScan:
             continue
         try:
             row = _row(json.loads(data.decode("utf-8")))
-        except (ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        # OverflowError: an infinite count (JSON ``Infinity``, ``1e400``) fed to int(); RecursionError: a
+        # line nested deeper than the parser's stack. Both are damaged lines, never a crash of the reader.
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
             scan.skipped += 1
             if len(scan.problems) < 5:
                 scan.problems.append(f"line {number}: {exc if not isinstance(exc, KeyError) else f'no {exc} field'}")

@@ -108,7 +108,7 @@ def read_queue_rows(pairs_dir: Path) -> list[QueueRow]:
     for line in raw.split(b"\n"):
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: a line nested deeper than the parser's stack
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("index"), int) or obj["index"] in rows:
             continue
@@ -169,7 +169,7 @@ def _replay(pairs_dir: Path) -> tuple[dict[int, HandDecision], list[tuple[int, H
     for line in raw.split(b"\n"):
         try:
             parsed = _parse_decision(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if parsed is None:
             continue
