@@ -131,6 +131,10 @@ def stop_job(job_dir: Path, wait_s: float = 30.0, alive: AliveCheck | None = Non
     if effective_state(status, alive) not in ACTIVE_STATES:
         return effective_state(status, alive)
     pid = status.get("pid")
+    if not isinstance(status.get("pid_start"), (int, float)):
+        # Without the worker's start time a reused pid cannot be told apart: never signal a stranger.
+        raise UserError(f"{job_dir}/status.json names no process start time, so the worker cannot be told apart from "
+                        "another process that got its pid", hint="stop the worker by hand (see its pid in status.json)")
     if isinstance(pid, int) and pid > 0:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)

@@ -60,3 +60,15 @@ def test_eta_counts_only_this_attempts_pace() -> None:
     assert eta_seconds(40, 100, started_at=0.0, done_at_start=40, now=10.0) is None
     assert eta_seconds(100, 100, started_at=0.0, now=10.0) is None
     assert eta_seconds(5, 0, started_at=0.0, now=10.0) is None
+
+
+def test_stop_never_signals_a_pid_it_cannot_tell_apart(tmp_path: Path) -> None:
+    import pytest
+
+    from dpo_tui.core.errors import UserError
+
+    # A status naming this very test process as "running" but without the start time the worker records:
+    # a stale or edited file must not get a SIGTERM sent to whatever now has that pid.
+    write_status(tmp_path, state="running", pid=os.getpid(), created_at=time.time())
+    with pytest.raises(UserError, match="start time"):
+        stop_job(tmp_path, wait_s=0.1, alive=lambda pid, start: True)
