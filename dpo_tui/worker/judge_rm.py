@@ -66,7 +66,7 @@ class RewardModelJudge:
         if self.device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         try:
-            tokenizer = AutoTokenizer.from_pretrained(folder)
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 folder, dtype=dtype, trust_remote_code=False, output_loading_info=True)
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
