@@ -112,7 +112,7 @@ class BatchGenerator:
         rid = f"batch-{self._n}"
         self._collector.sides.clear()
         sides = [{"adapter": it.adapter, "messages": it.messages, "seed": int(it.seed)} for it in items]
-        self.engine.generate({"id": rid, "sides": sides, "settings": settings.to_dict(), "mode": "auto"})
+        self.engine.generate({"id": rid, "sides": sides, "settings": settings.to_dict(), "mode": "auto", "stream": False})
         self.engine.results.clear()  # answers are kept by the caller; the engine's score-by-reference is unused here
         results = []
         for i, it in enumerate(items):

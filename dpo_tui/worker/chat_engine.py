@@ -380,7 +380,8 @@ class Engine:
             self.channel.emit(P.event(P.WARNING, rid, kind="sequential", message=f"answering one side at a time: {why}"))
         run_mode = "batched" if batched or len(sides) == 1 else "sequential"
         self.channel.emit(P.event(P.STARTED, rid, mode=run_mode, sides=len(sides), prompt_tokens=[len(p) for p in prompts]))
-        streamer = Streamer(self.tokenizer, self.eos_ids, stops, settings.ignore_eos, self.channel.emit, rid)
+        streamer = Streamer(self.tokenizer, self.eos_ids, stops, settings.ignore_eos, self.channel.emit, rid,
+                            stream=bool(req.get("stream", True)))
         cancelled = False
         with torch.inference_mode():
             if batched or len(sides) == 1:

@@ -28,7 +28,8 @@ class Side:
 class Streamer:
     """Turns a side's token ids into streamed text: UTF-8-safe, holding back a possible stop-string start."""
 
-    def __init__(self, tokenizer: Any, eos_ids: set[int], stops: list[str], ignore_eos: bool, emit: Any, req_id: str) -> None:
+    def __init__(self, tokenizer: Any, eos_ids: set[int], stops: list[str], ignore_eos: bool, emit: Any, req_id: str,
+                 stream: bool = True) -> None:
         self.tokenizer = tokenizer
         self.eos_ids = eos_ids
         self.stops = [s for s in stops if s]
@@ -36,6 +37,9 @@ class Streamer:
         self.ignore_eos = ignore_eos
         self.emit = emit
         self.req_id = req_id
+        # Without a reader of token deltas and without stop strings to look for, the text is only needed once,
+        # at the end: decoding the whole answer after every token is the main per-row cost of a big batch.
+        self.decode_at_end = not stream and not self.stops
 
     def push(self, side: Side, token: int, now: float) -> None:
         if side.t_first is None:
@@ -43,9 +47,16 @@ class Streamer:
         side.t_last = now
         side.answer_ids.append(token)
         if token in self.eos_ids and not self.ignore_eos:
-            self._finish(side, "eos", side.text if side.ids else "", now)
+            text = side.text if side.ids else ""
+            if self.decode_at_end and side.ids:
+                text = self.tokenizer.decode(side.ids, skip_special_tokens=True)
+            self._finish(side, "eos", text, now)
             return
         side.ids.append(token)
+        if self.decode_at_end:
+            if len(side.answer_ids) >= side.max_new:
+                self._finish(side, "length", self.tokenizer.decode(side.ids, skip_special_tokens=True), now)
+            return
         text = self.tokenizer.decode(side.ids, skip_special_tokens=True)
         stop_at = self._find_stop(text, side.emitted)
         if stop_at is not None:
@@ -80,5 +91,7 @@ class Streamer:
         side.t_done = now
 
     def _send(self, side: Side, delta: str) -> None:
+        if self.decode_at_end:
+            return
         self.emit(P.event(P.TOKEN, self.req_id, side=side.index, text=delta, n=len(side.answer_ids)))
 

@@ -71,3 +71,19 @@ def test_a_set_stop_event_ends_generation_between_batches(generator) -> None:
     finally:
         generator.stop.clear()
     assert out == []
+
+
+def test_decoding_once_at_the_end_gives_the_streamed_text(generator) -> None:
+    """Batch jobs skip the per-token decode; the answer text must be what a streaming chat shows."""
+    from dpo_tui.worker.batch_gen import GenItem
+
+    settings = P.GenerationSettings(temperature=1.0, top_p=1.0, max_new_tokens=30)
+    items = [GenItem(_msgs(p), adapter=a, seed=7) for p in PROMPTS for a in (P.BASE, "tuned")]
+    quiet = generator.generate(items, settings, batch_size=len(items))
+    collector = generator._collector
+    collector.sides.clear()
+    sides = [{"adapter": it.adapter, "messages": it.messages, "seed": it.seed} for it in items]
+    generator.engine.generate({"id": "streamed", "sides": sides, "settings": settings.to_dict(), "stream": True})
+    streamed = [collector.sides[i]["text"] for i in range(len(items))]
+    assert [r.text for r in quiet] == streamed
+    assert {r.finish_reason for r in quiet} <= {"eos", "length"}
