@@ -76,7 +76,7 @@ EVAL_ROWS = (
     ("words change CI excludes 0", "words_ci_excludes_zero", None),
     ("pair accuracy", "pair_accuracy", None),
     ("pair margin", "pair_margin", None),
-    ("facts base → tuned", "facts_base", "facts_tuned"),
+    ("facts correct base → tuned", "facts_base", "facts_tuned"),
     ("judge win rate", "win_rate", None),
     ("length-controlled win rate", "lc_win_rate", None),
 )
@@ -102,9 +102,11 @@ def eval_rows(summaries: list[dict | None]) -> list[list[str]]:
             return f"{value * 100:+.0f} %"
         if isinstance(value, bool):
             return "yes" if value else "no"
-        text = _cell(float(value))
+        # Shares of facts read as percentages; word counts and rates as numbers.
+        fmt = (lambda v: f"{v * 100:.0f} %") if key == "facts_base" else (lambda v: _cell(float(v)))
+        text = fmt(value)
         if second is not None:
-            text += f" → {_cell(float(summary[second])) if summary.get(second) is not None else '—'}"
+            text += f" → {fmt(summary[second]) if summary.get(second) is not None else '—'}"
         return text
 
     return [[label, *(cell(s, key, second) for s in summaries)] for label, key, second in EVAL_ROWS]
