@@ -57,6 +57,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/data_lint.py
 	$(BIN)/python bench/trainer_overhead.py
 	$(BIN)/python bench/key_latency.py --rounds 1
+	$(BIN)/python bench/eval_throughput.py
+	$(BIN)/python bench/pairs_throughput.py
 
 # Rebuild sample_data/ from scratch (seeded; a few minutes on 2 CPU cores).
 sample: $(STAMP)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one unattended command: the VRAM validation (bench/vram_validate.py and the CPU
 # check's grid on cuda), a 1-GPU QLoRA probe of a real-width model built from its config, the DDP/ZeRO
-# smoke (bench/scaling_smoke.py) and a GGUF export, within 12 minutes in total. Results go to
+# smoke (bench/scaling_smoke.py), a GGUF export and the mixed-adapter evaluation throughput
+# (bench/eval_throughput.py), within 12 minutes in total. Results go to
 # build/gpu-check/ (summary.md, one log per step, the reports named in docs/vram-accuracy.md).
 #
 #   bench/gpu_check.sh [--out DIR] [--python PY] [--budget-s S] [--dry-run]
@@ -39,8 +40,8 @@ fi
 [ -n "$PY" ] && [ -x "$(command -v "$PY" 2>/dev/null || echo "$PY")" ] || { echo "gpu_check: no python interpreter ('$PY'); pass --python" >&2; exit 2; }
 
 # Each step: name, share of the budget (seconds at the default 720 s), command.
-STEPS=(vram-validate vram-grid-cuda qlora-probe scaling-smoke gguf-export)
-declare -A SHARE=([vram-validate]=200 [vram-grid-cuda]=120 [qlora-probe]=120 [scaling-smoke]=170 [gguf-export]=110)
+STEPS=(vram-validate vram-grid-cuda qlora-probe scaling-smoke gguf-export eval-throughput)
+declare -A SHARE=([vram-validate]=170 [vram-grid-cuda]=120 [qlora-probe]=120 [scaling-smoke]=170 [gguf-export]=110 [eval-throughput]=30)
 
 step_cmd() {
     case "$1" in
@@ -48,6 +49,7 @@ step_cmd() {
         vram-grid-cuda) echo "$PY bench/vram_cpu_check.py --device cuda --out $OUT/vram-grid-cuda.md --json $OUT/vram-grid-cuda.json" ;;
         qlora-probe) echo "$PY -m dpo_tui estimate --model $OUT/qwen2.5-7b/config.json --method qlora --batch-size 2 --max-length 1024 --probe" ;;
         scaling-smoke) echo "$PY bench/scaling_smoke.py --steps 10 --out $OUT/scaling.md --json $OUT/scaling.json" ;;
+        eval-throughput) echo "$PY bench/eval_throughput.py --device cuda" ;;
         gguf-export) echo "$PY -m dpo_tui train --runs-dir $OUT/runs --model sample_data/tiny-chat --dataset sample --name gpu-check-gguf --method lora --max-steps 2 --follow && $PY -m dpo_tui export --runs-dir $OUT/runs gpu-check-gguf --gguf $OUT/model.gguf" ;;
     esac
 }
