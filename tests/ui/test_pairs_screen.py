@@ -48,8 +48,12 @@ def test_request_arguments_refuse_bad_numbers(tmp_path: Path) -> None:
 def test_label_command_and_summary_lines(tmp_path: Path) -> None:
     assert label_command(tmp_path, "shorter")[-4:] == [str(tmp_path), "--rule", "shorter", "--json"]
     assert label_command(tmp_path, "hand")[-3:] == ["--by", "hand", "--json"]
-    lines = summary_lines({"pairs": 40, "by": "rule", "drops": {"tie": 2, "empty": 1}, "lint": ["W001 short answers"]})
-    assert lines == ["pairs 40 · by rule", "drops: tie 2, empty 1", "lint: W001 short answers"]
+    summary = {"pairs": 40, "prompts": 43, "format": "standard", "decided_by": "rule shorter",
+               "dropped": {"tie": 2, "empty": 1, "near_duplicate": 0}, "empty_candidates": 0,
+               "lint": {"ok": True, "rows": 40, "errors": [], "warnings": []}, "output": "/x/pairs.jsonl"}
+    assert summary_lines(summary) == ["40 pairs from 43 prompts (standard), decided by rule shorter",
+                                      "dropped: tie 2, empty 1", "data check: OK, 40 usable rows"]
+    assert summary_lines({"pairs": 3}) == ["pairs 3 written"]
 
 
 async def test_train_on_pairs_opens_the_experiment_with_that_dataset(ui_root: Path, fake_sample: Path, tmp_path: Path) -> None:

@@ -223,17 +223,11 @@ def label_command(folder: Path, spec: str) -> list[str]:
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The label summary as short lines: counts first, then each group of counts (drops by reason, lint)."""
-    lines: list[str] = []
-    flat = [f"{key.replace('_', ' ')} {value}" for key, value in summary.items()
-            if isinstance(value, (int, float, str)) and not isinstance(value, bool)]
-    if flat:
-        lines.append(" · ".join(flat))
-    for key, value in summary.items():
-        if isinstance(value, dict) and value:
-            parts = [f"{k.replace('_', ' ')} {v}" for k, v in value.items() if not isinstance(v, (dict, list))]
-            if parts:
-                lines.append(f"{key.replace('_', ' ')}: " + ", ".join(parts))
-        elif isinstance(value, list) and value:
-            lines.append(f"{key.replace('_', ' ')}: " + "; ".join(str(v) for v in value[:3]))
-    return lines
+    """The label summary as the CLI prints it (one renderer for both), without the output path the list shows."""
+    from ...core.pairs.labelling import render_summary
+
+    try:
+        lines = render_summary(summary).splitlines()
+    except (KeyError, TypeError, AttributeError):
+        return [f"pairs {summary.get('pairs', '?')} written"]
+    return [line for line in lines if not line.startswith("wrote ")]
