@@ -19,9 +19,6 @@ from ..format import GIB
 
 MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"), ("chat", "4 Chat"), ("pairs", "5 Pairs"))
 MODE_NAMES = {"setup": "Setup", "runs": "Runs", "monitor": "Monitor", "chat": "Chat", "pairs": "Pairs"}
-SHOWN_WHEN_CURRENT = {"pairs"}
-"""Modes listed only while they are the current one: at 80 columns every label costs the host and
-memory figure words, and the keys list (``?``) and the palette name them everywhere."""
 
 
 def key_label(display: str) -> str:
@@ -112,10 +109,8 @@ class StatusHeader(Widget):
     def render(self) -> Text:
         left = Text(" dpo-tui ", style="bold")
         keys = self.keys
-        digits = all(keys.get(mode, digit) == digit for mode, digit in (("setup", "1"), ("runs", "2"), ("monitor", "3"), ("chat", "4")))
+        digits = all(keys.get(mode, digit) == digit for mode, digit in (("setup", "1"), ("runs", "2"), ("monitor", "3"), ("chat", "4"), ("pairs", "5")))
         for mode, label in MODE_LABELS:
-            if mode in SHOWN_WHEN_CURRENT and mode != self.mode:
-                continue
             style = "reverse bold" if mode == self.mode else "dim"
             if digits:
                 left.append(f" {label} ", style=style)
