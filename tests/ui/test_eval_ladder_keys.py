@@ -14,10 +14,20 @@ from dpo_tui.ui.screens.eval_dialog import EvalDialog, console_wording
 from dpo_tui.ui.screens.eval_tradeoff import TradeoffScreen
 from dpo_tui.ui.screens.runs import RunsScreen
 from tests.support.uikit import make_services, screen_text, until
-from tests.ui.test_eval_view import PLAIN, RUNS, SIZE, highlight, ladder, on_runs  # noqa: F401 - ladder is a fixture
+from tests.ui.test_eval_view import (
+    PLAIN,
+    RUNS,
+    SIZE,
+    highlight,
+    ladder,  # noqa: F401 - the fixture: the β ladder "ladder-eval" with reports, and a plain run
+    on_runs,
+)
+
+with_ladder = pytest.mark.usefixtures("ladder")
 
 
-async def test_L_opens_the_eval_dialog_for_every_run_of_the_group(ui_root: Path, ladder: list[Path]) -> None:
+@with_ladder
+async def test_L_opens_the_eval_dialog_for_every_run_of_the_group(ui_root: Path) -> None:
     app = DpoTuiApp(make_services(ui_root))
     async with app.run_test(size=SIZE) as pilot:
         screen = await on_runs(pilot)
@@ -29,7 +39,8 @@ async def test_L_opens_the_eval_dialog_for_every_run_of_the_group(ui_root: Path,
         assert "Evaluate 4 runs (base evaluated once)" in screen_text(app)
 
 
-async def test_T_opens_the_trade_off_of_the_group_or_of_the_selection(ui_root: Path, ladder: list[Path]) -> None:
+@with_ladder
+async def test_T_opens_the_trade_off_of_the_group_or_of_the_selection(ui_root: Path) -> None:
     app = DpoTuiApp(make_services(ui_root))
     async with app.run_test(size=SIZE) as pilot:
         screen = await on_runs(pilot)
@@ -50,7 +61,8 @@ async def test_T_opens_the_trade_off_of_the_group_or_of_the_selection(ui_root: P
         assert sorted(app.screen.run_ids) == sorted([PLAIN, RUNS[1]])
 
 
-async def test_a_run_without_a_group_says_why_L_and_T_do_nothing(ui_root: Path, ladder: list[Path]) -> None:
+@with_ladder
+async def test_a_run_without_a_group_says_why_L_and_T_do_nothing(ui_root: Path) -> None:
     app = DpoTuiApp(make_services(ui_root))
     async with app.run_test(size=SIZE) as pilot:
         screen = await on_runs(pilot)
@@ -64,7 +76,8 @@ async def test_a_run_without_a_group_says_why_L_and_T_do_nothing(ui_root: Path, 
         assert app.screen is screen
 
 
-async def test_the_detail_line_keeps_the_facts_at_80_columns(ui_root: Path, ladder: list[Path]) -> None:
+@with_ladder
+async def test_the_detail_line_keeps_the_facts_at_80_columns(ui_root: Path) -> None:
     app = DpoTuiApp(make_services(ui_root))
     async with app.run_test(size=SIZE) as pilot:
         screen = await on_runs(pilot)

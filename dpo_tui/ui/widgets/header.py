@@ -3,7 +3,8 @@
 Each mode is shown with the key that switches to it *where the focus is*: the digits when they act
 as keys, the F-keys while a text box has focus (there digits are text). The keys come from the
 screen's active bindings (so a keymap from settings.toml shows too), read again whenever the focus
-moves.
+moves or the screen's bindings change. Every mode is listed; one whose key does not work where the
+focus is shows without a key.
 """
 
 from __future__ import annotations
@@ -93,12 +94,17 @@ class StatusHeader(Widget):
         if hasattr(app, "settings_signal"):  # a keymap may rebind the mode keys
             app.settings_signal.subscribe(self, lambda _settings: self._focus_changed())
         self.watch(self.screen, "focused", self._focus_changed)
+        # A screen's own binding may take a mode's key while it applies (the experiment form's F6
+        # applies a VRAM suggestion): read the keys again whenever the screen's bindings change.
+        self.screen.bindings_updated_signal.subscribe(self, self._focus_changed)
 
     def _focus_changed(self, *_: Any) -> None:
         try:
-            self.keys = mode_keys(self.screen)
+            keys = mode_keys(self.screen)
         except ScreenStackError:  # the app is closing its screens
-            pass
+            return
+        if keys != self.keys:  # bindings refresh often (every runs listing): repaint only on a change
+            self.keys = keys
 
     def _mode_changed(self, mode: str) -> None:
         self.mode = mode
