@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ScreenStackError
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -101,8 +102,8 @@ class StatusHeader(Widget):
     def _focus_changed(self, *_: Any) -> None:
         try:
             keys = mode_keys(self.screen)
-        except ScreenStackError:  # the app is closing its screens
-            return
+        except (ScreenStackError, NoMatches):  # the app is closing its screens, or this one is still composing
+            return  # (its check_action may query a widget not mounted yet; its focus and bindings update again)
         if keys != self.keys:  # bindings refresh often (every runs listing): repaint only on a change
             self.keys = keys
 
