@@ -3,8 +3,8 @@
 The runs share a ``group`` and go into the runs root's queue: one at a time per device (in the
 order created), or spread over ``--spread-gpus``. The queue lives in the run folders and their
 detached supervisors, so it survives the console exiting. ``dpo-tui ladder --cancel GROUP`` stops
-the group's running run and cancels the queued ones. The ladder itself is ``core.ladder``, shared
-with the console.
+the group's running run and cancels the queued ones. ``--init-adapter RUN`` is resolved once, so
+every rung starts from the same adapter. The ladder itself is ``core.ladder``, shared with the console.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import time
 from ..core import paths
 from ..core import runs as runs_mod
 from ..core.errors import Problem, UserError
+from ..core.init_adapter import resolve_init_adapter
 from ..core.ladder import cancel_group, make_ladder, parse_betas
 from ..core.preflight import check_inputs
 from ..core.remote_code import trust_remote_code_warning
@@ -39,8 +40,11 @@ def cmd_ladder(args: argparse.Namespace) -> int:
     if not args.betas:
         raise UserError("give --betas 0.05,0.1,0.5 (or --cancel GROUP)")
     betas = parse_betas(args.betas)
-    base = config_from_args(args)
+    # Once for the whole ladder: every rung starts from the same adapter folder, named as in `dpo-tui train`.
+    base, adapter_notes = resolve_init_adapter(config_from_args(args), root)
     check_inputs(base)
+    for note in adapter_notes:
+        print(f"Warning: {note}", file=sys.stderr)
     if base.trust_remote_code:
         print(f"Warning: {trust_remote_code_warning(base.model)}", file=sys.stderr)
     group = args.group or base.group or time.strftime("ladder-%Y%m%d-%H%M%S")

@@ -44,6 +44,9 @@ def parse_betas(text: str, source: str = "--betas") -> list[float]:
 def make_ladder(root: Path, base: RunConfig, betas: list[float], group: str, spread_gpus: list[int] | None = None) -> list[Run]:
     """Create and launch one run per β. Same seed and data order; only β (and the GPU, if spread) differ.
 
+    ``base`` comes with its ``init_adapter`` already resolved (``core.init_adapter.resolve_init_adapter``,
+    once for the ladder): the rungs copy its absolute folder and source run, so all start from one adapter.
+
     Every run is created before any is launched, so the queue (ordered by creation) holds the
     whole ladder when the first supervisor looks at it.
     """

@@ -164,9 +164,9 @@ async def test_the_runs_detail_line_shows_the_newest_evaluation(ui_root: Path, l
     async with app.run_test(size=SIZE) as pilot:
         screen = await on_runs(pilot)
         await highlight(pilot, screen, RUNS[1])
-        assert "eval: words −41% · facts 92→83% (R)" in screen.query_one("#runs-detail").plain
+        assert "eval −41% words · facts 92→83% (R)" in screen.query_one("#runs-detail").plain
         await highlight(pilot, screen, PLAIN)
-        assert "eval:" not in screen.query_one("#runs-detail").plain
+        assert "eval " not in screen.query_one("#runs-detail").plain
 
 
 # --- the eval dialog ---------------------------------------------------------------------------------

@@ -271,13 +271,24 @@ def summary_text(report: EvalReport, wide: bool = False) -> str:
     return " · ".join(parts)
 
 
-class SummaryCache:
-    """The runs list's eval line per run (:func:`summary_text` of its newest report), re-read only when
-    the run's ``eval/`` folder changed: a report is written by rename, which changes the folder's
-    mtime, so a refresh of 1,000 runs costs one ``stat`` each."""
+def short_summary(report: EvalReport) -> str:
+    """``−41% words · facts 92→90%``: the runs screen's detail line, where every cell counts at 80 columns."""
+    b = report.behaviour
+    text = f"{signed_pct(b.words.rel)} words" + ("" if b.words.ci_excludes_zero else " n.s.")
+    if report.facts is not None:
+        c = report.facts.change
+        text += f" · facts {pct(c.base).rstrip('%')}→{pct(c.tuned)}"
+    return text
 
-    def __init__(self) -> None:
+
+class SummaryCache:
+    """The runs list's eval line per run (:func:`summary_text` of its newest report, or with ``short``
+    :func:`short_summary`), re-read only when the run's ``eval/`` folder changed: a report is written
+    by rename, which changes the folder's mtime, so a refresh of 1,000 runs costs one ``stat`` each."""
+
+    def __init__(self, short: bool = False) -> None:
         self._seen: dict[Path, tuple[int, str | None]] = {}
+        self._text = short_summary if short else summary_text
 
     def lines(self, run_paths: dict[str, Path]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -290,7 +301,7 @@ class SummaryCache:
             cached = self._seen.get(folder)
             if cached is None or cached[0] != mtime:
                 report = latest_report(path)
-                cached = (mtime, summary_text(report) if report is not None else None)
+                cached = (mtime, self._text(report) if report is not None else None)
                 self._seen[folder] = cached
             if cached[1]:
                 out[run_id] = cached[1]

@@ -100,6 +100,20 @@ class EvalRequest:
                 "max_new_tokens": whole_number(self.tokens, "max tokens", 1), "checkpoint": self.checkpoint}
 
 
+CONSOLE_WORDS = (  # the plan speaks to the command line; the dialog's operator has fields, not flags
+    ("give --prompts FILE", "fill in the prompts field"),
+    ("--prompts", "the prompts field"), ("--facts", "the facts field"), ("--pairs", "the pairs field"),
+    ("--judge", "the judge field"), ("--samples", "samples"), ("--max-new-tokens", "max tokens"),
+)
+
+
+def console_wording(text: str) -> str:
+    """``text`` (a rendered refusal of ``plan_eval``) with the CLI's flags named as the dialog's fields."""
+    for flag, field_name in CONSOLE_WORDS:
+        text = text.replace(flag, field_name)
+    return text
+
+
 def start_request(runs_root: Path, request: EvalRequest) -> Path:
     """Plan and launch the evaluation; UserError says why not (blocking: call it from a thread worker)."""
     from ...core.eval.jobs import plan_eval, start_eval
@@ -194,7 +208,7 @@ class EvalDialog(ModalScreen[Path | None]):
         try:
             self.post_message(self.Started(start_request(runs_root, request)))
         except UserError as exc:
-            self.post_message(self.Started(None, exc.render()))
+            self.post_message(self.Started(None, console_wording(exc.render())))
         except (OSError, ImportError) as exc:
             self.post_message(self.Started(None, f"Could not start the evaluation: {first_line(exc)}"))
 

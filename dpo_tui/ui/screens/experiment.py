@@ -481,9 +481,11 @@ class ExperimentScreen(ConsoleScreen):
 
     @work(thread=True, exclusive=True, group="experiment-launch", exit_on_error=False, description="queue a β ladder")
     def _ladder(self, config: RunConfig, betas: list[float], group: str) -> None:
-        run_ids, problem = queue_ladder(self.services, config, betas, group)
+        run_ids, problem, notes = queue_ladder(self.services, config, betas, group)
         if problem:
             self.post_message(Notice("β ladder", problem, "error"))
+        if notes:
+            self.post_message(Notice("β ladder", "\n".join(notes), "warning"))
         self.post_message(self.LadderLaunched(group, run_ids, betas))
 
     @on(LadderLaunched)

@@ -50,16 +50,20 @@ def ladder_detail(config: Any) -> str:
             "The runs wait in the queue and train one after another on the same device.")
 
 
-def queue_ladder(services: Any, config: Any, betas: list[float], group: str) -> tuple[list[str], str]:
-    """Create and queue one run per β with the same checks as ``dpo-tui ladder``: (run ids, "") or
-    ([], why not). Blocks: call it from a thread worker."""
+def queue_ladder(services: Any, config: Any, betas: list[float], group: str) -> tuple[list[str], str, list[str]]:
+    """Create and queue one run per β with the same checks as ``dpo-tui ladder``: (run ids, "", warnings)
+    or ([], why not, []). ``init_adapter`` is resolved once, so every rung starts from the same adapter;
+    the warnings are the LoRA settings the adapter overrides. Blocks: call it from a thread worker."""
+    from ...core.init_adapter import resolve_init_adapter
+
     try:
+        config, notes = resolve_init_adapter(config, services.runs_root)
         services.preflight(config)
         runs = services.ladder(services.runs_root, config, betas, group)
     except (UserError, OSError, ValueError) as exc:
         text = exc.render() if isinstance(exc, UserError) else first_line(exc)
-        return [], f"Could not queue the ladder: {text}"
-    return [run.id for run in runs], ""
+        return [], f"Could not queue the ladder: {text}", []
+    return [run.id for run in runs], "", notes
 
 
 def queued_text(group: str, run_ids: list[str], betas: list[float]) -> str:

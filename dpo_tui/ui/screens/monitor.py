@@ -41,7 +41,7 @@ from ...core.errors import UserError
 from ...core.health import HealthContext, assess, eval_points, headline
 from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
 from ..messages import Latest, Notice, Snapshot
-from ..run_actions import ask_stop, start_resume
+from ..run_job_actions import RunJobScreen
 from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.health import HealthPanel
@@ -55,9 +55,6 @@ from ..widgets.run_panels import (
     resources_text,
     tail_lines,
 )
-from .base import ConsoleScreen
-from .eval_dialog import open_eval, open_results
-from .export_dialog import open_export
 
 LOG_TAIL_BYTES = 16384
 PREVIEW_ABOVE_BYTES = 8 << 20
@@ -116,7 +113,7 @@ class RunSnapshot:
     """Complete checkpoints and the final weights, for the best-by-eval-loss note."""
 
 
-class MonitorScreen(ConsoleScreen):
+class MonitorScreen(RunJobScreen):
     """Follows one run. Keys: stop, resume, chat, smoothing, health details, back to the runs."""
 
     BINDINGS = [
@@ -487,33 +484,11 @@ class MonitorScreen(ConsoleScreen):
     def action_back(self) -> None:
         self.app.switch_mode("runs")
 
-    def action_chat_run(self) -> None:
-        if self.run_id:
-            self.console.open_chat(self.run_id)
+    def job_run_id(self) -> str | None:
+        return self.run_id
 
-    def action_pairs_from_run(self) -> None:
-        from .pairs import pairs_from_run
-
-        if self.run_id:
-            pairs_from_run(self, self.run_id)
-
-    def action_export_run(self) -> None:
-        if self.run_id:
-            open_export(self, self.run_id)
-
-    def action_evaluate(self) -> None:
-        open_eval(self, [self.run_id] if self.run_id else [])
-
-    def action_eval_results(self) -> None:
-        open_results(self, [self.run_id] if self.run_id else [])
-
-    def action_stop_run(self) -> None:
-        if self.run_id is not None:
-            ask_stop(self, self.run_id, self.state)
-
-    def action_resume_run(self) -> None:
-        if self.run_id:
-            start_resume(self, self.run_id)
+    def job_run_state(self) -> str:
+        return self.state
 
     @on(Notice)
     def _after_action(self, message: Notice) -> None:

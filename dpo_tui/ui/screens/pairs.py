@@ -207,10 +207,12 @@ class PairsScreen(ConsoleScreen):
         elif self.rows:
             head = Text(f"{len(self.rows)} pair folder{'' if len(self.rows) == 1 else 's'}, {active} generating · "
                         "n new · l label by hand · b by rule · t train")
-        else:
-            head = Text(f"No pair folders yet in {self.root}. Press n to generate candidates for a prompts file.")
+        else:  # the table is empty: room for the whole sentence, however long the root's path
+            head = Text(f"No pair folders yet in {self.root}.\nPress n to generate candidates for a prompts file.")
         head.no_wrap, head.overflow = True, "ellipsis"
-        self.query_one("#pairs-head", TextPanel).show(head)
+        panel = self.query_one("#pairs-head", TextPanel)
+        panel.set_class(not self.rows and not self.error, "-empty")
+        panel.show(head)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:

@@ -1,19 +1,20 @@
 """The runs overview: every run in the runs root, newest first, refreshed live.
 
 A thread worker lists the root (``core.runs.RunLister``, ``reconcile=False``: a dead run shows as
-crashed, and nothing is written to a run folder while you merely look; an ended run whose files
-did not change keeps its row without being re-read) every
-``runs_refresh_interval`` seconds and posts :class:`RunsScreen.RunsListed`; the handler owns the
-table. ``core.runs`` is imported inside the worker: it pulls in pydantic, which the first paint
+crashed, and nothing is written to a run folder while you merely look; an ended run whose files did
+not change keeps its row without being re-read) every ``runs_refresh_interval`` seconds and posts
+:class:`RunsScreen.RunsListed`; the handler owns the table. ``core.runs`` is imported inside the worker: it pulls in pydantic, which the first paint
 must not wait for.
 
 The table shows the rows that match the filter (``/``), in the chosen order (``o`` cycles the sort
 column, ``O`` reverses it). A refresh that changes no row order only rewrites the cells that
 changed, so 1,000 runs refresh every two seconds without rebuilding the table. Rows are keyed by
-run id. ``space`` selects runs (``g`` a whole group, e.g. a β ladder) and ``v`` compares them.
+run id. ``space`` selects runs (``g`` a whole group, e.g. a β ladder) and ``v`` compares them; ``L``
+evaluates the highlighted run's whole group and ``T`` shows its trade-off chart.
 
-The row builders (cells, detail line, filter, sort) are pure functions in ``runs_rows.py``; the
-delete and cancel-a-ladder questions are in ``runs_dialogs.py``.
+The row builders (cells, header and detail lines, filter, sort) are pure functions in ``runs_rows.py``;
+the delete and cancel-a-ladder questions are in ``runs_dialogs.py``; the keys this screen shares with
+the monitor (chat, pairs, export, evaluate, stop, resume) are ``ui/run_job_actions.py``.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from ...core.run_states import ACTIVE_STATES, RESUMABLE_STATES
 from ..eval_watch import EvalPanel
 from ..export_watch import ExportPanel
 from ..messages import Latest, Notice, Snapshot
-from ..run_actions import ask_stop, start_resume
+from ..run_job_actions import RunJobScreen
 from ..services import root_label
 from ..widgets.footer import ConsoleFooter
 from ..widgets.header import StatusHeader
 from ..widgets.inputs import FieldInput
 from ..widgets.resident_banner import ResidentBanner, release_resident_chat
 from ..widgets.run_panels import TextPanel
-from .base import ConsoleScreen, RowTable
-from .export_dialog import open_export
+from .base import RowTable
+from .eval_dialog import open_eval, open_results
 from .runs_dialogs import ask_cancel_group, ask_delete
 from .runs_rows import (
     COLUMNS,
@@ -50,6 +51,7 @@ from .runs_rows import (
     SortKey,
     detail_text,
     exit_text,
+    header_text,
     matches,
     queue_position,
     row_cells,
@@ -63,7 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["RunsScreen", "SORT_KEYS", "exit_text", "matches", "queue_position", "sort_summaries"]
 
 
-class RunsScreen(ConsoleScreen):
+class RunsScreen(RunJobScreen):
     """Base screen of the ``runs`` mode."""
 
     MAIN_WIDGET = "#runs-table"
@@ -80,6 +82,10 @@ class RunsScreen(ConsoleScreen):
                 tooltip="Evaluate the highlighted run (or the selected runs) against the base"),
         Binding("R", "eval_results", "Eval results", id="runs.eval-results", show=False,
                 tooltip="The highlighted run's evaluation; with several selected, the trade-off chart"),
+        Binding("L", "evaluate_group", "Evaluate ladder", id="runs.evaluate-group", show=False,
+                tooltip="Evaluate every run of the highlighted run's group (a β ladder) against the base, loaded once"),
+        Binding("T", "tradeoff", "Trade-off", id="runs.tradeoff", show=False,
+                tooltip="The trade-off chart of the highlighted run's group (or of the selected runs)"),
         Binding("space", "toggle_select", "Select", id="runs.select", key_display="␣", tooltip="Select or unselect the run (to compare)"),
         Binding("v", "compare", "Compare", id="runs.compare", tooltip="Overlay the selected runs' curves, diff configs"),
         Binding("slash", "focus_filter", "Filter", id="runs.filter", tooltip="Filter by id, model, dataset, group or state"),
@@ -196,7 +202,7 @@ class RunsScreen(ConsoleScreen):
         with self._lister_lock:
             if self._lister is None:
                 self._lister = RunLister()
-                self._eval_lines = SummaryCache()
+                self._eval_lines = SummaryCache(short=True)
             try:
                 summaries = self._lister.list(root, reconcile=False)
             except UserError as exc:
@@ -278,28 +284,10 @@ class RunsScreen(ConsoleScreen):
         self.refresh_bindings()
 
     def _show_header(self) -> None:
-        services = self.services
-        summaries = list(self.summaries.values())
-        root = root_label(services, max(16, self.app.size.width // 2))
-        if self.error:
-            header = Text(self.error)
-        elif not self.listed:
-            header = Text(f"Runs in {root}  ·  reading…", style="dim")
-        elif summaries:
-            active = sum(1 for s in summaries if s.state in ACTIVE_STATES)
-            parts = [f"Runs in {root}", f"{len(summaries)} run{'' if len(summaries) == 1 else 's'}, {active} active"]
-            if self.filter_text:
-                parts.append(f"{len(self.shown)} match")
-            if self.sort_index or self.sort_reverse:
-                natural = self.sort_key.descending
-                arrow = "↓" if natural != self.sort_reverse else "↑"
-                parts.append(f"sorted by {self.sort_key.name} {arrow}")
-            if self.selected:
-                parts.append(f"{len(self.selected)} selected")
-            header = Text("  ·  ".join(parts))
-        else:
-            header = Text(f"No runs yet in {root}. Press n to set one up.")
-        header.no_wrap, header.overflow = True, "ellipsis"  # one line: a wrapped tail would be hidden
+        root = root_label(self.services, max(16, self.app.size.width // 2))
+        shown = len(self.shown) if self.filter_text else None
+        sort = (self.sort_key, self.sort_reverse) if self.sort_index or self.sort_reverse else None
+        header = header_text(root, list(self.summaries.values()), self.error, self.listed, shown, sort, len(self.selected))
         self.query_one("#runs-root", TextPanel).show(header)
 
     @on(DataTable.RowHighlighted)
@@ -362,8 +350,10 @@ class RunsScreen(ConsoleScreen):
             return True if summary is not None else None
         if action == "compare":
             return True if len(self._compare_ids()) >= 2 else None
-        if action in ("select_group", "cancel_group"):
+        if action in ("select_group", "cancel_group", "evaluate_group"):
             return True if summary is not None and summary.group else None
+        if action == "tradeoff":
+            return True if len(self._compare_ids()) >= 2 or (summary is not None and summary.group) else None
         return True
 
     def action_open_monitor(self) -> None:
@@ -374,35 +364,28 @@ class RunsScreen(ConsoleScreen):
         if summary is not None and summary.error is None:
             self.console.open_monitor(summary.id)
 
-    def action_chat_run(self) -> None:
-        if self.highlighted_id:
-            self.console.open_chat(self.highlighted_id)
+    def job_run_id(self) -> str | None:
+        return self.highlighted_id
 
-    def action_pairs_from_run(self) -> None:
-        from .pairs import pairs_from_run
+    def job_run_state(self) -> str:
+        return self.highlighted.state if self.highlighted is not None else ""
 
-        if self.highlighted_id:
-            pairs_from_run(self, self.highlighted_id)
-
-    def action_export_run(self) -> None:
-        if self.highlighted_id:
-            open_export(self, self.highlighted_id)
-
-    def _eval_ids(self) -> list[str]:
+    def eval_run_ids(self) -> list[str]:
         """The selected runs when two or more are (a ladder's group), else the highlighted one."""
         ids = self._compare_ids()
-        summary = self.highlighted
-        return ids if len(ids) >= 2 else ([summary.id] if summary is not None and summary.error is None else [])
+        return ids if len(ids) >= 2 else self._compare_ids({self.highlighted_id} if self.highlighted_id else set())
 
-    def action_evaluate(self) -> None:
-        from .eval_dialog import open_eval
+    def group_ids(self) -> list[str]:
+        """Every readable run of the highlighted run's group, in table order (hidden ones after)."""
+        group = self.highlighted.group if self.highlighted is not None else None
+        return self._compare_ids({s.id for s in self.summaries.values() if group and s.group == group})
 
-        open_eval(self, self._eval_ids())
+    def action_evaluate_group(self) -> None:
+        open_eval(self, self.group_ids())
 
-    def action_eval_results(self) -> None:
-        from .eval_dialog import open_results
-
-        open_results(self, self._eval_ids())
+    def action_tradeoff(self) -> None:
+        selected = self._compare_ids()
+        open_results(self, selected if len(selected) >= 2 else self.group_ids())
 
     def action_new_run(self) -> None:
         self.app.switch_mode("setup")
@@ -455,10 +438,11 @@ class RunsScreen(ConsoleScreen):
             self.selected |= members
         self._fill()
 
-    def _compare_ids(self) -> list[str]:
-        """The selected readable runs, in table order (hidden ones after)."""
-        ids = [run_id for run_id in self.shown if run_id in self.selected]
-        ids += sorted((run_id for run_id in self.selected if run_id not in self.shown), reverse=True)
+    def _compare_ids(self, chosen: set[str] | None = None) -> list[str]:
+        """The readable runs of ``chosen`` (the selection), in table order (hidden ones after, newest first)."""
+        chosen = self.selected if chosen is None else chosen
+        ids = [run_id for run_id in self.shown if run_id in chosen]
+        ids += sorted((run_id for run_id in chosen if run_id not in self.shown), reverse=True)
         return [run_id for run_id in ids if run_id in self.summaries and self.summaries[run_id].error is None]
 
     def why_not(self, action: str, parameters: tuple[object, ...]) -> str | None:
@@ -466,6 +450,10 @@ class RunsScreen(ConsoleScreen):
         if action == "compare" and len(ids) < 2:
             have = f"{len(ids)} selected" if ids else "none selected"
             return f"Compare needs two or more runs ({have}): space selects the highlighted run, g its whole group."
+        if action in ("evaluate_group", "tradeoff") and not self.group_ids():
+            what = "Evaluate ladder" if action == "evaluate_group" else "Trade-off"
+            more = "" if action == "evaluate_group" else " (or two or more selected runs)"
+            return f"{what} needs a run of a group, such as a β ladder{more}: the highlighted run has no group."
         return None
 
     def action_compare(self) -> None:
@@ -478,16 +466,7 @@ class RunsScreen(ConsoleScreen):
             return
         self.app.push_screen(CompareScreen(ids))
 
-    # --- stop, resume, delete, cancel a ladder --------------------------------------------------
-    def action_stop_run(self) -> None:
-        summary = self.highlighted
-        if summary is not None:
-            ask_stop(self, summary.id, summary.state)
-
-    def action_resume_run(self) -> None:
-        if self.highlighted_id:
-            start_resume(self, self.highlighted_id)
-
+    # --- delete, copy, cancel a ladder ---------------------------------------------------------
     def action_delete_run(self) -> None:
         summary = self.highlighted
         if summary is not None:

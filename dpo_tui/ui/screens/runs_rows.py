@@ -177,8 +177,34 @@ def row_cells(summary: RunSummary, now: float, selected: bool = False, id_width:
     ]
 
 
+def header_text(root: str, summaries: list[RunSummary], error: str | None, listed: bool, matched: int | None,
+                sort: tuple[SortKey, bool] | None, selected: int) -> Text:
+    """The line above the table: the root, how many runs (active, matching the filter ``matched``,
+    selected) and the order when ``sort`` (key, reversed) is not the natural newest-first."""
+    if error:
+        header = Text(error)
+    elif not listed:
+        header = Text(f"Runs in {root}  ·  reading…", style="dim")
+    elif summaries:
+        active = sum(1 for s in summaries if s.state in ACTIVE_STATES)
+        parts = [f"Runs in {root}", f"{len(summaries)} run{'' if len(summaries) == 1 else 's'}, {active} active"]
+        if matched is not None:
+            parts.append(f"{matched} match")
+        if sort is not None:
+            key, reverse = sort
+            parts.append(f"sorted by {key.name} {'↓' if key.descending != reverse else '↑'}")
+        if selected:
+            parts.append(f"{selected} selected")
+        header = Text("  ·  ".join(parts))
+    else:
+        header = Text(f"No runs yet in {root}. Press n to set one up.")
+    header.no_wrap, header.overflow = True, "ellipsis"  # one line: a wrapped tail would be hidden
+    return header
+
+
 def detail_text(summary: RunSummary | None, now: float, evals: str | None = None) -> Text:
-    """The line under the table; ``evals`` is the run's newest evaluation in a few words (``R`` opens it)."""
+    """The line under the table; ``evals`` is the run's newest evaluation in a few words
+    (``core.eval.view.short_summary``; ``R`` opens it)."""
     if summary is None:
         return Text("")
     if summary.error:
@@ -198,6 +224,8 @@ def detail_text(summary: RunSummary | None, now: float, evals: str | None = None
     if summary.beta is not None:
         rank = "full" if summary.method == "full" else f"r={summary.lora_rank}"
         parts.append(f"{model_label(summary.model)} β={summary.beta:g} {summary.loss_type} {rank}")
+    if evals:  # before the run's facts below: on a two-line panel at 80 columns the line's end is cut
+        parts.append(f"eval {evals} (R)")
     seconds = run_seconds(summary, now)
     if seconds is not None:
         parts.append(f"ran {duration(seconds)}")
@@ -205,8 +233,6 @@ def detail_text(summary: RunSummary | None, now: float, evals: str | None = None
         parts.append(f"data {dataset_label(summary.dataset)}")
     if summary.group:
         parts.append(f"group {summary.group}")
-    if evals:
-        parts.append(f"eval: {evals} (R)")
     return Text(" · ".join(parts))
 
 

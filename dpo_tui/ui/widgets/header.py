@@ -3,7 +3,8 @@
 Each mode is shown with the key that switches to it *where the focus is*: the digits when they act
 as keys, the F-keys while a text box has focus (there digits are text). The keys come from the
 screen's active bindings (so a keymap from settings.toml shows too), read again whenever the focus
-moves.
+moves or the screen's bindings change. Every mode is listed; one whose key does not work where the
+focus is shows without a key.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ScreenStackError
+from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -19,9 +21,6 @@ from ..format import GIB
 
 MODE_LABELS = (("setup", "1 Setup"), ("runs", "2 Runs"), ("monitor", "3 Monitor"), ("chat", "4 Chat"), ("pairs", "5 Pairs"))
 MODE_NAMES = {"setup": "Setup", "runs": "Runs", "monitor": "Monitor", "chat": "Chat", "pairs": "Pairs"}
-SHOWN_WHEN_CURRENT = {"pairs"}
-"""Modes listed only while they are the current one: at 80 columns every label costs the host and
-memory figure words, and the keys list (``?``) and the palette name them everywhere."""
 
 
 def key_label(display: str) -> str:
@@ -96,12 +95,17 @@ class StatusHeader(Widget):
         if hasattr(app, "settings_signal"):  # a keymap may rebind the mode keys
             app.settings_signal.subscribe(self, lambda _settings: self._focus_changed())
         self.watch(self.screen, "focused", self._focus_changed)
+        # A screen's own binding may take a mode's key while it applies (the experiment form's F6
+        # applies a VRAM suggestion): read the keys again whenever the screen's bindings change.
+        self.screen.bindings_updated_signal.subscribe(self, self._focus_changed)
 
     def _focus_changed(self, *_: Any) -> None:
         try:
-            self.keys = mode_keys(self.screen)
-        except ScreenStackError:  # the app is closing its screens
-            pass
+            keys = mode_keys(self.screen)
+        except (ScreenStackError, NoMatches):  # the app is closing its screens, or this one is still composing
+            return  # (its check_action may query a widget not mounted yet; its focus and bindings update again)
+        if keys != self.keys:  # bindings refresh often (every runs listing): repaint only on a change
+            self.keys = keys
 
     def _mode_changed(self, mode: str) -> None:
         self.mode = mode
@@ -112,10 +116,8 @@ class StatusHeader(Widget):
     def render(self) -> Text:
         left = Text(" dpo-tui ", style="bold")
         keys = self.keys
-        digits = all(keys.get(mode, digit) == digit for mode, digit in (("setup", "1"), ("runs", "2"), ("monitor", "3"), ("chat", "4")))
+        digits = all(keys.get(mode, digit) == digit for mode, digit in (("setup", "1"), ("runs", "2"), ("monitor", "3"), ("chat", "4"), ("pairs", "5")))
         for mode, label in MODE_LABELS:
-            if mode in SHOWN_WHEN_CURRENT and mode != self.mode:
-                continue
             style = "reverse bold" if mode == self.mode else "dim"
             if digits:
                 left.append(f" {label} ", style=style)
