@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Problem, UserError
+from .fsutil import JSON_ERRORS
 
 MAX_LINE_CHARS = 32_000
 """Longer prompt lines are refused: they are almost always a file that is not a prompt list."""
@@ -104,6 +105,9 @@ def read_prompts(path: Path | str) -> list[PromptItem]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
+            continue
+        except JSON_ERRORS:
+            problems.append(Problem("not valid JSON (nested too deeply)", file=name, line=number))
             continue
         if not isinstance(obj, dict):
             problems.append(Problem("must be a JSON object with a prompt field", file=name, line=number))

@@ -237,7 +237,12 @@ def run_job(job_dir: Path) -> int:
     """Run (or resume) the job in ``job_dir``; its status says the outcome. Exit 0 done or stopped, 2 failed."""
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
-    answered_before = len(read_answers(job_dir))
+    try:
+        answered_before = len(read_answers(job_dir))
+    except UserError as exc:
+        write_status(job_dir, state="failed", ended_at=time.time(), error=one_line(exc))
+        signal.signal(signal.SIGTERM, previous)
+        return 2
     mark_running(job_dir, done_at_start=answered_before, error=None, ended_at=None)
     started = time.time()
     progress = ProgressWriter(job_dir)
