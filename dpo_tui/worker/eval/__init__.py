@@ -262,7 +262,10 @@ def run_job(job_dir: Path) -> int:
                      work_s=float(status.get("work_s") or 0.0) + time.time() - started)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one operator line in status.json
-        if not isinstance(exc, UserError):
+        from ..chat_io import RequestError
+
+        # A refused request (a missing adapter, a bad model folder) is the operator's to fix: no traceback.
+        if not isinstance(exc, (UserError, RequestError)) or getattr(exc, "kind", "") == "generation":
             import traceback
 
             traceback.print_exc()

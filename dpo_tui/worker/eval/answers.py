@@ -14,8 +14,8 @@ from typing import Any
 
 from ...core.errors import UserError
 from ...core.eval.jobs import ANSWERS_FILE, EvalPlan, check_answers_file
-from ...core.fsutil import JSON_ERRORS
 from ...core.eval.raw import Answer, PairScore, PromptResult
+from ...core.fsutil import JSON_ERRORS
 from ...core.judge import Verdict
 
 Key = tuple[str, int]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -102,7 +103,8 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
                       "max_new_tokens": plan.max_new_tokens, "system": plan.system, "dpo_tui": __version__}
         step = plan.prompts_per_chunk
         started = time.time()
-        with open(job_dir / CANDIDATES_FILE, "a", encoding="utf-8") as out:
+        out = os.open(job_dir / CANDIDATES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
             for start in range(0, len(todo), step):
                 if stop.is_set():
                     break
@@ -112,11 +114,9 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
                          for index, item in chunk for k in range(plan.n)]
                 results = gen.generate(items, settings, batch_size=len(items))
                 rows = _rows(plan, chunk, results, provenance)
+                append_whole(out, job_dir / CANDIDATES_FILE, "".join(row.to_line() for row in rows).encode("utf-8"))
                 for row in rows:
-                    out.write(row.to_line())
                     counts.add(row)
-                out.flush()
-                os.fsync(out.fileno())
                 write_status(job_dir, **counts.fields())
                 made = counts.prompts - len(done)
                 progress.emit({"type": "progress", "done": counts.prompts, "total": len(prompts),
@@ -124,6 +124,8 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
                                "rate": round(made * plan.n / max(1e-9, time.time() - started), 3)})
                 for warning in gen.warnings():
                     progress.emit({"type": "warning", "message": warning})
+        finally:
+            os.close(out)
         state = "done" if counts.prompts >= len(prompts) else "stopped"
         progress.emit({"type": state, **counts.fields(), "total": len(prompts)})
         write_status(job_dir, **counts.fields())
@@ -131,6 +133,30 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
     finally:
         progress.close()
         gen.close()
+
+
+def append_whole(fd: int, path: Path, data: bytes) -> None:
+    """Append ``data`` (whole lines) and fsync, or leave the file as it was: a write cut by a full disk is
+    truncated away, so every line already there stays valid and a resume redoes only the lost chunk."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise disk_error(exc, path) from None
+
+
+def disk_error(exc: OSError, path: Path) -> UserError:
+    """A write that failed, as the operator's problem: a full disk or quota says so, with the folder."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"The disk holding {path.parent} is full: could not write {path.name}",
+                         hint=f"free space there, then continue with: dpo-tui pairs resume {path.parent}")
+    return UserError(f"Cannot write {path}: {exc.strerror or exc}",
+                     hint=f"fix the folder, then continue with: dpo-tui pairs resume {path.parent}")
 
 
 def _rows(plan: PairsPlan, chunk: list[tuple[int, PromptItem]], results: list[Any],
@@ -168,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         state = generate(job_dir, stop)
     except UserError as exc:
         _fail(job_dir, exc.render())
+        return 2
+    except OSError as exc:  # a status or progress write: the disk, not a bug
+        _fail(job_dir, disk_error(exc, Path(exc.filename or job_dir / "status.json")).render())
         return 2
     except Exception as exc:  # noqa: BLE001 - a generation error the operator must see; the traceback goes to worker.log
         from ..chat_io import RequestError
