@@ -284,7 +284,7 @@ def test_two_pairs_generate_into_one_out_at_once_run_one_worker(tmp_path: Path) 
 def test_pairs_generate_onto_a_read_only_out_is_refused_before_starting(tmp_path: Path) -> None:
     prompts = _prompts(tmp_path / "p.txt", 3)
     where = tmp_path / "ro"
-    with tmpfs(where, "1m"):
+    with tmpfs(where, "64m"):  # room for the plan's space estimate: the refusal must be about writing
         subprocess.run(["mount", "-o", "remount,ro", str(where)], check=True)
         proc = run_cli_inprocess("pairs", "generate", "--model", "sample", "--prompts", str(prompts), "--n", "2",
                                  "--max-new-tokens", "8", "--out", str(where / "job"), "--detach")
@@ -292,3 +292,45 @@ def test_pairs_generate_onto_a_read_only_out_is_refused_before_starting(tmp_path
         assert "read-only" in out.lower(), out
         assert list(where.iterdir()) == []
     record_outcome("pairs", "generate/read-only-out", "rejected")
+
+
+def _wait_pairs(out: Path, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while (read_status(out) or {}).get("state") not in {"done", "failed", "stopped"}:
+        assert time.monotonic() < deadline, read_status(out)
+        time.sleep(0.05)
+    wait_worker_gone(out)
+    return read_status(out)["state"]
+
+
+def test_pairs_generate_on_a_full_disk_fails_cleanly_and_resumes(tmp_path: Path) -> None:
+    from dpo_tui.core.pairs.plan import plan_pairs, start_pairs
+
+    prompts = _prompts(tmp_path / "p.txt", 3, words=400)  # ~2 KB a prompt (stored twice): a line spans pages
+    where = tmp_path / "full"
+    with tmpfs(where, "64m"):  # room for the plan's space estimate, filled after planning
+        plan = plan_pairs(model="sample", prompts=prompts, out=where / "job", n=2, max_new_tokens=8, batch_size=2)
+        filler = where / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk, then give back room for small files and a line
+        try:
+            with pytest.raises(OSError):
+                while True:
+                    os.write(fd, b"\0" * 4096)
+        finally:
+            os.close(fd)
+        os.truncate(filler, max(0, filler.stat().st_size - (64 + 7) * 4096))  # the worker's reserve, then room
+        start_pairs(plan)
+        out = where / "job"
+        assert _wait_pairs(out) == "failed", read_status(out)
+        error = read_status(out)["error"]
+        assert "full" in error.lower() and "internal error" not in error.lower(), error
+        lines = (out / "candidates.jsonl").read_bytes().splitlines() if (out / "candidates.jsonl").exists() else []
+        assert len(lines) < 3
+        made = [json.loads(line)["index"] for line in lines]  # every line whole JSON
+        filler.unlink()
+        proc = run_cli_inprocess("pairs", "resume", str(out))
+        assert_clean(proc, 0)
+        assert _wait_pairs(out) == "done", read_status(out)
+        indices = [json.loads(line)["index"] for line in (out / "candidates.jsonl").read_text().splitlines()]
+        assert sorted(indices) == [0, 1, 2] and indices[: len(made)] == made
+    record_outcome("pairs", "generate/full-disk-then-resume", "survived")

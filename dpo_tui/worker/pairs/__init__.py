@@ -84,6 +84,7 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
     done = scan.indices
     todo = [(i, item) for i, item in enumerate(prompts) if i not in done]
     mark_running(job_dir, total=len(prompts), done_at_start=counts.prompts, **counts.fields())
+    _reserve(job_dir)
     progress = ProgressWriter(job_dir)
     progress.emit({"type": "start", "total": len(prompts), "done": counts.prompts, "torn_bytes_cut": cut,
                    "skipped_lines": scan.skipped})
@@ -209,11 +210,27 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _fail(job_dir, f"internal error: {type(exc).__name__}: {first_line(exc)} (a bug; see worker.log)")
         return 1
+    with contextlib.suppress(OSError):
+        (job_dir / RESERVE_FILE).unlink(missing_ok=True)
     write_status(job_dir, state=state, ended_at=time.time(), error=None)
     return 0
 
 
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 256 << 10
+"""Room kept for the last status write: on a full disk the failure itself must still reach status.json."""
+
+
+def _reserve(job_dir: Path) -> None:
+    with contextlib.suppress(OSError), open(job_dir / RESERVE_FILE, "wb") as fh:
+        fh.write(b"\0" * RESERVE_BYTES)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _fail(job_dir: Path, error: str) -> None:
     sys.stderr.write(error + "\n")
+    with contextlib.suppress(OSError):
+        (job_dir / RESERVE_FILE).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         write_status(job_dir, state="failed", ended_at=time.time(), error=error)
