@@ -80,7 +80,7 @@ def _read_regular(path: Path, name: str) -> bytes:
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise UserError(f"{name} is a folder, not a prompts file", hint=hint)
+            raise UserError(f"No prompts file at {name}: it is a folder", hint=hint)
         if not stat.S_ISREG(info.st_mode):
             kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) else "not a regular file"
             raise UserError(f"{name} is {kind}, not a prompts file", hint=hint)
