@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-JSON_ERRORS: tuple[type[Exception], ...] = (ValueError, RecursionError)
+JSON_ERRORS: tuple[type[ValueError], type[RecursionError]] = (ValueError, RecursionError)
 """What parsing damaged JSON raises: ``ValueError`` (``JSONDecodeError``, ``UnicodeDecodeError``) for bad text, and
 ``RecursionError`` for a document nested deeper than the parser's stack (``"[" * 100000``), which is no
 ``ValueError``. Every reader of a file an operator or a crash can damage catches this tuple."""

@@ -40,6 +40,8 @@ STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.jsonl"
 LOG_FILE = "worker.log"
 LOCK_FILE = "lock"
+EXIT_GRACE_S = 15.0
+"""How long a start waits for the worker of a job whose status says it ended (it is still exiting)."""
 ACTIVE_STATES = ("starting", "running")
 START_GRACE_S = 120.0
 """How long a job may stay ``starting`` (the worker imports torch first) before it reads as crashed."""
@@ -76,25 +78,32 @@ def package_env() -> dict[str, str]:
     return env
 
 
-def claim_job(job_dir: Path, what: str) -> int:
+def claim_job(job_dir: Path, what: str, wait_s: float = 0.0) -> int:
     """Take the job's ``lock`` (flock, without waiting) for a worker about to start; its fd, for
     :func:`launch_detached`, which hands it to the worker.
 
     A status check alone is not enough: two resumes that read ``failed`` at the same moment would both
     start a worker. The flock follows the open file, so the worker that inherits the fd holds it until it
-    exits, whoever launched it. A UserError when another worker (or a launch under way) holds it.
+    exits, whoever launched it. A UserError when another worker (or a launch under way) holds it after
+    ``wait_s``: a worker records its end state a moment before it exits, so a caller that read a finished
+    state waits that moment out instead of refusing.
     """
     from .locks import open_lock
 
     path = Path(job_dir) / LOCK_FILE
     fd = open_lock(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
         os.close(fd)
         raise UserError(f"The {what} job {Path(job_dir).name} is already running (a worker holds {path})",
                         hint="follow it, or stop it before starting it again") from None
-    return fd
 
 
 def launch_detached(job_dir: Path, module: str, args: list[str], what: str, lock_fd: int | None = None) -> int:

@@ -173,7 +173,8 @@ def test_two_eval_resumes_at_once_run_one_worker(done_job: Path) -> None:
     codes = sorted(rc for rc, _o, _e in results)
     assert codes == [0, 2], results
     refused = next(o + e for rc, o, e in results if rc == 2)
-    assert "already running" in refused or "still starting" in refused, refused
+    # Refused while the first worker runs; once it has ended (within the exit grace), as already done.
+    assert any(why in refused for why in ("already running", "still starting", "still running", "already done")), refused
     assert "Traceback" not in refused
     assert wait_state(done_job, TERMINAL) == "done"
     wait_worker_gone(done_job)

@@ -34,6 +34,7 @@ from ..errors import Problem, UserError
 from ..fsutil import JSON_ERRORS, make_unique_dir
 from ..job_folder import (
     ACTIVE_STATES,
+    EXIT_GRACE_S,
     PLAN_FILE,
     PROGRESS_FILE,
     claim_job,
@@ -293,7 +294,8 @@ def resume_eval(job_dir: Path) -> Path:
     job_dir = Path(job_dir)
     read_plan(job_dir)
     check_answers_file(job_dir)
-    lock_fd = claim_job(job_dir, "evaluation")
+    ended = effective_state(read_status(job_dir)) not in ACTIVE_STATES
+    lock_fd = claim_job(job_dir, "evaluation", wait_s=EXIT_GRACE_S if ended else 0.0)
     try:
         state = effective_state(read_status(job_dir))
         if state in ACTIVE_STATES:

@@ -26,6 +26,7 @@ from ..errors import Problem, UserError
 from ..fsutil import JSON_ERRORS, atomic_write_text
 from ..job_folder import (
     ACTIVE_STATES,
+    EXIT_GRACE_S,
     LOCK_FILE,
     LOG_FILE,
     PLAN_FILE,
@@ -255,7 +256,8 @@ def _launch(plan: PairsPlan, out_dir: Path) -> Path:
     except OSError as exc:
         raise UserError(f"Cannot create the pairs job folder {out_dir}: {exc.strerror or exc}",
                         hint="--out must be a writable folder with free space") from None
-    lock_fd = claim_job(out_dir, "pairs")
+    ended = effective_state(read_status(out_dir) or {"state": "new"}) not in ACTIVE_STATES
+    lock_fd = claim_job(out_dir, "pairs", wait_s=EXIT_GRACE_S if ended else 0.0)
     try:
         status = read_status(out_dir)
         state = effective_state(status) if status else None
