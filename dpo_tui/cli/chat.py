@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import Problem, UserError
+from ..core.fsutil import JSON_ERRORS
 from . import add_runs_dir
 
 HELP = "answer prompts with a run's base and tuned model side by side"
@@ -63,8 +64,8 @@ def read_prompts(path: Path) -> list[str | list[dict[str, str]]]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(f"not JSON: {exc.msg}", file=str(path), line=n))
+        except JSON_ERRORS as exc:
+            problems.append(Problem(f"not JSON: {getattr(exc, 'msg', 'nested too deeply')}", file=str(path), line=n))
             continue
         value = row.get("prompt") if isinstance(row, dict) else None
         if isinstance(value, str) and value.strip() or isinstance(value, list) and value and all(isinstance(m, dict) for m in value):

@@ -55,6 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .fsutil import JSON_ERRORS
+
 PROTOCOL_VERSION = 1
 BASE = "__base__"
 """Adapter name for the base model with adapters off (PEFT's mixed-batch name)."""
@@ -141,7 +143,7 @@ def decode(line: str | bytes) -> dict[str, Any] | None:
         return None
     try:
         obj = json.loads(line)
-    except ValueError:
+    except JSON_ERRORS:
         return None
     return obj if isinstance(obj, dict) else None
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import first_line
+from .fsutil import JSON_ERRORS
 
 _loads: Callable[[bytes | str], Any]
 try:  # 3-5x faster parsing of long event logs (reattach to a 100,000-event run); optional.
@@ -271,7 +272,7 @@ def last_seq(path: Path) -> int:
     for raw in reversed(tail.split(b"\n")):
         try:
             event = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except JSON_ERRORS:
             continue
         if isinstance(event, dict) and isinstance(event.get("seq"), int):
             return event["seq"]
@@ -344,7 +345,7 @@ class EventReader:
                 continue
             try:
                 event = _loads(raw)
-            except (ValueError, UnicodeDecodeError, RecursionError):
+            except JSON_ERRORS:
                 self.bad_lines += 1
                 continue
             if not isinstance(event, dict) or not isinstance(event.get("type"), str):

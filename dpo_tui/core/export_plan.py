@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .config import looks_like_hub_id, resolve_model
-from .errors import Problem, UserError
+from .errors import Problem, UserError, first_line
+from .fsutil import JSON_ERRORS
 from .hub import offline, offline_reason
 from .llama_cpp import INSTALL_HINT, QUANTIZE_TYPES, check_quantize_type, find_llama_cpp
 from .runs import ACTIVE_STATES, Run
@@ -129,9 +130,14 @@ class ExportPlan:
 
     @classmethod
     def from_json(cls, text: str) -> ExportPlan:
-        data = json.loads(text)
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """The plan a job folder holds; a UserError when it is damaged (a file anyone may edit)."""
+        try:
+            data = json.loads(text)
+            known = set(cls.__dataclass_fields__)
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (AttributeError, TypeError, *JSON_ERRORS) as exc:
+            raise UserError(f"The export plan is damaged ({first_line(exc)})",
+                            hint="plan the export again with `dpo-tui export`") from None
 
 
 def worker_command(plan_file: Path | str) -> list[str]:
@@ -201,7 +207,7 @@ def plan_export(
     if not config.trust_remote_code and base_config.is_file():
         try:
             auto_map = json.loads(base_config.read_text(encoding="utf-8")).get("auto_map")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, AttributeError, *JSON_ERRORS):
             auto_map = None
         if auto_map:
             raise UserError(
@@ -380,7 +386,7 @@ def _model_type(full_model: Path | None, base_model: str, revision: str | None) 
     for path in candidates:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, *JSON_ERRORS):
             continue
         if isinstance(data, dict) and isinstance(data.get("model_type"), str):
             return data["model_type"]

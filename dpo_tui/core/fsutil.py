@@ -15,6 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+JSON_ERRORS: tuple[type[ValueError], type[RecursionError]] = (ValueError, RecursionError)
+"""What parsing damaged JSON raises: ``ValueError`` (``JSONDecodeError``, ``UnicodeDecodeError``) for bad text, and
+``RecursionError`` for a document nested deeper than the parser's stack (``"[" * 100000``), which is no
+``ValueError``. Every reader of a file an operator or a crash can damage catches this tuple."""
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file in ``path`` durable. Best effort on filesystems without dir fsync."""
@@ -103,6 +108,7 @@ def atomic_write_json(path: Path | str, obj: Any) -> None:
 
 
 def read_json(path: Path | str) -> Any:
+    """The parsed file; raises ``OSError`` or one of :data:`JSON_ERRORS`."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 

@@ -10,6 +10,7 @@ session dropping, exactly as a run's supervisor does. Anyone can follow it by re
                           "created_at", "started_at", "ended_at", "error", ...}
         progress.jsonl   the worker's events, one JSON object a line
         worker.log       the worker's stdout/stderr (a traceback only for a bug)
+        lock             flock'd by the worker for its whole life: a second start or resume is refused
 
 Only the worker writes ``status.json`` once it runs (atomically); the launcher writes the first
 ``starting`` one. A ``starting``/``running`` job whose process is gone reads as ``crashed``
@@ -19,6 +20,7 @@ Only the worker writes ``status.json`` once it runs (atomically); the launcher w
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -31,12 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .fsutil import atomic_write_json
+from .fsutil import JSON_ERRORS, atomic_write_json
 
 PLAN_FILE = "plan.json"
 STATUS_FILE = "status.json"
 PROGRESS_FILE = "progress.jsonl"
 LOG_FILE = "worker.log"
+LOCK_FILE = "lock"
+EXIT_GRACE_S = 15.0
+"""How long a start waits for the worker of a job whose status says it ended (it is still exiting)."""
 ACTIVE_STATES = ("starting", "running")
 START_GRACE_S = 120.0
 """How long a job may stay ``starting`` (the worker imports torch first) before it reads as crashed."""
@@ -52,7 +57,7 @@ def write_status(job_dir: Path, **fields: Any) -> None:
 def read_status(job_dir: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((Path(job_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):  # RecursionError: nested deeper than the parser's stack
+    except (OSError, *JSON_ERRORS):
         return None
     return data if isinstance(data, dict) else None
 
@@ -73,19 +78,53 @@ def package_env() -> dict[str, str]:
     return env
 
 
-def launch_detached(job_dir: Path, module: str, args: list[str], what: str) -> int:
+def claim_job(job_dir: Path, what: str, wait_s: float = 0.0) -> int:
+    """Take the job's ``lock`` (flock, without waiting) for a worker about to start; its fd, for
+    :func:`launch_detached`, which hands it to the worker.
+
+    A status check alone is not enough: two resumes that read ``failed`` at the same moment would both
+    start a worker. The flock follows the open file, so the worker that inherits the fd holds it until it
+    exits, whoever launched it. A UserError when another worker (or a launch under way) holds it after
+    ``wait_s``: a worker records its end state a moment before it exits, so a caller that read a finished
+    state waits that moment out instead of refusing.
+    """
+    from .locks import open_lock
+
+    path = Path(job_dir) / LOCK_FILE
+    fd = open_lock(path)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+        os.close(fd)
+        raise UserError(f"The {what} job {Path(job_dir).name} is already running (a worker holds {path})",
+                        hint="follow it, or stop it before starting it again") from None
+
+
+def launch_detached(job_dir: Path, module: str, args: list[str], what: str, lock_fd: int | None = None) -> int:
     """Start ``python -m MODULE ARGS`` in its own session with its output in ``worker.log``; returns the pid.
 
-    ``what`` names the job in errors ("the evaluation worker did not start: ...").
+    ``what`` names the job in errors ("the evaluation worker did not start: ..."). ``lock_fd`` (from
+    :func:`claim_job`) is passed on to the worker, which then holds the job's lock for its life, and
+    closed here either way.
     """
     cmd = [sys.executable, "-m", module, *args]
     try:
         with open(Path(job_dir) / LOG_FILE, "ab") as log:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True, env=package_env(), cwd=str(job_dir))
+                                    start_new_session=True, close_fds=True, env=package_env(), cwd=str(job_dir),
+                                    pass_fds=() if lock_fd is None else (lock_fd,))
     except OSError as exc:
         write_status(job_dir, state="failed", ended_at=time.time(), error=f"the {what} worker did not start: {exc}")
         raise UserError(f"Could not start the {what} worker: {exc.strerror or exc}") from None
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)
     # Reap it when it ends while this process lives (no <defunct> child); if this process quits first,
     # the worker (its own session) keeps going and init reaps it.
     threading.Thread(target=proc.wait, name=f"{what}-reaper-{proc.pid}", daemon=True).start()
@@ -170,7 +209,7 @@ class ProgressTail:
         lines = data.split(b"\n")
         self._partial = lines.pop()  # a line still being written
         for raw in lines:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(*JSON_ERRORS):
                 event = json.loads(raw)
                 if isinstance(event, dict):
                     yield event

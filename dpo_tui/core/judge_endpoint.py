@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Problem, UserError, first_line
+from .fsutil import JSON_ERRORS
 from .judge import JudgeSpec, Verdict, Winner
 
 DEFAULT_PROMPT = """\
@@ -278,7 +279,7 @@ def _reply_text(body: bytes) -> str:
         raise _Failure(f"the reply is larger than {MAX_BODY_BYTES // 1024} KiB", False)
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except JSON_ERRORS:
         shown = body[:80].decode("utf-8", "replace").strip()
         raise _Failure(f"the reply is not JSON ({shown!r})", False) from None
     choices = data.get("choices") if isinstance(data, dict) else None
@@ -304,7 +305,7 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
         data = json.loads(raw)
         error = data.get("error", data) if isinstance(data, dict) else data
         raw = str(error.get("message", error)) if isinstance(error, dict) else str(error)
-    except ValueError:
+    except JSON_ERRORS:
         pass
     line = next((line.strip() for line in raw.splitlines() if line.strip()), "")
     return f": {line[:160]}" if line else ""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .fsutil import JSON_ERRORS
 from .model_info import (
     FOUR_NORM_TYPES,
     FUSED_PROJECTION_TYPES,
@@ -197,6 +198,8 @@ def read_json(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON at line {exc.lineno}: {exc.msg}"
+    except JSON_ERRORS:
+        return None, "invalid JSON: nested too deeply"
     if not isinstance(data, dict):
         return None, "not a JSON object"
     return data, None

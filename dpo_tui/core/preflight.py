@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .config import RunConfig, looks_like_hub_id
 from .errors import Problem, UserError
+from .fsutil import JSON_ERRORS
 from .hub import offline
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def check_model(config: RunConfig) -> ModelInfo | None:
         raise UserError(f"{config.model} is a LoRA adapter, not a base model", hint=f"train on its base model ({info.base_model or '?'})")
     try:
         cfg = json.loads((Path(info.path) / "config.json").read_text(encoding="utf-8")) if info.path else {}
-    except (OSError, ValueError):
+    except (OSError, *JSON_ERRORS):
         cfg = {}
     reason = not_a_causal_lm(cfg) if isinstance(cfg, dict) else None
     if reason:

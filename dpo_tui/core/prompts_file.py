@@ -14,10 +14,13 @@ file with any problem is refused as a whole, so a job never starts on half a fil
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import Problem, UserError
+from .fsutil import JSON_ERRORS
 
 MAX_LINE_CHARS = 32_000
 """Longer prompt lines are refused: they are almost always a file that is not a prompt list."""
@@ -63,18 +66,39 @@ def _messages(value: object) -> tuple[tuple[tuple[str, str], ...] | None, str]:
     return tuple(out), ""
 
 
+def _read_regular(path: Path, name: str) -> bytes:
+    """The file's bytes. Only a regular file is read: a FIFO would block forever and a device (/dev/zero)
+    never ends, so both are refused by what ``fstat`` says of the opened file (O_NONBLOCK: opening a FIFO
+    with no writer does not wait)."""
+    hint = "give a .txt file (one prompt a line) or a .jsonl file"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserError(f"No prompts file at {name}", hint=hint) from None
+    except OSError as exc:
+        raise UserError(f"Cannot read {name}: {exc.strerror or exc}", hint=hint) from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UserError(f"No prompts file at {name}: it is a folder", hint=hint)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) else "not a regular file"
+            raise UserError(f"{name} is {kind}, not a prompts file", hint=hint)
+        if info.st_size > MAX_FILE_BYTES:
+            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint="split it into smaller prompt files")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            return fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise UserError(f"Cannot read {name}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
 def read_prompts(path: Path | str) -> list[PromptItem]:
     """Every prompt of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
     path = Path(path).expanduser()
     name = str(path)
-    try:
-        if not path.is_file():
-            raise UserError(f"No prompts file at {name}", hint="give a .txt file (one prompt a line) or a .jsonl file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint="split it into smaller prompt files")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"Cannot read {name}: {exc.strerror or exc}") from None
+    raw = _read_regular(path, name)
     jsonl = path.suffix.lower() in (".jsonl", ".json")
     items: list[PromptItem] = []
     problems: list[Problem] = []
@@ -104,6 +128,9 @@ def read_prompts(path: Path | str) -> list[PromptItem]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
+            continue
+        except JSON_ERRORS:
+            problems.append(Problem("not valid JSON (nested too deeply)", file=name, line=number))
             continue
         if not isinstance(obj, dict):
             problems.append(Problem("must be a JSON object with a prompt field", file=name, line=number))

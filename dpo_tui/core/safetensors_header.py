@@ -8,6 +8,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from .fsutil import JSON_ERRORS
+
 DTYPE_BYTES = {
     "F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1,
     "F8_E4M3": 1, "F8_E5M2": 1, "U16": 2, "U32": 4, "U64": 8,
@@ -66,7 +68,7 @@ def read_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
             header = json.loads(fh.read(header_len))
     except OSError as exc:
         raise SafetensorsError(f"cannot read: {exc.strerror}") from None
-    except (ValueError, UnicodeDecodeError):
+    except JSON_ERRORS:
         raise SafetensorsError("header is not valid JSON") from None
     if not isinstance(header, dict):
         raise SafetensorsError("header is not a JSON object")

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..core import chat_protocol as P
 from ..core.errors import first_line
+from ..core.fsutil import JSON_ERRORS
 from .chat_io import Channel, Inbox, RequestError, fault, is_oom
 from .chat_lora import NoMix, RowMix, check_adapter_base, fingerprint, mixable
 from .chat_stream import Side, Streamer
@@ -212,7 +213,7 @@ class Engine:
             raise RequestError("adapter_load", f"{spec} is not a PEFT adapter folder (no adapter_config.json)", hint)
         try:
             acfg = json.loads(cfg_file.read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, *JSON_ERRORS) as exc:
             raise RequestError("adapter_load", f"{cfg_file} is unreadable: {first_line(exc)}") from exc
         check_adapter_base(self.model, self.model_path, path, acfg)
         if name in self.adapters:

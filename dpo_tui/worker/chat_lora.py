@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core import chat_protocol as P
+from ..core.fsutil import JSON_ERRORS
 from ..core.model_fingerprint import fingerprint, fingerprint_diffs
 from .chat_io import RequestError
 
@@ -31,7 +32,7 @@ def check_adapter_base(model: Any, model_path: str, path: Path, acfg: dict[str, 
     if rec_cfg is not None and rec_cfg.is_file():
         try:
             theirs = fingerprint(json.loads(rec_cfg.read_text()))
-        except (OSError, ValueError):
+        except (OSError, *JSON_ERRORS):
             theirs = {}
         diffs = fingerprint_diffs(theirs, mine)
         if diffs:

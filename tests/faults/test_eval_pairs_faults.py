@@ -270,3 +270,143 @@ def test_runs_json_and_compare_survive_hostile_reports(tmp_path: Path) -> None:
         assert_clean(proc)
         assert proc.returncode in (0, 2), proc.stdout + proc.stderr
     record_outcome("eval", "report/hostile-reports-runs-compare", "survived")
+
+
+# --- every JSON reader against a deeply nested document ---------------------------------------------------
+DEEP = b"[" * 100_000 + b"]" * 100_000
+DEEP_OBJECT = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+
+
+def _deep_file(tmp_path: Path, name: str, data: bytes = DEEP) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _raises(kind: type[BaseException], call) -> None:
+    """``call`` must raise ``kind`` (the reader's own clear error), never a RecursionError."""
+    with pytest.raises(kind):
+        call()
+
+
+def _read_job_status(tmp_path: Path) -> None:
+    from dpo_tui.core.job_folder import read_status
+
+    assert read_status(_deep_file(tmp_path, "status.json").parent) is None
+
+
+def _progress_tail(tmp_path: Path) -> None:
+    from dpo_tui.core.job_folder import ProgressTail
+
+    assert list(ProgressTail(_deep_file(tmp_path, "progress.jsonl", DEEP + b"\n").parent).new_events()) == []
+
+
+def _eval_job_view(tmp_path: Path) -> None:
+    from dpo_tui.core.eval.jobs import read_eval_job
+
+    job = _deep_file(tmp_path, "job/progress.jsonl", DEEP + b"\n").parent
+    _deep_file(tmp_path, "job/status.json")
+    assert read_eval_job(job).state == "unreadable"
+
+
+def _run_status(tmp_path: Path) -> None:
+    from dpo_tui.core.runs.status import loads_strict
+
+    _raises(ValueError, lambda: loads_strict(DEEP))
+
+
+def _events(tmp_path: Path) -> None:
+    from dpo_tui.core.events import last_seq, read_events
+
+    path = _deep_file(tmp_path, "events.jsonl", DEEP + b"\n" + DEEP_OBJECT + b"\n")
+    assert read_events(path) == [] and last_seq(path) == 0
+
+
+def _chat_protocol(tmp_path: Path) -> None:
+    from dpo_tui.core.chat_protocol import decode
+
+    assert decode(DEEP_OBJECT) is None
+
+
+def _model_config(tmp_path: Path) -> None:
+    from dpo_tui.core.model_config import read_json
+
+    data, err = read_json(_deep_file(tmp_path, "config.json", DEEP_OBJECT))
+    assert data is None and "nested" in (err or ""), err
+
+
+def _prompts_file(tmp_path: Path) -> None:
+    from dpo_tui.core.errors import UserError
+    from dpo_tui.core.prompts_file import read_prompts
+
+    _raises(UserError, lambda: read_prompts(_deep_file(tmp_path, "p.jsonl", DEEP_OBJECT + b"\n")))
+
+
+def _facts_file(tmp_path: Path) -> None:
+    from dpo_tui.core.errors import UserError
+    from dpo_tui.core.eval.facts import read_facts
+
+    _raises(UserError, lambda: read_facts(_deep_file(tmp_path, "f.jsonl", DEEP_OBJECT + b"\n")))
+
+
+def _safetensors_header(tmp_path: Path) -> None:
+    import struct
+
+    from dpo_tui.core.safetensors_header import SafetensorsError, read_header
+
+    path = _deep_file(tmp_path, "model.safetensors", struct.pack("<Q", len(DEEP_OBJECT)) + DEEP_OBJECT)
+    _raises(SafetensorsError, lambda: read_header(path))
+
+
+def _eval_report(tmp_path: Path) -> None:
+    from dpo_tui.core.eval.report import UnreadableReport, read_report
+
+    _raises(UnreadableReport, lambda: read_report(_deep_file(tmp_path, "eval/r.json")))
+
+
+def _pairs_candidates_and_labels(tmp_path: Path) -> None:
+    from dpo_tui.core.pairs.candidates import scan_candidates
+    from dpo_tui.core.pairs.queue import read_hand_labels
+
+    d = _deep_file(tmp_path, "p/candidates.jsonl", DEEP + b"\n").parent
+    _deep_file(tmp_path, "p/labels.jsonl", DEEP_OBJECT + b"\n")
+    assert scan_candidates(d).rows == [] and read_hand_labels(d) == {}
+
+
+def _run_config(tmp_path: Path) -> None:
+    from dpo_tui.core.config import load_config
+    from dpo_tui.core.errors import UserError
+
+    _raises(UserError, lambda: load_config(_deep_file(tmp_path, "run.json", DEEP_OBJECT)))
+
+
+def _export_plan(tmp_path: Path) -> None:
+    from dpo_tui.core.errors import UserError
+    from dpo_tui.core.export_plan import ExportPlan
+
+    _raises(UserError, lambda: ExportPlan.from_json(DEEP.decode()))
+
+
+def _data_tokenizer_config(tmp_path: Path) -> None:
+    from dpo_tui.core.data.tokenizer import _read_json
+
+    assert _read_json(_deep_file(tmp_path, "tokenizer_config.json", DEEP_OBJECT)) == {}
+
+
+def _answers_log(tmp_path: Path) -> None:
+    from dpo_tui.worker.eval.answers import read_answers
+
+    assert read_answers(_deep_file(tmp_path, "job/answers.jsonl", DEEP + b"\n").parent) == {}
+
+
+DEEP_READERS = {f.__name__.lstrip("_"): f for f in (
+    _read_job_status, _progress_tail, _eval_job_view, _run_status, _events, _chat_protocol, _model_config,
+    _prompts_file, _facts_file, _safetensors_header, _eval_report, _pairs_candidates_and_labels, _run_config,
+    _export_plan, _data_tokenizer_config, _answers_log)}
+
+
+@pytest.mark.parametrize("reader", list(DEEP_READERS))
+def test_every_json_reader_survives_a_deeply_nested_document(tmp_path: Path, reader: str) -> None:
+    DEEP_READERS[reader](tmp_path)
+    record_outcome("pairs" if "pairs" in reader else "eval", f"deep-nesting/{reader}", "survived")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import UserError, first_line
+from ..fsutil import JSON_ERRORS
 from .findings import Findings
 from .sources import Part
 
@@ -355,7 +356,7 @@ def _csv_cell(value: str) -> Any:
     if s[:1] in ("[", "{") and s[-1:] in ("]", "}"):
         try:
             return json.loads(s)
-        except (ValueError, RecursionError):
+        except JSON_ERRORS:
             return value
     return value
 

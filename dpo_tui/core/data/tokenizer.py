@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, UserError, first_line
+from ..fsutil import JSON_ERRORS
 from ..hub import cached_snapshot, repo_folder
 from .plan import common_prefix
 
@@ -71,7 +72,7 @@ def _token_text(value: Any) -> str | None:
 def _read_json(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, *JSON_ERRORS):
         return {}
     return data if isinstance(data, dict) else {}
 

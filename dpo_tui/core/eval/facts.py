@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from ..errors import Problem, UserError
+from ..fsutil import JSON_ERRORS
 from ..prompts_file import MAX_FILE_BYTES, MAX_LINE_CHARS, MAX_PROBLEMS
 
 Match = Literal["contains", "regex", "exact"]
@@ -117,6 +118,9 @@ def read_facts(path: Path | str) -> list[Fact]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
+            continue
+        except JSON_ERRORS:
+            problems.append(Problem("not valid JSON (nested too deeply)", file=name, line=number))
             continue
         found = _fact(obj, number, name)
         if isinstance(found, Problem):

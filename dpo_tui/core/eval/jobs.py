@@ -19,8 +19,10 @@ The runs root's listing skips dot-folders, so ``.eval`` is never taken for a run
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +31,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import Problem, UserError
-from ..fsutil import make_unique_dir
+from ..fsutil import JSON_ERRORS, make_unique_dir
 from ..job_folder import (
     ACTIVE_STATES,
+    EXIT_GRACE_S,
     PLAN_FILE,
     PROGRESS_FILE,
+    claim_job,
     effective_state,
     eta_seconds,
     launch_detached,
@@ -50,6 +54,8 @@ CHECKPOINT_RE = re.compile(r"checkpoint-(\d{1,15})")
 MAX_SAMPLES = 32
 MAX_NEW_TOKENS = 8192
 MAX_BATCH = 1024
+MAX_ANSWERS_BYTES = 512 << 20
+"""An answer log is read whole on resume; a real one stays far below this (a few KiB per prompt)."""
 
 
 class EvalTarget(BaseModel):
@@ -233,8 +239,8 @@ def jobs_root(runs_root: Path | str) -> Path:
     return Path(runs_root) / JOBS_DIR
 
 
-def _launch(job_dir: Path) -> None:
-    launch_detached(job_dir, WORKER_MODULE, ["--job", str(job_dir)], "evaluation")
+def _launch(job_dir: Path, lock_fd: int) -> None:
+    launch_detached(job_dir, WORKER_MODULE, ["--job", str(job_dir)], "evaluation", lock_fd=lock_fd)
 
 
 def start_eval(plan: EvalPlan) -> Path:
@@ -252,10 +258,13 @@ def start_eval(plan: EvalPlan) -> Path:
     try:
         (job_dir / PLAN_FILE).write_text(plan.model_dump_json(indent=2), encoding="utf-8")
         write_status(job_dir, state="starting", created_at=time.time(), run_ids=plan.run_ids)
-    except OSError as exc:
+        lock_fd = claim_job(job_dir, "evaluation")
+    except (OSError, UserError) as exc:
         shutil.rmtree(job_dir, ignore_errors=True)
+        if isinstance(exc, UserError):
+            raise
         raise UserError(f"Cannot write the evaluation job {job_dir}: {exc.strerror or exc}", hint="free disk space") from None
-    _launch(job_dir)
+    _launch(job_dir, lock_fd)
     return job_dir
 
 
@@ -284,14 +293,43 @@ def resume_eval(job_dir: Path) -> Path:
     """Start the worker again on a stopped, failed or crashed job; it skips the items already answered."""
     job_dir = Path(job_dir)
     read_plan(job_dir)
-    state = effective_state(read_status(job_dir))
-    if state in ACTIVE_STATES:
-        raise UserError(f"Evaluation {job_dir.name} is still {state}", hint=f"follow it: dpo-tui eval --follow {job_dir.name}")
-    if state == "done":
-        raise UserError(f"Evaluation {job_dir.name} is already done", hint="start a new one with `dpo-tui eval RUN_ID`")
-    write_status(job_dir, state="starting", created_at=time.time(), pid=None, error=None, ended_at=None)
-    _launch(job_dir)
+    check_answers_file(job_dir)
+    ended = effective_state(read_status(job_dir)) not in ACTIVE_STATES
+    lock_fd = claim_job(job_dir, "evaluation", wait_s=EXIT_GRACE_S if ended else 0.0)
+    try:
+        state = effective_state(read_status(job_dir))
+        if state in ACTIVE_STATES:
+            raise UserError(f"Evaluation {job_dir.name} is still {state}", hint=f"follow it: dpo-tui eval --follow {job_dir.name}")
+        if state == "done":
+            raise UserError(f"Evaluation {job_dir.name} is already done", hint="start a new one with `dpo-tui eval RUN_ID`")
+        write_status(job_dir, state="starting", created_at=time.time(), pid=None, error=None, ended_at=None)
+    except OSError as exc:
+        os.close(lock_fd)
+        raise UserError(f"Cannot write the evaluation job {job_dir}: {exc.strerror or exc}",
+                        hint="free disk space; the runs root must be writable") from None
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    _launch(job_dir, lock_fd)
     return job_dir
+
+
+def check_answers_file(job_dir: Path) -> None:
+    """Refuse a job whose ``answers.jsonl`` is no answer log: a folder, a device or FIFO (a symlink to
+    /dev/zero reads forever), or larger than any evaluation writes (reading it would exhaust memory)."""
+    path = Path(job_dir) / ANSWERS_FILE
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UserError(f"Cannot read {path}: {exc.strerror or exc}") from None
+    fix = f"move it aside (mv {path} {path}.bad) to answer every prompt again, then resume"
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path} is not a regular file", hint=fix)
+    if info.st_size > MAX_ANSWERS_BYTES:
+        raise UserError(f"{path} is {info.st_size / 2**30:.1f} GiB, larger than any evaluation writes "
+                        f"(at most {MAX_ANSWERS_BYTES >> 20} MiB is read)", hint=fix)
 
 
 def eval_job_dirs(runs_root: Path | str) -> list[Path]:
@@ -354,7 +392,7 @@ def _tail_events(job_dir: Path) -> list[dict[str, Any]]:
     for raw in lines:
         try:
             event = json.loads(raw)
-        except ValueError:
+        except JSON_ERRORS:
             continue
         if isinstance(event, dict):
             out.append(event)

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import JSON_ERRORS
+
 CANDIDATES_FILE = "candidates.jsonl"
 
 
@@ -126,9 +128,9 @@ def scan_candidates(job_dir: Path | str) -> CandidatesScan:
             continue
         try:
             row = _row(json.loads(data.decode("utf-8")))
-        # OverflowError: an infinite count (JSON ``Infinity``, ``1e400``) fed to int(); RecursionError: a
-        # line nested deeper than the parser's stack. Both are damaged lines, never a crash of the reader.
-        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+        # OverflowError: an infinite count (JSON ``Infinity``, ``1e400``) fed to int(); a damaged line, never a
+        # crash of the reader.
+        except (TypeError, KeyError, OverflowError, *JSON_ERRORS) as exc:
             scan.skipped += 1
             if len(scan.problems) < 5:
                 scan.problems.append(f"line {number}: {exc if not isinstance(exc, KeyError) else f'no {exc} field'}")

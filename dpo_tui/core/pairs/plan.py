@@ -23,12 +23,15 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import Problem, UserError
-from ..fsutil import atomic_write_text
+from ..fsutil import JSON_ERRORS, atomic_write_text
 from ..job_folder import (
     ACTIVE_STATES,
+    EXIT_GRACE_S,
+    LOCK_FILE,
     LOG_FILE,
     PLAN_FILE,
     STATUS_FILE,
+    claim_job,
     effective_state,
     eta_seconds,
     launch_detached,
@@ -233,7 +236,8 @@ def existing_plan(out_dir: Path) -> PairsPlan | None:
     plan_file = out_dir / PLAN_FILE
     if not plan_file.exists():
         try:
-            if next(out_dir.iterdir(), None) is None:
+            # A lock file alone is what a launch that failed before writing the plan leaves.
+            if next((p for p in out_dir.iterdir() if p.name != LOCK_FILE), None) is None:
                 return None
         except OSError as exc:
             raise UserError(f"Cannot read {out_dir}: {exc.strerror or exc}") from None
@@ -247,25 +251,35 @@ def existing_plan(out_dir: Path) -> PairsPlan | None:
 
 
 def _launch(plan: PairsPlan, out_dir: Path) -> Path:
-    status = read_status(out_dir)
-    state = effective_state(status) if status else None
-    if state in ACTIVE_STATES:
-        raise UserError(f"The pairs job in {out_dir} is already running (pid {status.get('pid') if status else '?'})",
-                        hint=f"follow it with: dpo-tui pairs status {out_dir}")
-    if state == "done" and count_lines(out_dir) >= plan.prompts_count:
-        raise UserError(f"The pairs job in {out_dir} is already done",
-                        hint=f"its candidates are in {out_dir / CANDIDATES_FILE}; label them with dpo-tui pairs label")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"Cannot create the pairs job folder {out_dir}: {exc.strerror or exc}",
+                        hint="--out must be a writable folder with free space") from None
+    ended = effective_state(read_status(out_dir) or {"state": "new"}) not in ACTIVE_STATES
+    lock_fd = claim_job(out_dir, "pairs", wait_s=EXIT_GRACE_S if ended else 0.0)
+    try:
+        status = read_status(out_dir)
+        state = effective_state(status) if status else None
+        if state in ACTIVE_STATES:
+            raise UserError(f"The pairs job in {out_dir} is already running (pid {status.get('pid') if status else '?'})",
+                            hint=f"follow it with: dpo-tui pairs status {out_dir}")
+        if state == "done" and count_lines(out_dir) >= plan.prompts_count:
+            raise UserError(f"The pairs job in {out_dir} is already done",
+                            hint=f"its candidates are in {out_dir / CANDIDATES_FILE}; label them with dpo-tui pairs label")
         if not (out_dir / PLAN_FILE).exists():
             atomic_write_text(out_dir / PLAN_FILE, plan.to_json())
         done = count_lines(out_dir)
         write_status(out_dir, state="starting", created_at=time.time(), pid=None, pid_start=None, ended_at=None,
                      error=None, done=done, total=plan.prompts_count)
     except OSError as exc:
+        os.close(lock_fd)
         raise UserError(f"Cannot write the pairs job {out_dir}: {exc.strerror or exc}",
                         hint="--out must be a writable folder with free space") from None
-    launch_detached(out_dir, WORKER_MODULE, ["generate", "--job", str(out_dir)], "pair generation")
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    launch_detached(out_dir, WORKER_MODULE, ["generate", "--job", str(out_dir)], "pair generation", lock_fd=lock_fd)
     return out_dir
 
 
@@ -378,7 +392,7 @@ def pairs_job_dirs(root: Path | None = None) -> list[Path]:
         try:
             value = json.loads((p / PLAN_FILE).read_text(encoding="utf-8")).get("created_at")
             return float(value) if isinstance(value, (int, float)) else os.stat(p / STATUS_FILE).st_mtime
-        except (OSError, ValueError, AttributeError):
+        except (OSError, AttributeError, *JSON_ERRORS):
             return 0.0
 
     return sorted(found, key=lambda p: (created(p), p.name), reverse=True)

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import JSON_ERRORS
+
 CANDIDATES_FILE = "candidates.jsonl"
 LABELS_FILE = "labels.jsonl"
 DECISIONS = ("a", "b", "tie", "skip")
@@ -108,7 +110,7 @@ def read_queue_rows(pairs_dir: Path) -> list[QueueRow]:
     for line in raw.split(b"\n"):
         try:
             obj = json.loads(line)
-        except (ValueError, RecursionError):  # RecursionError: a line nested deeper than the parser's stack
+        except JSON_ERRORS:
             continue
         if not isinstance(obj, dict) or not isinstance(obj.get("index"), int) or obj["index"] in rows:
             continue
@@ -169,7 +171,7 @@ def _replay(pairs_dir: Path) -> tuple[dict[int, HandDecision], list[tuple[int, H
     for line in raw.split(b"\n"):
         try:
             parsed = _parse_decision(json.loads(line))
-        except (ValueError, RecursionError):
+        except JSON_ERRORS:
             continue
         if parsed is None:
             continue

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from .. import events as ev
 from ..config import RunConfig
 from ..errors import UserError, first_line
-from ..fsutil import atomic_write_json, read_json
+from ..fsutil import JSON_ERRORS, atomic_write_json, read_json
 from ..run_states import ACTIVE_STATES
 from ..safetensors_header import SafetensorsError, read_header
 from .status import STALL_AFTER_S, RunStatus, host_name, process_alive, processes_naming, read_run_json
@@ -99,7 +99,7 @@ class Run:
             return RunConfig.model_validate(data, context={"frozen": True})
         except ValidationError as exc:
             raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: {validation_reason(exc)}") from None
-        except (ValueError, TypeError, RecursionError) as exc:
+        except (TypeError, *JSON_ERRORS) as exc:
             raise UserError(f"Run {self.id}: {CONFIG_FILE} is unreadable: {first_line(exc)}") from None
 
     def raw_status(self) -> RunStatus:
@@ -341,7 +341,7 @@ def checkpoint_complete(folder: Path) -> tuple[bool, str]:
             return False, f"{w.name}: {exc}"
     try:
         read_json(folder / "trainer_state.json")
-    except (OSError, ValueError):
+    except (OSError, *JSON_ERRORS):
         return False, "trainer_state.json unreadable"
     return True, ""
 
@@ -355,7 +355,7 @@ def _manifest_matches(folder: Path) -> tuple[bool, str]:
         return True, ""
     try:
         data = read_json(path)
-    except (OSError, ValueError, RecursionError):
+    except (OSError, *JSON_ERRORS):
         return False, f"{CHECKPOINT_MANIFEST} unreadable"
     files = data.get("files") if isinstance(data, dict) else None
     if not isinstance(files, dict):

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import events as ev
 from ..errors import UserError, first_line
+from ..fsutil import JSON_ERRORS
 from ..run_states import TERMINAL_STATES
 from .folder import CONFIG_FILE, STATUS_FILE, Run
 from .status import read_run_json
@@ -187,7 +188,7 @@ def _log_metrics(raw: bytes) -> dict[str, float | int | None] | None:
         return None
     try:
         event = json.loads(raw)
-    except (ValueError, RecursionError):
+    except JSON_ERRORS:
         return None
     if isinstance(event, dict) and isinstance(event.get("metrics"), dict) and not event.get("summary"):
         metrics = {k: ev.finite_number(v) for k, v in event["metrics"].items() if isinstance(k, str)}

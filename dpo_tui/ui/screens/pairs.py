@@ -27,6 +27,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable
 
 from ...core.errors import UserError, first_line
+from ...core.fsutil import JSON_ERRORS
 from ..format import duration
 from ..messages import Latest, Notice, Snapshot
 from ..widgets.footer import ConsoleFooter
@@ -73,7 +74,7 @@ def read_folder(path: Path) -> FolderRow:
     try:
         plan = json.loads((path / "plan.json").read_text(encoding="utf-8"))
         model = str(plan.get("model") or "") if isinstance(plan, dict) else ""
-    except (OSError, ValueError):
+    except (OSError, *JSON_ERRORS):
         pass
     count = getattr(view, "candidates", None)
     return FolderRow(path, str(view.state), int(view.done or 0), int(view.total or 0), view.eta_s, view.error,

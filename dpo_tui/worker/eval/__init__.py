@@ -237,7 +237,12 @@ def run_job(job_dir: Path) -> int:
     """Run (or resume) the job in ``job_dir``; its status says the outcome. Exit 0 done or stopped, 2 failed."""
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
-    answered_before = len(read_answers(job_dir))
+    try:
+        answered_before = len(read_answers(job_dir))
+    except UserError as exc:
+        write_status(job_dir, state="failed", ended_at=time.time(), error=one_line(exc))
+        signal.signal(signal.SIGTERM, previous)
+        return 2
     mark_running(job_dir, done_at_start=answered_before, error=None, ended_at=None)
     started = time.time()
     progress = ProgressWriter(job_dir)
@@ -257,7 +262,10 @@ def run_job(job_dir: Path) -> int:
                      work_s=float(status.get("work_s") or 0.0) + time.time() - started)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one operator line in status.json
-        if not isinstance(exc, UserError):
+        from ..chat_io import RequestError
+
+        # A refused request (a missing adapter, a bad model folder) is the operator's to fix: no traceback.
+        if not isinstance(exc, (UserError, RequestError)) or getattr(exc, "kind", "") == "generation":
             import traceback
 
             traceback.print_exc()

@@ -12,24 +12,31 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ...core.eval.jobs import ANSWERS_FILE, EvalPlan
+from ...core.errors import UserError
+from ...core.eval.jobs import ANSWERS_FILE, EvalPlan, check_answers_file
 from ...core.eval.raw import Answer, PairScore, PromptResult
+from ...core.fsutil import JSON_ERRORS
 from ...core.judge import Verdict
 
 Key = tuple[str, int]
 
 
 def read_answers(job_dir: Path) -> dict[Key, dict[str, Any]]:
+    """Every readable line by (section, index); damaged lines are skipped. A UserError for a file that is no
+    answer log (a folder, a device, a FIFO, or too large to read; see :func:`check_answers_file`)."""
     out: dict[Key, dict[str, Any]] = {}
+    check_answers_file(job_dir)
     try:
         data = (Path(job_dir) / ANSWERS_FILE).read_bytes()
-    except OSError:
+    except FileNotFoundError:
         return out
+    except OSError as exc:
+        raise UserError(f"Cannot read {Path(job_dir) / ANSWERS_FILE}: {exc.strerror or exc}") from None
     for raw in data.split(b"\n"):
         try:
             line = json.loads(raw)
             key = (str(line["section"]), int(line["index"]))
-        except (ValueError, KeyError, TypeError):
+        except (KeyError, TypeError, OverflowError, *JSON_ERRORS):
             continue
         out[key] = line
     return out
@@ -40,6 +47,7 @@ class AnswerLog:
 
     def __init__(self, job_dir: Path) -> None:
         path = Path(job_dir) / ANSWERS_FILE
+        check_answers_file(job_dir)
         if path.exists():
             data = path.read_bytes()
             if data and not data.endswith(b"\n"):

@@ -17,6 +17,7 @@ from typing import Any
 from ...core.config import looks_like_hub_id
 from ...core.errors import UserError, first_line
 from ...core.export_plan import ADAPTER_FILES, TOKENIZER_FILES, ExportPlan, check_hub_access
+from ...core.fsutil import JSON_ERRORS
 from ...core.model_card import model_card
 from .merge import TRAINING_STATE
 from .staging import Progress
@@ -47,7 +48,7 @@ def push_to_hub(plan: ExportPlan, facts: dict[str, Any], progress: Progress) -> 
 
 def _rewrite_adapter_base(path: Path, plan: ExportPlan) -> None:
     """The adapter's recorded base path is from the training box; name the hub id when there is one."""
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, TypeError, *JSON_ERRORS):
         data = json.loads(path.read_text(encoding="utf-8"))
         if looks_like_hub_id(plan.base_model_spec):
             data["base_model_name_or_path"] = plan.base_model_spec

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import signal
 import sys
@@ -83,6 +84,7 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
     done = scan.indices
     todo = [(i, item) for i, item in enumerate(prompts) if i not in done]
     mark_running(job_dir, total=len(prompts), done_at_start=counts.prompts, **counts.fields())
+    _reserve(job_dir)
     progress = ProgressWriter(job_dir)
     progress.emit({"type": "start", "total": len(prompts), "done": counts.prompts, "torn_bytes_cut": cut,
                    "skipped_lines": scan.skipped})
@@ -102,7 +104,8 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
                       "max_new_tokens": plan.max_new_tokens, "system": plan.system, "dpo_tui": __version__}
         step = plan.prompts_per_chunk
         started = time.time()
-        with open(job_dir / CANDIDATES_FILE, "a", encoding="utf-8") as out:
+        out = os.open(job_dir / CANDIDATES_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
             for start in range(0, len(todo), step):
                 if stop.is_set():
                     break
@@ -112,11 +115,9 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
                          for index, item in chunk for k in range(plan.n)]
                 results = gen.generate(items, settings, batch_size=len(items))
                 rows = _rows(plan, chunk, results, provenance)
+                append_whole(out, job_dir / CANDIDATES_FILE, "".join(row.to_line() for row in rows).encode("utf-8"))
                 for row in rows:
-                    out.write(row.to_line())
                     counts.add(row)
-                out.flush()
-                os.fsync(out.fileno())
                 write_status(job_dir, **counts.fields())
                 made = counts.prompts - len(done)
                 progress.emit({"type": "progress", "done": counts.prompts, "total": len(prompts),
@@ -124,6 +125,8 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
                                "rate": round(made * plan.n / max(1e-9, time.time() - started), 3)})
                 for warning in gen.warnings():
                     progress.emit({"type": "warning", "message": warning})
+        finally:
+            os.close(out)
         state = "done" if counts.prompts >= len(prompts) else "stopped"
         progress.emit({"type": state, **counts.fields(), "total": len(prompts)})
         write_status(job_dir, **counts.fields())
@@ -131,6 +134,30 @@ def generate(job_dir: Path, stop: threading.Event) -> str:
     finally:
         progress.close()
         gen.close()
+
+
+def append_whole(fd: int, path: Path, data: bytes) -> None:
+    """Append ``data`` (whole lines) and fsync, or leave the file as it was: a write cut by a full disk is
+    truncated away, so every line already there stays valid and a resume redoes only the lost chunk."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise disk_error(exc, path) from None
+
+
+def disk_error(exc: OSError, path: Path) -> UserError:
+    """A write that failed, as the operator's problem: a full disk or quota says so, with the folder."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(f"The disk holding {path.parent} is full: could not write {path.name}",
+                         hint=f"free space there, then continue with: dpo-tui pairs resume {path.parent}")
+    return UserError(f"Cannot write {path}: {exc.strerror or exc}",
+                     hint=f"fix the folder, then continue with: dpo-tui pairs resume {path.parent}")
 
 
 def _rows(plan: PairsPlan, chunk: list[tuple[int, PromptItem]], results: list[Any],
@@ -169,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         _fail(job_dir, exc.render())
         return 2
+    except OSError as exc:  # a status or progress write: the disk, not a bug
+        _fail(job_dir, disk_error(exc, Path(exc.filename or job_dir / "status.json")).render())
+        return 2
     except Exception as exc:  # noqa: BLE001 - a generation error the operator must see; the traceback goes to worker.log
         from ..chat_io import RequestError
 
@@ -180,11 +210,27 @@ def main(argv: list[str] | None = None) -> int:
         traceback.print_exc()
         _fail(job_dir, f"internal error: {type(exc).__name__}: {first_line(exc)} (a bug; see worker.log)")
         return 1
+    with contextlib.suppress(OSError):
+        (job_dir / RESERVE_FILE).unlink(missing_ok=True)
     write_status(job_dir, state=state, ended_at=time.time(), error=None)
     return 0
 
 
+RESERVE_FILE = ".reserve"
+RESERVE_BYTES = 256 << 10
+"""Room kept for the last status write: on a full disk the failure itself must still reach status.json."""
+
+
+def _reserve(job_dir: Path) -> None:
+    with contextlib.suppress(OSError), open(job_dir / RESERVE_FILE, "wb") as fh:
+        fh.write(b"\0" * RESERVE_BYTES)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _fail(job_dir: Path, error: str) -> None:
     sys.stderr.write(error + "\n")
+    with contextlib.suppress(OSError):
+        (job_dir / RESERVE_FILE).unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         write_status(job_dir, state="failed", ended_at=time.time(), error=error)
