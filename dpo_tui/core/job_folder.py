@@ -106,6 +106,24 @@ def claim_job(job_dir: Path, what: str, wait_s: float = 0.0) -> int:
                         hint="follow it, or stop it before starting it again") from None
 
 
+def lock_held(job_dir: Path) -> bool:
+    """Whether a worker (or a launch under way) holds the job's lock right now; never waits, never creates it."""
+    path = Path(job_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def launch_detached(job_dir: Path, module: str, args: list[str], what: str, lock_fd: int | None = None) -> int:
     """Start ``python -m MODULE ARGS`` in its own session with its output in ``worker.log``; returns the pid.
 

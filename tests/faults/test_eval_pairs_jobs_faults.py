@@ -262,6 +262,8 @@ def _prompts(path: Path, count: int, words: int = 3) -> Path:
     return path
 
 
+@pytest.mark.ml
+@pytest.mark.slow  # two real generate workers race for the folder
 def test_two_pairs_generate_into_one_out_at_once_run_one_worker(tmp_path: Path) -> None:
     prompts = _prompts(tmp_path / "p.txt", 3)
     out = tmp_path / "out"
@@ -305,6 +307,8 @@ def _wait_pairs(out: Path, timeout: float = 60) -> str:
     return read_status(out)["state"]
 
 
+@pytest.mark.ml
+@pytest.mark.slow  # a real generate worker loads the sample model twice
 def test_pairs_generate_on_a_full_disk_fails_cleanly_and_resumes(tmp_path: Path) -> None:
     from dpo_tui.core.pairs.plan import plan_pairs, start_pairs
 

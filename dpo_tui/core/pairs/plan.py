@@ -35,6 +35,7 @@ from ..job_folder import (
     effective_state,
     eta_seconds,
     launch_detached,
+    lock_held,
     read_status,
     write_status,
 )
@@ -241,6 +242,10 @@ def existing_plan(out_dir: Path) -> PairsPlan | None:
                 return None
         except OSError as exc:
             raise UserError(f"Cannot read {out_dir}: {exc.strerror or exc}") from None
+        if lock_held(out_dir):
+            # Another `pairs generate` into this folder has claimed it and is writing its plan right now.
+            raise UserError(f"The pairs job in {out_dir} is already running (another launch holds its lock)",
+                            hint=f"follow it with: dpo-tui pairs status {out_dir}")
         raise UserError(f"{out_dir} is not empty and is not a pairs job folder (no {PLAN_FILE})",
                         hint="give a new folder for --out; nothing was written")
     try:
