@@ -169,7 +169,7 @@ def test_sigkill_of_a_supervisor_keeps_the_device_locked(runs_root: Path, sample
         wait_until(lambda: _gone(status.supervisor_pid), 10, "the supervisor to die")
         second = start_run(runs_root, "--max-steps", "2", env={"CUDA_VISIBLE_DEVICES": ""})
         # The queue sees the device held (by the orphaned trainer) instead of free.
-        wait_until(lambda: "busy" in (Run(second).raw_status().phase or ""), 30, "the second run to wait for the device")
+        wait_until(lambda: "busy" in (Run(second).raw_status().phase or ""), 90, "the second run to wait for the device")
         assert Run(second).raw_status().started_at is None
         assert psutil.pid_exists(status.pid) and not _gone(status.pid)
         os.kill(status.pid, signal.SIGKILL)  # the trainer goes: the device frees and the queue moves on
