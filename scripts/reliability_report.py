@@ -22,7 +22,9 @@ DOC = ROOT / "docs" / "reliability.md"
 GOOD = {"recovered", "survived", "failed-clean", "rejected", "refused", "tolerated", "ignored", "queued", "measured", "warned",
         "passed", "accepted", "accepted-with-warning", "listed", "no-code-run",
         # concurrency outcomes: exactly one of several actions took effect, the device stayed guarded
-        "one resume", "one resumed", "device kept locked", "reported"}
+        "one resume", "one resumed", "device kept locked", "reported",
+        # refused when the trainer loaded the model (the run failed with kind config), before any model code ran
+        "refused-late (config)"}
 
 
 def load(path: Path) -> list[dict]:
@@ -34,6 +36,9 @@ def load(path: Path) -> list[dict]:
             continue
         latest[(rec.get("suite", "?"), rec.get("case", "?"))] = rec
     return sorted(latest.values(), key=lambda r: (r["suite"], r["case"]))
+
+
+JOB_SUITES = ("eval", "pairs", "security", "input")
 
 
 def render(records: list[dict]) -> str:
@@ -87,6 +92,19 @@ def render(records: list[dict]) -> str:
         for kind, n in sorted(by_kind.items()):
             ok = sum(1 for r in bad_inputs if r.get("category", "other") == kind and r["outcome"] in GOOD)
             lines.append(f"| {kind} | {n} | {ok} |")
+        lines.append("")
+    jobs = [r for r in records if r["suite"] in JOB_SUITES]
+    if jobs:
+        lines += ["## Evaluation, pair making and other checks", "",
+                  "Faults and hostile inputs aimed at the evaluation and pair-making jobs (`tests/faults/test_eval_pairs*.py`),",
+                  "the security checks and the input checks, by suite; every case is listed with its outcome.", "",
+                  "| suite | cases | handled as documented |", "|---|---|---|"]
+        for suite in JOB_SUITES:
+            mine = [r for r in jobs if r["suite"] == suite]
+            if mine:
+                lines.append(f"| {suite} | {len(mine)} | {sum(1 for r in mine if r['outcome'] in GOOD)} |")
+        lines += ["", "| suite | case | outcome |", "|---|---|---|"]
+        lines += [f"| {r['suite']} | {r['case']} | {r['outcome']} |" for r in jobs]
         lines.append("")
     if load_recs:
         lines += ["## Load and reattach", "", "| check | result | budget |", "|---|---|---|"]
