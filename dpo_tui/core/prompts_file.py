@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import Problem, UserError
 from .fsutil import JSON_ERRORS
@@ -66,26 +68,26 @@ def _messages(value: object) -> tuple[tuple[tuple[str, str], ...] | None, str]:
     return tuple(out), ""
 
 
-def _read_regular(path: Path, name: str) -> bytes:
-    """The file's bytes. Only a regular file is read: a FIFO would block forever and a device (/dev/zero)
-    never ends, so both are refused by what ``fstat`` says of the opened file (O_NONBLOCK: opening a FIFO
-    with no writer does not wait)."""
-    hint = "give a .txt file (one prompt a line) or a .jsonl file"
+def read_regular(path: Path, what: str, hint: str) -> bytes:
+    """The bytes of a ``what`` file (``prompts``, ``facts``). Only a regular file is read: a FIFO would block
+    forever and a device (/dev/zero) never ends, so both are refused by what ``fstat`` says of the opened file
+    (O_NONBLOCK: opening a FIFO with no writer does not wait)."""
+    name = str(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UserError(f"No prompts file at {name}", hint=hint) from None
+        raise UserError(f"No {what} file at {name}", hint=hint) from None
     except OSError as exc:
         raise UserError(f"Cannot read {name}: {exc.strerror or exc}", hint=hint) from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise UserError(f"No prompts file at {name}: it is a folder", hint=hint)
+            raise UserError(f"No {what} file at {name}: it is a folder", hint=hint)
         if not stat.S_ISREG(info.st_mode):
             kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) else "not a regular file"
-            raise UserError(f"{name} is {kind}, not a prompts file", hint=hint)
+            raise UserError(f"{name} is {kind}, not a {what} file", hint=hint)
         if info.st_size > MAX_FILE_BYTES:
-            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint="split it into smaller prompt files")
+            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint=f"split it into smaller {what} files")
         with os.fdopen(os.dup(fd), "rb") as fh:
             return fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
@@ -94,43 +96,67 @@ def _read_regular(path: Path, name: str) -> bytes:
         os.close(fd)
 
 
-def read_prompts(path: Path | str) -> list[PromptItem]:
-    """Every prompt of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
-    path = Path(path).expanduser()
-    name = str(path)
-    raw = _read_regular(path, name)
-    jsonl = path.suffix.lower() in (".jsonl", ".json")
-    items: list[PromptItem] = []
-    problems: list[Problem] = []
+def text_lines(raw: bytes, name: str, what: str, problems: list[Problem], comments: bool = False) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line a ``what`` file may hold; bad UTF-8, NUL bytes and huge lines
+    go to ``problems`` instead, and reading stops at :data:`MAX_PROBLEMS`. ``comments``: skip ``#`` lines too."""
     for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
         if len(problems) >= MAX_PROBLEMS:
-            break
+            return
         try:
-            line = line_bytes.decode("utf-8")
+            line = line_bytes.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as exc:
             problems.append(Problem(f"not UTF-8 text (byte {exc.start + 1})", file=name, line=number,
                                     hint="re-save the file as UTF-8"))
             continue
-        line = line.rstrip("\r")
-        if not line.strip() or (not jsonl and line.lstrip().startswith("#")):
+        if not line.strip() or (comments and line.lstrip().startswith("#")):
             continue
         if "\x00" in line:
             problems.append(Problem("contains a NUL byte; this is not a text file", file=name, line=number))
             continue
         if len(line) > MAX_LINE_CHARS:
-            problems.append(Problem(f"{len(line):,} characters; a prompt line may have at most {MAX_LINE_CHARS:,}",
-                                    file=name, line=number, hint="is this really a prompt file?"))
+            problems.append(Problem(f"{len(line):,} characters; a {what} line may have at most {MAX_LINE_CHARS:,}",
+                                    file=name, line=number, hint=f"is this really a {what} file?"))
             continue
+        yield number, line
+
+
+NOT_JSON = object()
+"""What :func:`json_line` returns for a line that is not JSON (its problem is recorded)."""
+
+
+def json_line(line: str, number: int, name: str, problems: list[Problem]) -> Any:
+    """The line's JSON value, or :data:`NOT_JSON` with the reason added to ``problems``."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
+    except JSON_ERRORS:
+        problems.append(Problem("not valid JSON (nested too deeply)", file=name, line=number))
+    return NOT_JSON
+
+
+def refuse_problems(name: str, problems: list[Problem]) -> None:
+    """Refuse the whole file when any line was bad (a job never starts on half a file)."""
+    if problems:
+        more = " (first problems shown)" if len(problems) >= MAX_PROBLEMS else ""
+        raise UserError(f"{name} has {len(problems)} bad line{'s' if len(problems) != 1 else ''}{more}", problems,
+                        hint="fix or delete those lines; nothing was started")
+
+
+def read_prompts(path: Path | str) -> list[PromptItem]:
+    """Every prompt of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
+    path = Path(path).expanduser()
+    name = str(path)
+    raw = read_regular(path, "prompts", "give a .txt file (one prompt a line) or a .jsonl file")
+    jsonl = path.suffix.lower() in (".jsonl", ".json")
+    items: list[PromptItem] = []
+    problems: list[Problem] = []
+    for number, line in text_lines(raw, name, "prompt", problems, comments=not jsonl):
         if not jsonl:
             items.append(PromptItem(number, (("user", line.strip()),)))
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
-            continue
-        except JSON_ERRORS:
-            problems.append(Problem("not valid JSON (nested too deeply)", file=name, line=number))
+        obj = json_line(line, number, name, problems)
+        if obj is NOT_JSON:
             continue
         if not isinstance(obj, dict):
             problems.append(Problem("must be a JSON object with a prompt field", file=name, line=number))
@@ -145,10 +171,7 @@ def read_prompts(path: Path | str) -> list[PromptItem]:
             problems.append(Problem(why, file=name, line=number, field=key))
             continue
         items.append(PromptItem(number, messages))
-    if problems:
-        more = " (first problems shown)" if len(problems) >= MAX_PROBLEMS else ""
-        raise UserError(f"{name} has {len(problems)} bad line{'s' if len(problems) != 1 else ''}{more}", problems,
-                        hint="fix or delete those lines; nothing was started")
+    refuse_problems(name, problems)
     if not items:
         raise UserError(f"{name} has no prompts", hint="one prompt per line (.txt) or {\"prompt\": ...} per line (.jsonl)")
     return items

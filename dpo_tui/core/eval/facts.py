@@ -17,15 +17,13 @@ with any problem is refused as a whole.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, cast
 
 from ..errors import Problem, UserError
-from ..fsutil import JSON_ERRORS
-from ..prompts_file import MAX_FILE_BYTES, MAX_LINE_CHARS, MAX_PROBLEMS
+from ..prompts_file import NOT_JSON, json_line, read_regular, refuse_problems, text_lines
 
 Match = Literal["contains", "regex", "exact"]
 MATCHES: tuple[Match, ...] = ("contains", "regex", "exact")
@@ -86,51 +84,19 @@ def read_facts(path: Path | str) -> list[Fact]:
     """Every fact of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
     path = Path(path).expanduser()
     name = str(path)
-    try:
-        if not path.is_file():
-            raise UserError(f"No facts file at {name}", hint=f"give a .jsonl file with one {EXAMPLE} per line")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint="split it into smaller facts files")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"Cannot read {name}: {exc.strerror or exc}") from None
+    raw = read_regular(path, "facts", f"give a .jsonl file with one {EXAMPLE} per line")
     facts: list[Fact] = []
     problems: list[Problem] = []
-    for number, line_bytes in enumerate(raw.split(b"\n"), start=1):
-        if len(problems) >= MAX_PROBLEMS:
-            break
-        try:
-            line = line_bytes.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as exc:
-            problems.append(Problem(f"not UTF-8 text (byte {exc.start + 1})", file=name, line=number,
-                                    hint="re-save the file as UTF-8"))
-            continue
-        if not line.strip():
-            continue
-        if "\x00" in line:
-            problems.append(Problem("contains a NUL byte; this is not a text file", file=name, line=number))
-            continue
-        if len(line) > MAX_LINE_CHARS:
-            problems.append(Problem(f"{len(line):,} characters; a fact line may have at most {MAX_LINE_CHARS:,}",
-                                    file=name, line=number, hint="is this really a facts file?"))
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            problems.append(Problem(f"not valid JSON ({exc.msg} at column {exc.colno})", file=name, line=number))
-            continue
-        except JSON_ERRORS:
-            problems.append(Problem("not valid JSON (nested too deeply)", file=name, line=number))
+    for number, line in text_lines(raw, name, "fact", problems):
+        obj = json_line(line, number, name, problems)
+        if obj is NOT_JSON:
             continue
         found = _fact(obj, number, name)
         if isinstance(found, Problem):
             problems.append(found)
         else:
             facts.append(found)
-    if problems:
-        more = " (first problems shown)" if len(problems) >= MAX_PROBLEMS else ""
-        raise UserError(f"{name} has {len(problems)} bad line{'s' if len(problems) != 1 else ''}{more}", problems,
-                        hint="fix or delete those lines; nothing was started")
+    refuse_problems(name, problems)
     if not facts:
         raise UserError(f"{name} has no facts", hint=f"one {EXAMPLE} per line")
     return facts
