@@ -14,14 +14,12 @@ file with any problem is refused as a whole, so a job never starts on half a fil
 from __future__ import annotations
 
 import json
-import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import Problem, UserError
+from .errors import Problem, UserError, first_line
 from .fsutil import JSON_ERRORS
 
 MAX_LINE_CHARS = 32_000
@@ -68,32 +66,23 @@ def _messages(value: object) -> tuple[tuple[tuple[str, str], ...] | None, str]:
     return tuple(out), ""
 
 
-def read_regular(path: Path, what: str, hint: str) -> bytes:
-    """The bytes of a ``what`` file (``prompts``, ``facts``). Only a regular file is read: a FIFO would block
-    forever and a device (/dev/zero) never ends, so both are refused by what ``fstat`` says of the opened file
-    (O_NONBLOCK: opening a FIFO with no writer does not wait)."""
+def read_input_file(path: Path, what: str, hint: str) -> bytes:
+    """The bytes of a ``what`` file (``prompts``, ``facts``): a regular file of at most :data:`MAX_FILE_BYTES`
+    (``core.runs.status.read_regular``: a FIFO or a device is refused before any read), or a UserError."""
+    from .runs.status import read_regular
+
     name = str(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        raw = read_regular(path, MAX_FILE_BYTES)
     except FileNotFoundError:
         raise UserError(f"No {what} file at {name}", hint=hint) from None
+    except IsADirectoryError:
+        raise UserError(f"No {what} file at {name}: it is a folder", hint=hint) from None
     except OSError as exc:
-        raise UserError(f"Cannot read {name}: {exc.strerror or exc}", hint=hint) from None
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise UserError(f"No {what} file at {name}: it is a folder", hint=hint)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) else "not a regular file"
-            raise UserError(f"{name} is {kind}, not a {what} file", hint=hint)
-        if info.st_size > MAX_FILE_BYTES:
-            raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint=f"split it into smaller {what} files")
-        with os.fdopen(os.dup(fd), "rb") as fh:
-            return fh.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise UserError(f"Cannot read {name}: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
+        raise UserError(f"Cannot read {what} file {name}: {exc.strerror or first_line(exc)}", hint=hint) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise UserError(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB", hint=f"split it into smaller {what} files")
+    return raw
 
 
 def text_lines(raw: bytes, name: str, what: str, problems: list[Problem], comments: bool = False) -> Iterator[tuple[int, str]]:
@@ -147,7 +136,7 @@ def read_prompts(path: Path | str) -> list[PromptItem]:
     """Every prompt of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
     path = Path(path).expanduser()
     name = str(path)
-    raw = read_regular(path, "prompts", "give a .txt file (one prompt a line) or a .jsonl file")
+    raw = read_input_file(path, "prompts", "give a .txt file (one prompt a line) or a .jsonl file")
     jsonl = path.suffix.lower() in (".jsonl", ".json")
     items: list[PromptItem] = []
     problems: list[Problem] = []

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from ..errors import Problem, UserError
-from ..prompts_file import NOT_JSON, json_line, read_regular, refuse_problems, text_lines
+from ..prompts_file import NOT_JSON, json_line, read_input_file, refuse_problems, text_lines
 
 Match = Literal["contains", "regex", "exact"]
 MATCHES: tuple[Match, ...] = ("contains", "regex", "exact")
@@ -84,7 +84,7 @@ def read_facts(path: Path | str) -> list[Fact]:
     """Every fact of the file, in order; a :class:`UserError` lists each bad line (file, line, fix)."""
     path = Path(path).expanduser()
     name = str(path)
-    raw = read_regular(path, "facts", f"give a .jsonl file with one {EXAMPLE} per line")
+    raw = read_input_file(path, "facts", f"give a .jsonl file with one {EXAMPLE} per line")
     facts: list[Fact] = []
     problems: list[Problem] = []
     for number, line in text_lines(raw, name, "fact", problems):
