@@ -19,6 +19,7 @@ from ..core import paths
 from ..core.errors import UserError
 from ..core.numfmt import num
 from . import add_runs_dir
+from .follow import ProgressLine, detach_on_interrupt
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,27 +122,20 @@ def follow(job_dir: Path, as_json: bool = False, poll: float = 0.5) -> int:
     from ..core.eval.jobs import read_eval_job
     from ..core.job_folder import ACTIVE_STATES
 
-    tty = sys.stderr.isatty()
-    last = ""
-    try:
+    out = ProgressLine(sys.stderr)  # stdout is kept for the reports (--json)
+    with detach_on_interrupt() as detached:
         while True:
             view = read_eval_job(job_dir)
-            text = progress_text(view)
-            if text != last:
-                sys.stderr.write(f"\r\033[K{text}" if tty else f"{text}\n")
-                sys.stderr.flush()
-                last = text
-            if view.state not in ACTIVE_STATES:
+            ended = view.state not in ACTIVE_STATES
+            out.show(progress_text(view), final=ended)
+            if ended:
                 break
+            if detached():
+                out.close()
+                print(f"The evaluation keeps running. Follow it: dpo-tui eval --follow {job_dir.name}; "
+                      f"stop it: dpo-tui eval --stop {job_dir.name}", file=sys.stderr)
+                return 0
             time.sleep(poll)
-    except KeyboardInterrupt:
-        if tty:
-            sys.stderr.write("\n")
-        print(f"The evaluation keeps running. Follow it: dpo-tui eval --follow {job_dir.name}; "
-              f"stop it: dpo-tui eval --stop {job_dir.name}", file=sys.stderr)
-        return 0
-    if tty:
-        sys.stderr.write("\n")
     for warning in view.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if view.state == "stopped":

@@ -9,14 +9,13 @@ job folders; a bare name (no ``/``) that is not a folder here means ``$DPO_TUI_H
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from ..core.errors import UserError
 from . import add_runs_dir
+from .follow import ProgressLine, detach_on_interrupt
 
 
 def job_path(text: str) -> Path:
@@ -34,46 +33,26 @@ def job_path(text: str) -> Path:
 def follow(job_dir: Path, poll: float = 0.5) -> int:
     """Show progress until the job ends; Ctrl-C or a hang-up detaches. Exit 0 done, 3 stopped, 1 otherwise."""
     from ..core.pairs.plan import read_pairs_job
-    from .runs_cmd import CLEAR_LINE, _columns
 
-    detached = False
-
-    def detach(signum: int, _frame: Any) -> None:
-        nonlocal detached
-        detached = True
-
-    old_int = signal.signal(signal.SIGINT, detach)
-    old_hup = signal.signal(signal.SIGHUP, detach)
-    tty = sys.stdout.isatty()
-    last, last_time = "", 0.0
+    out = ProgressLine()
     try:
-        while not detached:
-            view = read_pairs_job(job_dir)
-            line = view.line()
-            ended = view.state not in ("starting", "running")
-            if tty:
-                # In place: a line wider than the terminal would wrap and leave its first half behind.
-                sys.stdout.write(CLEAR_LINE + line[: max(20, _columns() - 1)] + ("\n" if ended else ""))
-                sys.stdout.flush()
-            elif ended or (line != last and time.time() - last_time > 2):
-                print(line, flush=True)
-                last, last_time = line, time.time()
-            if ended:
-                if view.state == "done":
-                    print(f"Candidates: {job_dir / 'candidates.jsonl'}. Label them with: dpo-tui pairs label {job_dir}")
-                elif view.state == "stopped":
-                    print(f"Stopped; continue with: dpo-tui pairs resume {job_dir}")
-                return {"done": 0, "stopped": 3}.get(view.state, 1)
-            time.sleep(poll)
-        if tty:
-            print()
-        print(f"Detached; the job continues. Follow it with: dpo-tui pairs status {job_dir} --follow", file=sys.stderr)
-        return 0
+        with detach_on_interrupt() as detached:
+            while not detached():
+                view = read_pairs_job(job_dir)
+                ended = view.state not in ("starting", "running")
+                out.show(view.line(), final=ended)
+                if ended:
+                    if view.state == "done":
+                        print(f"Candidates: {job_dir / 'candidates.jsonl'}. Label them with: dpo-tui pairs label {job_dir}")
+                    elif view.state == "stopped":
+                        print(f"Stopped; continue with: dpo-tui pairs resume {job_dir}")
+                    return {"done": 0, "stopped": 3}.get(view.state, 1)
+                time.sleep(poll)
+            out.close()
+            print(f"Detached; the job continues. Follow it with: dpo-tui pairs status {job_dir} --follow", file=sys.stderr)
+            return 0
     except BrokenPipeError:
         return 0
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGHUP, old_hup)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from ..core.run_defaults import default_config
 from ..core.run_states import state_label
 from ..core.runs.resolve import resolve_run
 from . import add_runs_dir
+from .follow import ProgressLine, detach_on_interrupt
 
 # Short aliases operators expect, beside the generated --field-name flags.
 ALIASES = {
@@ -133,62 +133,31 @@ def progress_line(history: ev.RunHistory, status: runs_mod.RunStatus, width: int
     )
 
 
-CLEAR_LINE = "\r\x1b[K"
-
-
-def _columns() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((120, 24)).columns
-
-
 def follow(run: runs_mod.Run, poll: float = 0.5) -> int:
     """Show progress until the run ends. Ctrl-C or a hang-up detaches; the run keeps going."""
-    detached = False
-
-    def detach(signum: int, _frame: Any) -> None:
-        nonlocal detached
-        detached = True
-
-    old_int = signal.signal(signal.SIGINT, detach)
-    old_hup = signal.signal(signal.SIGHUP, detach)
     reader = ev.EventReader(run.events_path)
     history = ev.RunHistory()
-    tty = sys.stdout.isatty()
-    last_printed = ""
-    last_time = 0.0
+    out = ProgressLine()
     try:
-        while not detached:
-            history.apply(reader.read_new())
-            status = run.status()
-            line = progress_line(history, status)
-            if tty:
-                # Redraw in place: carriage return, clear to the end of the line, and never wider than the
-                # terminal (a wrapped line would leave its first half behind on every redraw).
-                sys.stdout.write(CLEAR_LINE + line[: max(20, _columns() - 1)])
-                sys.stdout.flush()
-            elif line != last_printed and time.time() - last_time > 2 or status.state in runs_mod.TERMINAL_STATES:
-                print(line, flush=True)
-                last_printed, last_time = line, time.time()
-            if status.state in runs_mod.TERMINAL_STATES:
+        with detach_on_interrupt() as detached:
+            while not detached():
                 history.apply(reader.read_new())
-                if tty:
-                    sys.stdout.write(CLEAR_LINE + progress_line(history, status)[: max(20, _columns() - 1)] + "\n")
-                print(outcome_line(run, status, history), flush=True)
-                if reader.error:
-                    print(f"Warning: cannot read the run's event log ({reader.error}); the step above comes from "
-                          "status.json and no metrics are shown", file=sys.stderr)
-                return {"finished": 0, "stopped": 3}.get(status.state, 1)
-            time.sleep(poll)
-        if tty:
-            print()
-        print(f"Detached; the run continues. Reattach with: dpo-tui attach {run.id}", file=sys.stderr)
-        return 0
+                status = run.status()
+                if status.state in runs_mod.TERMINAL_STATES:
+                    history.apply(reader.read_new())
+                    out.show(progress_line(history, status), final=True)
+                    print(outcome_line(run, status, history), flush=True)
+                    if reader.error:
+                        print(f"Warning: cannot read the run's event log ({reader.error}); the step above comes from "
+                              "status.json and no metrics are shown", file=sys.stderr)
+                    return {"finished": 0, "stopped": 3}.get(status.state, 1)
+                out.show(progress_line(history, status))
+                time.sleep(poll)
+            out.close()
+            print(f"Detached; the run continues. Reattach with: dpo-tui attach {run.id}", file=sys.stderr)
+            return 0
     except BrokenPipeError:
         return 0
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGHUP, old_hup)
 
 
 def outcome_line(run: runs_mod.Run, status: runs_mod.RunStatus, history: ev.RunHistory) -> str:
