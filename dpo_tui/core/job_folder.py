@@ -106,6 +106,22 @@ def claim_job(job_dir: Path, what: str, wait_s: float = 0.0) -> int:
                         hint="follow it, or stop it before starting it again") from None
 
 
+@contextlib.contextmanager
+def claimed(job_dir: Path, what: str) -> Iterator[int]:
+    """Claim a job for a new worker (:func:`claim_job`) and yield the lock's fd for :func:`launch_detached`.
+
+    A job whose status says it ended waits out its worker's last moment; one that still looks active is
+    refused at once. If the body raises, the fd is closed (the claim is dropped) and the error goes on.
+    """
+    ended = effective_state(read_status(job_dir) or {"state": "new"}) not in ACTIVE_STATES
+    fd = claim_job(job_dir, what, wait_s=EXIT_GRACE_S if ended else 0.0)
+    try:
+        yield fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def lock_held(job_dir: Path) -> bool:
     """Whether a worker (or a launch under way) holds the job's lock right now; never waits, never creates it."""
     path = Path(job_dir) / LOCK_FILE

@@ -19,7 +19,6 @@ The runs root's listing skips dot-folders, so ``.eval`` is never taken for a run
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import stat
@@ -34,10 +33,10 @@ from ..errors import Problem, UserError
 from ..fsutil import JSON_ERRORS, make_unique_dir
 from ..job_folder import (
     ACTIVE_STATES,
-    EXIT_GRACE_S,
     PLAN_FILE,
     PROGRESS_FILE,
     claim_job,
+    claimed,
     effective_state,
     eta_seconds,
     launch_detached,
@@ -294,22 +293,17 @@ def resume_eval(job_dir: Path) -> Path:
     job_dir = Path(job_dir)
     read_plan(job_dir)
     check_answers_file(job_dir)
-    ended = effective_state(read_status(job_dir)) not in ACTIVE_STATES
-    lock_fd = claim_job(job_dir, "evaluation", wait_s=EXIT_GRACE_S if ended else 0.0)
-    try:
+    with claimed(job_dir, "evaluation") as lock_fd:
         state = effective_state(read_status(job_dir))
         if state in ACTIVE_STATES:
             raise UserError(f"Evaluation {job_dir.name} is still {state}", hint=f"follow it: dpo-tui eval --follow {job_dir.name}")
         if state == "done":
             raise UserError(f"Evaluation {job_dir.name} is already done", hint="start a new one with `dpo-tui eval RUN_ID`")
-        write_status(job_dir, state="starting", created_at=time.time(), pid=None, error=None, ended_at=None)
-    except OSError as exc:
-        os.close(lock_fd)
-        raise UserError(f"Cannot write the evaluation job {job_dir}: {exc.strerror or exc}",
-                        hint="free disk space; the runs root must be writable") from None
-    except BaseException:
-        os.close(lock_fd)
-        raise
+        try:
+            write_status(job_dir, state="starting", created_at=time.time(), pid=None, error=None, ended_at=None)
+        except OSError as exc:
+            raise UserError(f"Cannot write the evaluation job {job_dir}: {exc.strerror or exc}",
+                            hint="free disk space; the runs root must be writable") from None
     _launch(job_dir, lock_fd)
     return job_dir
 

@@ -26,12 +26,11 @@ from ..errors import Problem, UserError
 from ..fsutil import JSON_ERRORS, atomic_write_text
 from ..job_folder import (
     ACTIVE_STATES,
-    EXIT_GRACE_S,
     LOCK_FILE,
     LOG_FILE,
     PLAN_FILE,
     STATUS_FILE,
-    claim_job,
+    claimed,
     effective_state,
     eta_seconds,
     launch_detached,
@@ -261,9 +260,7 @@ def _launch(plan: PairsPlan, out_dir: Path) -> Path:
     except OSError as exc:
         raise UserError(f"Cannot create the pairs job folder {out_dir}: {exc.strerror or exc}",
                         hint="--out must be a writable folder with free space") from None
-    ended = effective_state(read_status(out_dir) or {"state": "new"}) not in ACTIVE_STATES
-    lock_fd = claim_job(out_dir, "pairs", wait_s=EXIT_GRACE_S if ended else 0.0)
-    try:
+    with claimed(out_dir, "pairs") as lock_fd:
         status = read_status(out_dir)
         state = effective_state(status) if status else None
         if state in ACTIVE_STATES:
@@ -272,18 +269,14 @@ def _launch(plan: PairsPlan, out_dir: Path) -> Path:
         if state == "done" and count_lines(out_dir) >= plan.prompts_count:
             raise UserError(f"The pairs job in {out_dir} is already done",
                             hint=f"its candidates are in {out_dir / CANDIDATES_FILE}; label them with dpo-tui pairs label")
-        if not (out_dir / PLAN_FILE).exists():
-            atomic_write_text(out_dir / PLAN_FILE, plan.to_json())
-        done = count_lines(out_dir)
-        write_status(out_dir, state="starting", created_at=time.time(), pid=None, pid_start=None, ended_at=None,
-                     error=None, done=done, total=plan.prompts_count)
-    except OSError as exc:
-        os.close(lock_fd)
-        raise UserError(f"Cannot write the pairs job {out_dir}: {exc.strerror or exc}",
-                        hint="--out must be a writable folder with free space") from None
-    except BaseException:
-        os.close(lock_fd)
-        raise
+        try:
+            if not (out_dir / PLAN_FILE).exists():
+                atomic_write_text(out_dir / PLAN_FILE, plan.to_json())
+            write_status(out_dir, state="starting", created_at=time.time(), pid=None, pid_start=None, ended_at=None,
+                         error=None, done=count_lines(out_dir), total=plan.prompts_count)
+        except OSError as exc:
+            raise UserError(f"Cannot write the pairs job {out_dir}: {exc.strerror or exc}",
+                            hint="--out must be a writable folder with free space") from None
     launch_detached(out_dir, WORKER_MODULE, ["generate", "--job", str(out_dir)], "pair generation", lock_fd=lock_fd)
     return out_dir
 
