@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from dpo_tui.core.eval.jobs import ANSWERS_FILE, plan_eval, read_eval_job, start_eval
+from dpo_tui.core.eval.jobs import ANSWERS_FILE, plan_eval, start_eval
 from dpo_tui.core.job_folder import LOCK_FILE, ProgressTail, read_status, write_status
 from dpo_tui.core.runs import Run
-from tests.support.cli import run_cli_inprocess
+from tests.support.cli import run_cli_inprocess, wait_eval_state
 from tests.support.mounts import tmpfs
 from tests.support.reliability import record_outcome
 
@@ -40,17 +40,6 @@ def assert_clean(proc, code: int | None = None) -> str:
     if code is not None:
         assert proc.returncode == code, f"exit {proc.returncode}\n{out}"
     return out
-
-
-def wait_state(job: Path, states: set[str], timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = read_eval_job(job).state
-        if state in states:
-            return state
-        time.sleep(0.05)
-    log = (job / "worker.log").read_text(errors="replace")[-3000:] if (job / "worker.log").exists() else ""
-    raise AssertionError(f"job {job} still {read_eval_job(job).state} after {timeout}s\n{log}")
 
 
 def prompt_keys(job: Path) -> Counter:
@@ -77,7 +66,7 @@ def prompts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def done_job(trained_run: Run, prompts_file: Path) -> Path:
     """One finished evaluation job the damage cases below set back to ``failed`` and resume."""
     job = start_eval(plan_eval(trained_run.path.parent, [trained_run.id], prompts=str(prompts_file), **FAST))
-    assert wait_state(job, TERMINAL) == "done", read_status(job)
+    assert wait_eval_state(job, TERMINAL) == "done", read_status(job)
     return job
 
 
@@ -142,7 +131,7 @@ def test_eval_resume_skips_a_deeply_nested_answer_line(done_job: Path) -> None:
     make_failed(done_job, b"[" * 100_000 + b"\n")
     proc = run_cli_inprocess("eval", "--runs-dir", str(done_job.parents[1]), "--resume", done_job.name, "--detach")
     assert_clean(proc, 0)
-    assert wait_state(done_job, TERMINAL) == "done", read_status(done_job)
+    assert wait_eval_state(done_job, TERMINAL) == "done", read_status(done_job)
     assert prompt_keys(done_job) == Counter({0: 1, 1: 1, 2: 1})
     assert "Traceback" not in (done_job / "worker.log").read_text(errors="replace")
     record_outcome("eval", "resume/answers-deep-nesting", "survived")
@@ -176,7 +165,7 @@ def test_two_eval_resumes_at_once_run_one_worker(done_job: Path) -> None:
     # Refused while the first worker runs; once it has ended (within the exit grace), as already done.
     assert any(why in refused for why in ("already running", "still starting", "still running", "already done")), refused
     assert "Traceback" not in refused
-    assert wait_state(done_job, TERMINAL) == "done"
+    assert wait_eval_state(done_job, TERMINAL) == "done"
     wait_worker_gone(done_job)
     events = list(tail.new_events())
     assert sum(e.get("type") == "done" for e in events) == 1, events
@@ -187,7 +176,7 @@ def test_two_eval_resumes_at_once_run_one_worker(done_job: Path) -> None:
 def test_eval_with_an_unreachable_judge_ends_done_with_no_verdicts(trained_run: Run, prompts_file: Path) -> None:
     judge = "url=http://127.0.0.1:1,model=x,retries=0,timeout=1"
     job = start_eval(plan_eval(trained_run.path.parent, [trained_run.id], prompts=str(prompts_file), judge=judge, **FAST))
-    assert wait_state(job, TERMINAL) == "done", read_status(job)
+    assert wait_eval_state(job, TERMINAL) == "done", read_status(job)
     report = json.loads(Path(read_status(job)["reports"][trained_run.id]).read_text())
     judge_section = report["judge"]
     assert judge_section["no_verdict"] == len(PROMPTS) and judge_section["win_rate"] is None, judge_section
@@ -205,7 +194,7 @@ def test_eval_run_deleted_between_plan_and_start_fails_naming_the_adapter(traine
     plan = plan_eval(root, [trained_run.id], prompts=str(prompts_file), **FAST)
     shutil.rmtree(copy)
     job = start_eval(plan)
-    assert wait_state(job, TERMINAL) == "failed", read_status(job)
+    assert wait_eval_state(job, TERMINAL) == "failed", read_status(job)
     error = read_status(job)["error"]
     assert "adapter" in error.lower() and str(copy) in error, error
     log = (job / "worker.log").read_text(errors="replace")

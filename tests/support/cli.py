@@ -138,3 +138,17 @@ def wait_until(predicate: Callable[[], object], timeout: float = 120, what: str 
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_eval_state(job: Path, states: set[str], timeout: float = 180) -> str:
+    """Poll an evaluation job folder until its state is one of ``states``; the worker log's tail on timeout."""
+    from dpo_tui.core.eval.jobs import read_eval_job
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = read_eval_job(job).state
+        if state in states:
+            return state
+        time.sleep(0.05)
+    log = (job / "worker.log").read_text(errors="replace")[-3000:] if (job / "worker.log").exists() else ""
+    raise AssertionError(f"job {job} still {read_eval_job(job).state} after {timeout}s\n{log}")

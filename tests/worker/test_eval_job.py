@@ -16,7 +16,7 @@ import pytest
 from dpo_tui.core.eval.jobs import ANSWERS_FILE, plan_eval, read_eval_job, resume_eval, start_eval
 from dpo_tui.core.job_folder import ProgressTail, read_status, stop_job
 from dpo_tui.core.runs import Run
-from tests.support.cli import run_cli_inprocess
+from tests.support.cli import run_cli_inprocess, wait_eval_state
 
 PROMPTS = ["What is the capital of Norway?", "Name a primary colour.", "How many legs does a spider have?",
            "What is two plus two?", "Which ocean is the largest?", "What do bees make?"]
@@ -34,17 +34,6 @@ def prompts_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _start(run: Run, prompts: Path, **kw) -> Path:
     settings = {"samples": 1, "max_new_tokens": 24, "batch_size": 2, **kw}
     return start_eval(plan_eval(run.path.parent, [run.id], prompts=str(prompts), device="cpu", **settings))
-
-
-def _wait_state(job: Path, states: set[str], timeout: float = 180) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = read_eval_job(job).state
-        if state in states:
-            return state
-        time.sleep(0.05)
-    log = (job / "worker.log").read_text(errors="replace")[-3000:] if (job / "worker.log").exists() else ""
-    raise AssertionError(f"job {job} still {read_eval_job(job).state} after {timeout}s\n{log}")
 
 
 def _wait_first_chunk(job: Path, timeout: float = 180) -> None:
@@ -68,7 +57,7 @@ def _answer_keys(job: Path) -> Counter:
 
 def _assert_finished(job: Path) -> None:
     """Every item answered once; done once the report builder is in the tree."""
-    state = _wait_state(job, TERMINAL - {"stopped"})
+    state = wait_eval_state(job, TERMINAL - {"stopped"})
     keys = _answer_keys(job)
     assert keys == Counter({("prompts", i): 1 for i in range(len(PROMPTS))}), keys
     if BUILD_LANDED:
@@ -78,7 +67,7 @@ def _assert_finished(job: Path) -> None:
 @pytest.fixture(scope="module")
 def judged_job(trained_run: Run, prompts_file: Path) -> Path:
     job = _start(trained_run, prompts_file, judge="shorter")
-    _wait_state(job, TERMINAL)
+    wait_eval_state(job, TERMINAL)
     return job
 
 
@@ -126,7 +115,7 @@ def test_sigkill_then_resume_finishes_once(trained_run: Run, prompts_file: Path)
     _wait_first_chunk(job)
     pid = (read_status(job) or {})["pid"]
     os.killpg(pid, signal.SIGKILL)
-    assert _wait_state(job, {"crashed"}, timeout=30) == "crashed"
+    assert wait_eval_state(job, {"crashed"}, timeout=30) == "crashed"
     resume_eval(job)
     _assert_finished(job)
 
